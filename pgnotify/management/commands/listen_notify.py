@@ -1,0 +1,44 @@
+import asyncio
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pgnotify import conf
+from pgnotify.connection import listener_conninfo
+from pgnotify.exceptions import PgNotifyError
+from pgnotify.handlers_config import configured_handlers
+from pgnotify.listener import ListenerOptions
+from pgnotify.output import Output
+from pgnotify.runner import run_listener
+from pgnotify.sending import validate_channel
+
+
+class Command(BaseCommand):
+    help = "LISTEN on the watched channels and hand every notification on (websockets, caches, output)."
+    requires_system_checks = ["database"]
+
+    def add_arguments(self, parser):
+        parser.add_argument("--channel", action="append", default=[], metavar="C",
+                            help="also listen on this channel (repeatable)")
+        parser.add_argument("--name", default="default",
+                            help="listener name: its position in the event log, shared by its standbys")
+        parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+        parser.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
+                            help="print statistics every S seconds (0: only at the end)")
+
+    def handle(self, *args, **options):
+        try:
+            extra = [validate_channel(channel) for channel in options["channel"]]
+            if not options["name"] or len(options["name"]) > 200:
+                raise CommandError("--name must be 1 to 200 characters")
+            listener_options = ListenerOptions(
+                channels=conf.listen_channels(extra),
+                name=options["name"],
+                retention=timedelta(seconds=conf.get("RETENTION")),
+            )
+            output = Output(as_json=options["json"], stdout=self.stdout._out, stderr=self.stderr._out)
+            asyncio.run(run_listener(listener_conninfo(), listener_options, output,
+                                     handlers=configured_handlers(),
+                                     stats_interval=options["stats_interval"]))
+        except PgNotifyError as error:
+            raise CommandError(str(error)) from error

@@ -1,0 +1,35 @@
+"""Runs a listener until SIGINT/SIGTERM, printing statistics as it goes."""
+
+import asyncio
+import signal
+
+from .handlers import Dispatcher
+from .listener import Listener, ListenerOptions
+from .output import Output
+
+
+async def run_listener(conninfo: dict, options: ListenerOptions, output: Output, handlers=(),
+                       stats_interval: float = 0, stop: asyncio.Event | None = None) -> Listener:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    listener = Listener(conninfo, options, Dispatcher([output, *handlers]))
+    stats_task = asyncio.create_task(_print_stats(listener, output, stats_interval, stop)) if stats_interval else None
+    try:
+        await listener.run(stop)
+    finally:
+        if stats_task:
+            stats_task.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    output.print_stats(listener.stats.snapshot())
+    return listener
+
+
+async def _print_stats(listener: Listener, output: Output, interval: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            output.print_stats(listener.stats.snapshot())

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS pgnotify_invalidate_cache() CASCADE;

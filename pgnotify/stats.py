@@ -1,0 +1,92 @@
+"""Per-channel and listener statistics: counts, rates, commit-to-listener latency."""
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+LATENCY_SAMPLES = 2000
+
+
+def percentile(values, fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass
+class ChannelStats:
+    count: int = 0
+    replayed: int = 0
+    non_json: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    _window_start: float = field(default_factory=time.monotonic)
+    _window_count: int = 0
+
+    def rate(self) -> float:
+        """Notifications per second since the last call."""
+        now = time.monotonic()
+        elapsed = max(now - self._window_start, 1e-9)
+        rate = (self.count - self._window_count) / elapsed
+        self._window_start, self._window_count = now, self.count
+        return rate
+
+
+@dataclass
+class ListenerStats:
+    state: str = "starting"
+    reconnects: int = 0
+    last_event_id: int | None = None
+    queue_usage: float = 0.0
+    replayed: int = 0
+    duplicates_dropped: int = 0
+    started: float = field(default_factory=time.monotonic)
+    channels: dict[str, ChannelStats] = field(default_factory=dict)
+
+    def record(self, notification) -> None:
+        stats = self.channels.setdefault(notification.channel, ChannelStats())
+        stats.count += 1
+        if not notification.is_json:
+            stats.non_json += 1
+        if notification.replayed:
+            stats.replayed += 1
+            self.replayed += 1
+        event = notification.event
+        if event is None:
+            return
+        self.last_event_id = event["id"]
+        if not notification.replayed and isinstance(event.get("ts"), str):
+            try:
+                sent = datetime.fromisoformat(event["ts"])
+            except ValueError:
+                return
+            stats.latencies_ms.append((notification.received - sent).total_seconds() * 1000)
+
+    def snapshot(self) -> dict:
+        """A JSON-ready summary; rates cover the time since the previous snapshot."""
+        channels = {}
+        for name, stats in sorted(self.channels.items()):
+            latencies = list(stats.latencies_ms)
+            channels[name] = {
+                "count": stats.count,
+                "rate": round(stats.rate(), 2),
+                "replayed": stats.replayed,
+                "non_json": stats.non_json,
+                "latency_p50_ms": _round(percentile(latencies, 0.50)),
+                "latency_p99_ms": _round(percentile(latencies, 0.99)),
+            }
+        return {
+            "state": self.state,
+            "reconnects": self.reconnects,
+            "last_event_id": self.last_event_id,
+            "queue_usage": self.queue_usage,
+            "replayed": self.replayed,
+            "duplicates_dropped": self.duplicates_dropped,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "channels": channels,
+        }
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
