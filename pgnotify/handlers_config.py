@@ -1,10 +1,12 @@
-"""The handlers the listener runs besides its output, from settings."""
+"""The handlers the listener runs besides its output: the built-in ones, then PGNOTIFY['HANDLERS']."""
 
 from django.utils.module_loading import import_string
 
 from . import conf
 
+# Dotted paths of classes (or zero-argument factories) every listener runs.
+BUILTIN_HANDLERS: list[str] = []
+
 
 def configured_handlers() -> list:
-    """Instances of the classes (or factories) named in PGNOTIFY['HANDLERS']."""
-    return [import_string(path)() for path in conf.get("HANDLERS")]
+    return [import_string(path)() for path in [*BUILTIN_HANDLERS, *conf.get("HANDLERS")]]
