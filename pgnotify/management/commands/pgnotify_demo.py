@@ -1,0 +1,16 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from pgnotify.demo import run_demo
+from pgnotify.exceptions import PgNotifyError
+
+
+class Command(BaseCommand):
+    help = ("Run the LISTEN/NOTIFY walkthroughs (basic, multiple channels, JSON payloads, chat, change "
+            "monitoring) against the configured database; exits non-zero if one did not receive what it sent.")
+    requires_system_checks = ["database"]
+
+    def handle(self, *args, **options):
+        try:
+            run_demo(self.stdout.write)
+        except PgNotifyError as error:
+            raise CommandError(str(error)) from error
