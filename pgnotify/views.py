@@ -1,0 +1,12 @@
+"""Pages of the pgnotify app. The live data arrives over websockets; views only render the shell."""
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.shortcuts import render
+
+
+@staff_member_required(login_url="/accounts/login/")
+def dashboard(request):
+    return render(request, "pgnotify/dashboard.html")
+
+
+# chat views
