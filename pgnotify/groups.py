@@ -1,8 +1,137 @@
-"""Channel-layer group names shared by the listener's handler and the consumers."""
+"""The listener's websocket handler: hands change events, statistics and state notices to
+channel-layer groups.
+
+Events are batched by back-pressure, not by a timer: the first event after a quiet spell goes
+out at once; while a group message is in flight the next events queue up and leave together in
+the following one. So an idle dashboard sees each change immediately, and a busy one gets many
+events per group message instead of one round trip per event.
+"""
+
+import asyncio
+import json
+import logging
+import time
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
 
 DASHBOARD_GROUP = "pgnotify.dashboard"
+CHAT_CHANNEL = "chat"
+CHAT_TABLE = "pgnotify_chatmessage"
+
+MAX_BATCH = 500  # events per frame: keeps one websocket frame well under a megabyte
+MAX_PENDING = 20_000  # kept for retry while the channel layer is unreachable; older ones are dropped
+SEND_TIMEOUT = 5.0  # seconds one group_send may take before the batch is retried later
+STATS_INTERVAL = 1.0
 
 
 def chat_group(room: str) -> str:
     """Group of a chat room; the ChatConsumer joins it, the listener sends `chat.message` to it."""
     return f"pgnotify.chat.{room}"
+
+
+def chat_message(event: dict) -> tuple[str, dict] | None:
+    """The (group, message) a new chat row turns into, or None for anything else."""
+    row = event.get("row") or {}
+    if event.get("table") != CHAT_TABLE or event.get("op") != "INSERT" or not row.get("room"):
+        return None
+    return chat_group(row["room"]), {
+        "type": "chat.message",
+        "id": row.get("id", event.get("pk")),
+        "room": row["room"],
+        "user": row.get("username"),
+        "message": row.get("message"),
+        "ts": row.get("created_at") or event.get("ts"),
+    }
+
+
+def frame(payload: dict) -> dict:
+    """A group message carrying one ready-made websocket text frame (serialised once, not per client)."""
+    return {"type": "dashboard.frame", "text": json.dumps(payload, separators=(",", ":"))}
+
+
+class GroupForwarder:
+    """Listener handler: change events to the dashboard group in batches, chat rows to their
+    room, listener statistics every second and state notices as they happen."""
+
+    def __init__(self, channel_layer=None, group: str = DASHBOARD_GROUP):
+        self._layer = channel_layer
+        self.group = group
+        self.listener = None
+        self._pending: list[dict] = []
+        self._sender: asyncio.Task | None = None
+        self._stats_sent = 0.0
+        self.frames_sent = 0
+        self.events_sent = 0
+        self.dropped = 0
+
+    @property
+    def layer(self):
+        if self._layer is None:
+            self._layer = get_channel_layer()
+        return self._layer
+
+    def attach(self, listener) -> None:
+        """Called by the runner: the listener whose statistics the dashboard shows."""
+        self.listener = listener
+
+    # -- the listener's sink interface
+
+    async def handle(self, notification) -> None:
+        event = notification.event
+        if event is None:
+            return
+        self._pending.append(event)
+        if len(self._pending) > MAX_PENDING:
+            overflow = len(self._pending) - MAX_PENDING
+            del self._pending[:overflow]
+            self.dropped += overflow
+            logger.warning("channel layer not keeping up: dropped %d dashboard events", overflow)
+        if notification.channel == CHAT_CHANNEL:
+            routed = chat_message(event)
+            if routed is not None:
+                await self._send(*routed)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._drain())
+
+    async def notice(self, notice: dict) -> None:
+        await self._send(self.group, frame({"type": "notice", **notice}))
+        await self._send_stats()
+
+    async def flush(self) -> None:
+        """Deliver everything pending (the listener calls this before recording its position)."""
+        if self._sender is not None and not self._sender.done():
+            await self._sender
+        if self._pending:
+            await self._drain()
+        if time.monotonic() - self._stats_sent >= STATS_INTERVAL:
+            await self._send_stats()
+
+    # -- sending
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[: len(batch)]
+            if not await self._send(self.group, frame({"type": "changes", "events": batch})):
+                self._pending[:0] = batch  # retried on the next event or flush
+                return
+            self.frames_sent += 1
+            self.events_sent += len(batch)
+
+    async def _send_stats(self) -> None:
+        self._stats_sent = time.monotonic()
+        if self.listener is None:
+            return
+        snapshot = self.listener.stats.snapshot()
+        snapshot["name"] = self.listener.options.name
+        await self._send(self.group, frame({"type": "stats", **snapshot}))
+
+    async def _send(self, group: str, message: dict) -> bool:
+        try:
+            await asyncio.wait_for(self.layer.group_send(group, message), SEND_TIMEOUT)
+            return True
+        except Exception as error:  # the layer's own errors vary by backend; the listener must go on
+            logger.warning("group_send to %s failed: %s", group, error)
+            return False

@@ -5,7 +5,7 @@ from django.utils.module_loading import import_string
 from . import conf
 
 # Dotted paths of classes (or zero-argument factories) every listener runs.
-BUILTIN_HANDLERS: list[str] = []
+BUILTIN_HANDLERS: list[str] = ["pgnotify.groups.GroupForwarder"]
 
 
 def configured_handlers() -> list:

@@ -15,6 +15,9 @@ async def run_listener(conninfo: dict, options: ListenerOptions, output: Output,
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     listener = Listener(conninfo, options, Dispatcher([output, *handlers]))
+    for handler in handlers:
+        if hasattr(handler, "attach"):
+            handler.attach(listener)  # handlers that report the listener's statistics
     stats_task = asyncio.create_task(_print_stats(listener, output, stats_interval, stop)) if stats_interval else None
     try:
         await listener.run(stop)

@@ -1,0 +1,183 @@
+"""Shared pieces for tests of the web side: a real daphne server on a free port, the channel
+layers to run it with, a headless Chromium through Playwright, and logging in.
+
+Import the fixtures a test module needs: `from tests.web import browser, web_stack  # noqa: F401`.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, ManagedProcess, process_env, start_listener
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+STAFF_PASSWORD = "staff-password-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def layer_env(layer: str) -> dict:
+    """Environment for processes of one test run: which channel layer, with a prefix of its own."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    if layer == "redis":
+        if not redis_reachable():
+            pytest.skip(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}")
+        return {"REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/3", "CHANNEL_LAYER_PREFIX": prefix}
+    return {"REDIS_URL": "", "CHANNEL_LAYER_PREFIX": prefix}
+
+
+class Daphne:
+    """`daphne notifyproject.asgi:application` on 127.0.0.1 and a free port, against the test database."""
+
+    def __init__(self, env: dict):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "notifyproject.asgi:application"],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, encoding="utf-8",
+        )
+        self._pump = threading.Thread(target=self._read, daemon=True)
+        self._pump.start()
+
+    def _read(self):
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+
+    def wait_ready(self, timeout: float = 20.0) -> "Daphne":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited with {self.proc.returncode}: {self.lines[-20:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)  # polling a port that is not open yet
+        raise TimeoutError(f"daphne not ready after {timeout}s: {self.lines[-20:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._pump.join(5)
+
+
+class WebStack:
+    """daphne + `listen_notify` on the test database, sharing one channel layer."""
+
+    def __init__(self, layer: str):
+        self.layer = layer
+        self.env = process_env(**layer_env(layer))
+        self.daphne: Daphne | None = None
+        self.listener: ManagedProcess | None = None
+
+    def start(self, listener_args=()) -> "WebStack":
+        self.daphne = Daphne(self.env)
+        self.listener = start_listener("--name", f"web-{uuid.uuid4().hex[:8]}", *listener_args, env=self.env)
+        self.daphne.wait_ready()
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.daphne.url
+
+    def stop(self):
+        if self.listener:
+            self.listener.stop()
+        if self.daphne:
+            self.daphne.stop()
+
+
+@pytest.fixture(params=["postgres", "redis"])
+def web_stack(request, transactional_db):
+    """A started WebStack, once per channel layer (Redis is skipped when unreachable)."""
+    stack = WebStack(request.param)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium. Missing: the test fails under CI, else it is skipped."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium, or `make browser`)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def make_user(username: str, staff: bool = False, password: str = STAFF_PASSWORD):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(
+        username=username, password=password, is_staff=staff, is_superuser=staff)
+
+
+def login(page, base_url: str, username: str, password: str = STAFF_PASSWORD) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert "/accounts/login/" not in page.url, f"login as {username} failed"
+
+
+def wait_websocket(page, timeout_ms: float = 10_000) -> None:
+    """The page's websocket client sets window.websocketConnected when it is open."""
+    page.wait_for_function("window.websocketConnected === true", timeout=timeout_ms)
+
+
+def terminate_backends(application_name_like: str, datname: str) -> int:
+    """pg_terminate_backend of this test database's backends whose application_name matches."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name LIKE %s AND pid <> pg_backend_pid()",
+            [datname, application_name_like],
+        )
+        return cursor.fetchone()[0]
