@@ -36,8 +36,9 @@ class Inbox:
     """A dedicated autocommit connection that LISTENs, with a buffer: psycopg may hand over
     several notifications at once, and a walkthrough takes them one at a time."""
 
-    def __init__(self, connection: psycopg.Connection, suffix: str):
+    def __init__(self, connection: psycopg.Connection, suffix: str, timeout: float = TIMEOUT):
         self.connection = connection
+        self.timeout = timeout
         self.pending: deque[psycopg.Notify] = deque()
         # Notifications are delivered in commit order, so once this one arrives
         # everything sent before it has arrived too.
@@ -53,8 +54,8 @@ class Inbox:
         self.connection.execute("UNLISTEN *")
         self.pending.clear()
 
-    def next(self, timeout: float = TIMEOUT) -> psycopg.Notify | None:
-        deadline = time.monotonic() + timeout
+    def next(self, timeout: float | None = None) -> psycopg.Notify | None:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while not self.pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -76,8 +77,9 @@ class Inbox:
 
 
 class Demo:
-    def __init__(self, write: Callable[[str], None]):
+    def __init__(self, write: Callable[[str], None], timeout: float = TIMEOUT):
         self.write = write
+        self.timeout = timeout
         self.suffix = str(os.getpid())
         self.failures: list[str] = []
 
@@ -93,7 +95,7 @@ class Demo:
     def check_quiet(self, walkthrough: str, inbox: Inbox) -> None:
         rest = inbox.rest()
         if rest is None:
-            self.check(walkthrough, False, f"the end marker did not arrive within {TIMEOUT:.0f} s")
+            self.check(walkthrough, False, f"the end marker did not arrive within {self.timeout:g} s")
         elif rest:
             self.check(walkthrough, False, f"{len(rest)} unexpected notifications: {rest[0].payload[:60]!r}...")
 
@@ -116,7 +118,7 @@ class Demo:
             self.write(f"   ✅ Connected to '{info.dbname}' at {info.host}:{info.port} "
                        f"(PostgreSQL {version}), listening backend PID={info.backend_pid}")
             self.write("")
-            inbox = Inbox(connection, self.suffix)
+            inbox = Inbox(connection, self.suffix, self.timeout)
             for walkthrough in (self.basic, self.multiple_channels, self.json_payloads, self.chat,
                                 self.change_monitoring):
                 try:
@@ -309,7 +311,7 @@ class Demo:
 
     def _expect_change(self, name, inbox: Inbox, table: str, pk, op: str, changed) -> bool:
         """Wait for the event of this row; events of other sessions on the shared channel are skipped."""
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + self.timeout
         while (item := inbox.next(max(0.0, deadline - time.monotonic()))) is not None:
             event = _event_for(item, table, pk)
             if event is None:
@@ -320,7 +322,7 @@ class Demo:
                   and "truncated" not in event)
             return self.check(name, ok, f"expected {op} changed={changed}, got {event['op']} "
                                         f"changed={event.get('changed')}")
-        return self.check(name, False, f"the {op} event of {table} pk={pk} did not arrive within {TIMEOUT:.0f} s")
+        return self.check(name, False, f"the {op} event of {table} pk={pk} did not arrive within {self.timeout:g} s")
 
 
 def _event_for(item: psycopg.Notify, table: str, pk) -> dict | None:
@@ -352,8 +354,8 @@ def _clip(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text.encode())} bytes)"
 
 
-def run_demo(write: Callable[[str], None]) -> None:
+def run_demo(write: Callable[[str], None], timeout: float = TIMEOUT) -> None:
     """Run every walkthrough; raises DemoError naming what went wrong."""
-    failures = Demo(write).run()
+    failures = Demo(write, timeout).run()
     if failures:
         raise DemoError(f"{len(failures)} problem(s): " + "; ".join(failures))
