@@ -44,3 +44,6 @@ test: db browser
 clean:
 	-$(PY) -m notifyproject.embedded_db stop
 	rm -rf .pgdata staticfiles
+
+bench: db
+	$(PY) -m bench.run $(BENCH_ARGS)
