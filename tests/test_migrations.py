@@ -1,0 +1,146 @@
+"""Migrations install and remove everything; a WATCH change refreshes exactly the triggers it touches."""
+
+import json
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import override_settings
+from psycopg import sql
+
+from notifyproject.shop.models import Order, Product
+from pgnotify.connection import listener_conninfo
+from pgnotify.demo import Inbox
+from pgnotify.triggers import sync_triggers
+from tests import support
+
+PGNOTIFY_OBJECTS = """
+    SELECT 'function ' || proname FROM pg_proc WHERE proname LIKE 'pgnotify%%'
+    UNION ALL SELECT 'relation ' || relname FROM pg_class WHERE relname LIKE 'pgnotify%%'
+    UNION ALL SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass FROM pg_trigger WHERE tgname LIKE 'pgnotify%%'
+"""
+TRIGGER_COMMENTS = """
+    SELECT c.relname || '.' || t.tgname, obj_description(t.oid, 'pg_trigger')
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname LIKE 'pgnotify%%'
+"""
+
+
+def manage(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(support.ROOT / "manage.py"), *args], cwd=support.ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env=support.process_env(DATABASE_URL=database_url))
+
+
+def query(conn, statement: str) -> set:
+    return set(conn.execute(statement).fetchall())
+
+
+@pytest.fixture
+def throwaway_database(db):
+    """A database of its own, so migrating pgnotify back and forth leaves the test database alone."""
+    name = f"{connection.settings_dict['NAME']}_migrations_{os.getpid()}"
+    with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        try:
+            yield name, support.test_database_url().rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_migrate_forward_back_forward(throwaway_database):
+    name, url = throwaway_database
+    forward = manage(url, "migrate", "--noinput")
+    assert forward.returncode == 0, forward.stderr
+    assert "pgnotify: attached pgnotify_change on shop_order" in forward.stdout
+    with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
+        installed = query(conn, PGNOTIFY_OBJECTS)
+        comments = query(conn, TRIGGER_COMMENTS)
+        assert {("function pgnotify_notify_change",), ("function pgnotify_invalidate_cache",),
+                ("relation pgnotify_event",), ("relation pgnotify_listener",), ("relation pgnotify_chatmessage",),
+                ("trigger pgnotify_change on shop_order",), ("trigger pgnotify_change on shop_product",),
+                ("trigger pgnotify_change on auth_user",), ("trigger pgnotify_cache on shop_product",),
+                ("trigger pgnotify_cache on auth_user",)} <= installed
+        assert all(comment.startswith("pgnotify:") for _, comment in comments) and len(comments) >= 5
+        conn.execute("INSERT INTO shop_order DEFAULT VALUES")
+        assert conn.execute("SELECT count(*) FROM pgnotify_event").fetchone() == (1,)
+
+        again = manage(url, "migrate", "--noinput")
+        assert again.returncode == 0 and "pgnotify:" not in again.stdout  # nothing changed, nothing rewritten
+        assert query(conn, TRIGGER_COMMENTS) == comments
+
+        back = manage(url, "migrate", "pgnotify", "zero", "--noinput")
+        assert back.returncode == 0, back.stderr
+        assert query(conn, PGNOTIFY_OBJECTS) == set()
+        # No trigger is left pointing at a dropped function: the watched tables still take writes.
+        conn.execute("INSERT INTO shop_order DEFAULT VALUES")
+        conn.execute("UPDATE shop_order SET status = 'paid'")
+        conn.execute("UPDATE auth_user SET first_name = 'x'")
+
+        forward_again = manage(url, "migrate", "--noinput")
+        assert forward_again.returncode == 0, forward_again.stderr
+        assert query(conn, PGNOTIFY_OBJECTS) == installed
+        assert query(conn, TRIGGER_COMMENTS) == comments
+        conn.execute("UPDATE shop_order SET status = 'shipped'")
+        logged = conn.execute("SELECT payload->>'op', payload->>'table' FROM pgnotify_event").fetchall()
+        assert logged == [("UPDATE", "shop_order")] * 2
+
+
+def trigger_comments() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(TRIGGER_COMMENTS)
+        return dict(cursor.fetchall())
+
+
+def watch_settings(**changes) -> dict:
+    """settings.PGNOTIFY with WATCH entries replaced (None removes one)."""
+    watch = {**settings.PGNOTIFY["WATCH"], **changes}
+    return {**settings.PGNOTIFY, "WATCH": {label: options for label, options in watch.items() if options}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_watch_changes_refresh_only_the_triggers_they_touch():
+    original = trigger_comments()
+    assert "shop_order.pgnotify_change" in original
+    with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as conn:
+        inbox = Inbox(conn, "migrations", timeout=5.0)
+        inbox.listen("orders", "orders_v2", "users", "products")
+        try:
+            assert sync_triggers() == []  # unchanged settings rewrite nothing
+            assert trigger_comments() == original
+
+            with override_settings(PGNOTIFY=watch_settings(**{"shop.Order": {"channel": "orders_v2"}})):
+                assert sync_triggers() == ["refreshed pgnotify_change on shop_order"]
+                changed = trigger_comments()
+                assert sync_triggers() == []
+            assert {k for k in original if changed[k] != original[k]} == {"shop_order.pgnotify_change"}
+            order = Order.objects.create()
+            event = json.loads(inbox.next().payload)
+            assert (event["channel"], event["pk"]) == ("orders_v2", order.pk)
+            assert sync_triggers() == ["refreshed pgnotify_change on shop_order"]
+            assert trigger_comments() == original
+
+            user_options = {"channel": "users", "exclude": ["password", "email"]}
+            with override_settings(PGNOTIFY=watch_settings(**{"auth.User": user_options})):
+                assert sync_triggers() == ["refreshed pgnotify_change on auth_user"]
+                assert trigger_comments()["auth_user.pgnotify_change"] != original["auth_user.pgnotify_change"]
+            get_user_model().objects.create_user("dave", "dave@example.com", "a-password")
+            event = json.loads(inbox.next().payload)
+            assert event["table"] == "auth_user" and "email" not in event["row"] and "password" not in event["row"]
+            assert sync_triggers() == ["refreshed pgnotify_change on auth_user"]
+
+            with override_settings(PGNOTIFY=watch_settings(**{"shop.Product": None})):
+                assert sync_triggers() == ["dropped pgnotify_change on shop_product"]
+                assert "shop_product.pgnotify_change" not in trigger_comments()
+                assert "shop_product.pgnotify_cache" in trigger_comments()  # cache invalidation stays
+            Product.objects.create(sku="UNWATCHED-1")
+            assert inbox.rest() == []  # no change event for the unwatched table
+            assert sync_triggers() == ["attached pgnotify_change on shop_product"]
+        finally:
+            sync_triggers()  # whatever happened above, the test database gets its triggers back
+    assert trigger_comments() == original
