@@ -103,14 +103,15 @@ def order_events(parsed: list[dict]) -> list[dict]:
             for line in parsed if line["channel"] == "orders" and isinstance(line["payload"], dict)]
 
 
-def replaying_counts(stderr_lines: list[str]) -> list[int]:
-    return [int(m.group(1)) for line in stderr_lines if (m := re.search(r": replaying .*events=(\d+)", line))]
-
-
 def catch_up_block(events: list[dict], stderr_lines: list[str]) -> list[dict]:
-    """The events of the run's first catch-up: they lead the output, announced by 'replaying N'."""
-    counts = replaying_counts(stderr_lines)
-    return events[: counts[0]] if counts else []
+    """The events of the catch-up that starts a process: they lead its output, announced by
+    'replaying N' before its first 'live'."""
+    for line in stderr_lines:
+        if ": live" in line:
+            return []
+        if match := re.search(r": replaying .*events=(\d+)", line):
+            return events[: int(match.group(1))]
+    return []
 
 
 def sort_key(event: dict) -> tuple[int, int]:
@@ -186,14 +187,14 @@ class RecordingSink:
 
 class SilenceableProxy:
     """Relays 127.0.0.1:<port> to a PostgreSQL (TCP host/port or Unix socket directory).
-    `silence(marker)` stops relaying, in both directions, every connection whose first client
-    bytes contain `marker` (libpq's startup packet carries application_name); the sockets stay
-    open, so the client sees a peer that has vanished. New connections still pass."""
+    `silence(marker)` stops relaying, in both directions, every open connection whose first
+    client bytes contain `marker` (libpq's startup packet carries application_name); the
+    sockets stay open, so the client sees a peer that has vanished. New connections pass."""
 
     def __init__(self, host: str, port: int):
         self.upstream = (host, int(port))
         self.port = _free_port()
-        self._silenced: list[bytes] = []
+        self._connections: list[dict] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -207,8 +208,12 @@ class SilenceableProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
-    def silence(self, marker: str) -> None:
-        self._silenced.append(marker.encode())
+    def silence(self, marker: str) -> int:
+        """Silence the open connections carrying `marker`; returns how many."""
+        matching = [c for c in list(self._connections) if marker.encode() in c["first"]]
+        for connection in matching:
+            connection["silenced"] = True
+        return len(matching)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -218,9 +223,14 @@ class SilenceableProxy:
             self._loop.run_forever()
         finally:
             server.close()
-            for task in asyncio.all_tasks(self._loop):
+            for connection in self._connections:
+                for writer in connection["writers"]:
+                    writer.transport.abort()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
                 task.cancel()
-            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.run_until_complete(server.wait_closed())
             self._loop.close()
 
     async def _open_upstream(self):
@@ -231,19 +241,17 @@ class SilenceableProxy:
 
     async def _serve(self, client_reader, client_writer) -> None:
         server_reader, server_writer = await self._open_upstream()
-        first = bytearray()
-
-        def silenced() -> bool:
-            return any(marker in first for marker in self._silenced)
+        connection = {"first": bytearray(), "silenced": False, "writers": [client_writer, server_writer]}
+        self._connections.append(connection)
 
         async def pump(reader, writer, record: bool):
             while True:
                 data = await reader.read(65536)
                 if not data:
                     break
-                if record and len(first) < 4096:
-                    first.extend(data)
-                if silenced():
+                if record and len(connection["first"]) < 4096:
+                    connection["first"].extend(data)
+                if connection["silenced"]:
                     await asyncio.Event().wait()  # relay nothing, answer nothing, close nothing: a dead peer
                 writer.write(data)
                 await writer.drain()

@@ -201,7 +201,7 @@ async def test_silent_connection_is_detected_within_10_s():
                 await sink.wait_for(lambda: "live" in sink.states())
                 await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
                 await sink.wait_for(lambda: len(sink.events()) == 1)
-                proxy.silence(f"pgnotify listen {listener._token.strip()} {name}")
+                assert proxy.silence(f"pgnotify listen{listener._token}{name}") == 1
                 silenced_at = time.monotonic()
                 await writer.execute("INSERT INTO shop_order DEFAULT VALUES")  # while the connection is dead
                 await sink.wait_for(lambda: "lost" in sink.states(), within=12)
