@@ -28,7 +28,8 @@ from tests.faults import (
     record_figures,
     sort_key,
 )
-from tests.support import ManagedProcess, process_env, start_listener, test_database_url
+from tests.support import ManagedProcess, process_env, start_listener
+from tests.support import test_database_url as database_url
 
 pytestmark = pytest.mark.slow
 WRITERS, ROWS = 4, 1000
@@ -108,7 +109,7 @@ def check_and_measure(runs, killed: int, url: str, since: tuple[int, int], rows_
 @pytest.mark.django_db(transaction=True)
 def test_kill_and_terminate_lose_nothing():
     name = unique_name("durable")
-    url = test_database_url()
+    url = database_url()
     runs = [start_listener("--name", name)]
     since = marks(url)
     writers = Writers(url, WRITERS, ROWS).start()
