@@ -10,6 +10,8 @@ DEFAULTS = {
     # Seconds an event stays in the log for replay.
     "RETENTION": 24 * 3600,
     "HANDLERS": [],
+    # Alias in CACHES of the cache pgnotify.cache uses (shared by every process).
+    "CACHE": "default",
 }
 
 # Always listened to: state notices, chat, cache invalidation.

@@ -1,12 +1,11 @@
 """The handlers the listener runs besides its output: the built-in ones, then PGNOTIFY['HANDLERS']."""
 
-from django.utils.module_loading import import_string
-
 from . import conf
+from .handlers import load_handler
 
-# Dotted paths of classes (or zero-argument factories) every listener runs.
-BUILTIN_HANDLERS: list[str] = ["pgnotify.groups.GroupForwarder"]
+# Dotted paths of handler classes every listener runs (see handlers.load_handler for entries).
+BUILTIN_HANDLERS: list[str] = ["pgnotify.groups.GroupForwarder", "pgnotify.cache.CacheInvalidator"]
 
 
 def configured_handlers() -> list:
-    return [import_string(path)() for path in [*BUILTIN_HANDLERS, *conf.get("HANDLERS")]]
+    return [load_handler(entry) for entry in [*BUILTIN_HANDLERS, *conf.get("HANDLERS")]]

@@ -31,6 +31,7 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
+from .exceptions import PgNotifyError
 from .notification import Notification
 from .replay import EventLog
 from .snapshots import Snapshot
@@ -270,7 +271,12 @@ class Listener:
             logger.info("handed on %d events that arrived by the event log", handed)
         self._position = current
         self._handed = {i: t for i, t in self._handed.items() if not current.sees(t)}
-        await self.sink.flush()
+        try:
+            await self.sink.flush()
+        except PgNotifyError as error:  # a handler has not taken everything: keep the old position
+            logger.debug("position of %s held back: %s", self.options.name, error)
+            self._saved_at = 0.0  # record the position at the first checkpoint that flushes
+            return handed
         now = time.monotonic()
         if save or handed or skip or now - self._saved_at >= self.options.position_save_interval:
             await log.save_position(self.options.name, current)

@@ -1,0 +1,169 @@
+"""Pluggable handlers (SPEC §9, issue 5): channel filters, sync and async callables, a failing
+handler retried with backoff without holding the others up, and the listener's position held
+back until every handler has taken every event."""
+
+import asyncio
+import logging
+import threading
+import uuid
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from pgnotify.connection import listener_conninfo
+from pgnotify.handlers import Dispatcher, HandlerConfigError, HandlersBehindError, load_handler
+from pgnotify.listener import Listener, ListenerOptions
+from pgnotify.notification import Notification
+from tests.faults import RecordingSink
+from tests.support import test_database_url as database_url
+
+RECEIVED: dict[str, list] = {"sync": [], "async": []}
+SYNC_THREADS: list[int] = []
+
+
+def record_sync(notification):
+    SYNC_THREADS.append(threading.get_ident())
+    RECEIVED["sync"].append(notification.payload)
+
+
+async def record_async(notification):
+    RECEIVED["async"].append(notification.payload)
+
+
+class Flaky:
+    """Fails while `failing` is set; records what it took, in order."""
+
+    def __init__(self, failing: bool = False):
+        self.failing = failing
+        self.taken: list[str] = []
+        self.attempts = 0
+        self.changed = asyncio.Event()
+
+    async def handle(self, notification):
+        self.attempts += 1
+        self.changed.set()
+        if self.failing:
+            raise ConnectionError("downstream unreachable\nsecond line")
+        self.taken.append(notification.payload)
+
+    async def wait_until(self, predicate, within: float = 10.0):
+        async def until():
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(until(), within)
+
+
+def notification(channel: str, payload: str) -> Notification:
+    return Notification(channel, payload, pid=1)
+
+
+@pytest.fixture(autouse=True)
+def fresh_records():
+    for received in RECEIVED.values():
+        received.clear()
+    SYNC_THREADS.clear()
+
+
+async def test_configured_handlers_filter_by_channel_and_take_sync_and_async_callables():
+    handlers = [
+        load_handler({"handler": "tests.test_handlers.record_sync", "channels": ["orders"]}),
+        load_handler("tests.test_handlers.record_async"),
+    ]
+    dispatcher = Dispatcher(handlers)
+    for channel, payload in [("orders", "o1"), ("products", "p1"), ("orders", "o2"), ("system", "s1")]:
+        await dispatcher.handle(notification(channel, payload))
+    await dispatcher.flush()
+    assert RECEIVED["sync"] == ["o1", "o2"]
+    assert RECEIVED["async"] == ["o1", "p1", "o2", "s1"]
+    # Sync callables run in a worker thread, so they may use the ORM.
+    assert SYNC_THREADS and threading.get_ident() not in SYNC_THREADS
+
+
+def test_bad_handler_entries_are_one_clear_error():
+    with pytest.raises(HandlerConfigError, match="cannot import handler 'tests.nowhere.handler'"):
+        load_handler("tests.nowhere.handler")
+    with pytest.raises(HandlerConfigError, match="channels"):
+        load_handler({"handler": "tests.test_handlers.record_sync", "channels": "orders"})
+    with pytest.raises(HandlerConfigError, match="unknown keys: channel"):
+        load_handler({"handler": "tests.test_handlers.record_sync", "channel": ["orders"]})
+    forwarder = load_handler({"handler": "pgnotify.forwarding.RedisStreamForwarder", "channels": ["orders"],
+                              "options": {"url": "redis://127.0.0.1:1/0", "maxlen": 10}})
+    assert forwarder.channels == {"orders"} and forwarder.handler.maxlen == 10
+
+
+async def test_failing_handler_is_retried_in_order_and_does_not_hold_up_the_others(caplog):
+    flaky, steady = Flaky(failing=True), Flaky()
+    dispatcher = Dispatcher([flaky, steady], patience=0.3)
+    with caplog.at_level(logging.WARNING, logger="pgnotify.handlers"):
+        for i in range(5):
+            await dispatcher.handle(notification("orders", f"e{i}"))
+        assert steady.taken == [f"e{i}" for i in range(5)]  # not held up by the failing one
+        assert flaky.taken == []
+        with pytest.raises(HandlersBehindError, match="Flaky"):
+            await dispatcher.flush()  # still failing after the patience: the position must hold
+    failures = [r.getMessage() for r in caplog.records if "handler Flaky failed" in r.getMessage()]
+    # Backoff: a handful of attempts within the patience, not one per event; one line each.
+    assert 2 <= len(failures) <= 5, failures
+    assert all("\n" not in line and "ConnectionError: downstream unreachable" in line for line in failures)
+    assert flaky.attempts < 10
+    flaky.failing = False
+    await dispatcher.handle(notification("orders", "e5"))
+    await dispatcher.flush()
+    assert flaky.taken == [f"e{i}" for i in range(6)]  # every event once, in order
+    assert steady.taken == flaky.taken
+
+
+async def test_flush_waits_for_a_handler_that_recovers_within_its_patience():
+    flaky = Flaky(failing=True)
+    dispatcher = Dispatcher([flaky], patience=5.0)
+    await dispatcher.handle(notification("orders", "e0"))
+
+    async def recover():
+        await flaky.wait_until(lambda: flaky.attempts >= 2)
+        flaky.failing = False
+
+    recovering = asyncio.create_task(recover())
+    await asyncio.wait_for(dispatcher.flush(), 5)  # returns only once the event is taken
+    await recovering
+    assert flaky.taken == ["e0"]
+
+
+def saved_position(name: str) -> str | None:
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        row = conn.execute("SELECT snapshot FROM pgnotify_listener WHERE name = %s", [name]).fetchone()
+    return row[0] if row else None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_listener_position_does_not_advance_while_a_handler_fails():
+    name = f"handlers-{uuid.uuid4().hex[:8]}"
+    flaky, sink, stop = Flaky(), RecordingSink(), asyncio.Event()
+    options = ListenerOptions(channels=["orders"], name=name, retention=timedelta(hours=1))
+    listener = Listener(listener_conninfo(), options, Dispatcher([sink, flaky], patience=0.2))
+    task = asyncio.create_task(listener.run(stop))
+    try:
+        await sink.wait_for(lambda: "live" in sink.states())
+        before = await asyncio.to_thread(saved_position, name)
+        assert before is not None
+        flaky.failing = True
+        async with await psycopg.AsyncConnection.connect(database_url(), autocommit=True) as writer:
+            for _ in range(3):
+                await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
+        await sink.wait_for(lambda: len(sink.events()) == 3)  # the other handler is not held up
+        # Several checkpoints pass (each retries the failing handler) and the position holds.
+        await flaky.wait_until(lambda: flaky.attempts >= 4)
+        assert await asyncio.to_thread(saved_position, name) == before
+        flaky.failing = False
+
+        async def position_advanced():
+            while await asyncio.to_thread(saved_position, name) == before:
+                await asyncio.sleep(0.05)  # polling the table, bounded by the wait_for below
+
+        await asyncio.wait_for(position_advanced(), 10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert flaky.taken == [n.payload for n in sink.events()]
