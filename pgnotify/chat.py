@@ -1,0 +1,90 @@
+"""The chat's rules and storage: room names, what a client may send, history, and the frames.
+
+A message is only ever written to the database here. It reaches the room's websockets the way
+every change does: the trigger on `pgnotify_chatmessage` sends it on channel `chat`, the
+listener hands it to `groups.GroupForwarder`, which sends `chat.message` to the room's group.
+So every web process connected to the same database and channel layer shares the room.
+"""
+
+import json
+import re
+import time
+from collections import deque
+
+from .models import ChatMessage
+
+ROOM_PATTERN = r"[A-Za-z0-9_-]{1,50}"
+HISTORY_SIZE = 50
+MAX_LENGTH = 2000
+RATE_LIMIT = 10  # accepted messages ...
+RATE_WINDOW = 1.0  # ... in any window of this many seconds, per connection
+
+_room = re.compile(ROOM_PATTERN)
+
+
+class ChatInputError(ValueError):
+    """The client's frame was refused; the message says why, and goes back in an error frame."""
+
+
+def valid_room(room: str) -> bool:
+    return bool(_room.fullmatch(room))
+
+
+def parse_message(text: str | None) -> str:
+    """The message text of a client frame `{"message": "..."}`, or ChatInputError."""
+    try:
+        data = json.loads(text) if text is not None else None
+    except ValueError:
+        raise ChatInputError('frames must be JSON: {"message": "text"}') from None
+    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+        raise ChatInputError('frames must be a JSON object with a "message" string')
+    message = data["message"]
+    if not message.strip():
+        raise ChatInputError("empty message")
+    if len(message) > MAX_LENGTH:
+        raise ChatInputError(f"message too long: {len(message)} characters, at most {MAX_LENGTH}")
+    return message
+
+
+class RateLimiter:
+    """At most `limit` accepted messages in any sliding window of `window` seconds."""
+
+    def __init__(self, limit: int = RATE_LIMIT, window: float = RATE_WINDOW, clock=time.monotonic):
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._accepted: deque[float] = deque()
+
+    def accept(self) -> bool:
+        now = self.clock()
+        while self._accepted and now - self._accepted[0] >= self.window:
+            self._accepted.popleft()
+        if len(self._accepted) >= self.limit:
+            return False
+        self._accepted.append(now)
+        return True
+
+
+def message_frame(message: ChatMessage, history: bool = False) -> dict:
+    frame = {
+        "type": "chat.message",
+        "id": message.id,
+        "room": message.room,
+        "user": message.username,
+        "message": message.message,
+        "ts": message.created_at.isoformat(),
+    }
+    if history:
+        frame["history"] = True
+    return frame
+
+
+def history(room: str, size: int = HISTORY_SIZE) -> list[dict]:
+    """The room's last `size` messages as frames, oldest first."""
+    latest = ChatMessage.objects.filter(room=room).order_by("-id")[:size]
+    return [message_frame(message, history=True) for message in reversed(latest)]
+
+
+def store(room: str, user_id: int, username: str, text: str) -> int:
+    """Saves a message; the trigger then delivers it to the room. Returns its id."""
+    return ChatMessage.objects.create(room=room, user_id=user_id, username=username, message=text).id
