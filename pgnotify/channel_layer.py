@@ -39,29 +39,28 @@ class PooledDatabaseLayer(DatabaseLayer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._pools: dict[asyncio.AbstractEventLoop, psycopg_pool.AsyncConnectionPool] = {}
-        self._pool_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._pools: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
 
     async def get_db_pool(self, db_params=None) -> psycopg_pool.AsyncConnectionPool:
         loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is not None:
-            return pool
-        async with self._pool_lock.setdefault(loop, asyncio.Lock()):
-            if loop not in self._pools:
-                for closed in [other for other in self._pools if other.is_closed()]:
-                    self._pools.pop(closed, None)
-                    self._pool_lock.pop(closed, None)
-                params = {**self.db_params, "application_name": APPLICATION_NAME}
-                pool = psycopg_pool.AsyncConnectionPool(
-                    conninfo=psycopg.conninfo.make_conninfo("", **params),
-                    open=False, configure=_autocommit,
-                    check=psycopg_pool.AsyncConnectionPool.check_connection,  # a terminated backend is replaced
-                    **{"min_size": 1, "max_size": 4, "name": "pgnotify-channel-layer", **self.psycopg_options},
-                )
-                await pool.open(wait=True)
-                self._pools[loop] = pool
-            return self._pools[loop]
+        for closed in [other for other in self._pools if other.is_closed()]:
+            del self._pools[closed]
+        if loop not in self._pools:
+            # Opened in a task of its own and shielded: a caller cancelled mid-way (a consumer
+            # that closes at once) must not leave a half-opened pool that nobody closes.
+            self._pools[loop] = loop.create_task(self._open_pool())
+        return await asyncio.shield(self._pools[loop])
+
+    async def _open_pool(self) -> psycopg_pool.AsyncConnectionPool:
+        params = {**self.db_params, "application_name": APPLICATION_NAME}
+        pool = psycopg_pool.AsyncConnectionPool(
+            conninfo=psycopg.conninfo.make_conninfo("", **params),
+            open=False, configure=_autocommit,
+            check=psycopg_pool.AsyncConnectionPool.check_connection,  # a terminated backend is replaced
+            **{"min_size": 1, "max_size": 4, "name": "pgnotify-channel-layer", **self.psycopg_options},
+        )
+        await pool.open(wait=True)
+        return pool
 
     async def delete_channel_group(self, group_key: str, channel: str) -> None:
         # Upstream goes through a Django database alias named 'channels_postgres'; the pool needs none.
@@ -80,9 +79,14 @@ class PooledDatabaseLayer(DatabaseLayer):
             return await cursor.fetchall()
 
     async def close(self) -> None:
-        for pool in list(self._pools.values()):
+        loop = asyncio.get_running_loop()
+        opening = self._pools.pop(loop, None)
+        if opening is not None:
+            try:
+                pool = await opening
+            except Exception:
+                return
             await pool.close()
-        self._pools.clear()
 
 
 async def _autocommit(conn: psycopg.AsyncConnection) -> None:
@@ -180,6 +184,17 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
         assert self.require_valid_group_name(group), "Group name not valid"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
         await self.django_db.delete_channel_group(self._group_key(group), channel)
+
+    async def close(self) -> None:
+        """Stop listening and close this loop's connections (tests, shutdown)."""
+        if self._supervisor is not None and not self._supervisor.done():
+            self._supervisor.cancel()
+            try:
+                await self._supervisor
+            except asyncio.CancelledError:
+                pass
+        self._supervisor = None
+        await self.django_db.close()
 
     # -- sending: one query for the members, one insert for all of them
 

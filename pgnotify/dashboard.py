@@ -1,14 +1,18 @@
 """The staff dashboard's websocket consumer."""
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .groups import DASHBOARD_GROUP
 
 FORBIDDEN = 4403
 
 
-class DashboardConsumer(AsyncJsonWebsocketConsumer):
-    """Pushes `changes` and `stats` frames from the listener to staff browsers."""
+class DashboardConsumer(AsyncWebsocketConsumer):
+    """Pushes the listener's `changes`, `stats` and `notice` frames to staff browsers.
+
+    Frames arrive already serialised (see groups.frame), so each client costs one send."""
+
+    joined = False
 
     async def connect(self):
         user = self.scope.get("user")
@@ -16,10 +20,15 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=FORBIDDEN)
             return
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
+        self.joined = True
         await self.accept()
 
     async def disconnect(self, code):
-        await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+        if self.joined:
+            await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        pass  # the dashboard only listens
 
     async def dashboard_frame(self, message):
         await self.send(text_data=message["text"])

@@ -181,3 +181,16 @@ def terminate_backends(application_name_like: str, datname: str) -> int:
             [datname, application_name_like],
         )
         return cursor.fetchone()[0]
+
+
+@pytest.fixture
+async def fresh_channel_layer():
+    """The default channel layer, made for this test's event loop and closed after it."""
+    from channels.layers import channel_layers, get_channel_layer
+
+    channel_layers.backends.clear()
+    layer = get_channel_layer()
+    yield layer
+    if hasattr(layer, "close"):
+        await layer.close()
+    channel_layers.backends.clear()

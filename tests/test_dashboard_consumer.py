@@ -1,0 +1,59 @@
+"""DashboardConsumer through the project's ASGI application: auth, origin, frames."""
+
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from notifyproject.asgi import application
+from pgnotify.dashboard import FORBIDDEN
+from pgnotify.groups import DASHBOARD_GROUP, frame
+from tests.web import fresh_channel_layer, make_user  # noqa: F401
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@database_sync_to_async
+def session_cookie(username: str | None, staff: bool = False) -> list:
+    if username is None:
+        return []
+    client = Client()
+    client.force_login(make_user(username, staff=staff))
+    return [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())]
+
+
+async def connect(headers):
+    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=[(b"host", b"127.0.0.1"), *headers])
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+@pytest.mark.parametrize(("username", "staff"), [(None, False), ("plain", False)])
+async def test_anonymous_and_non_staff_users_are_refused_with_4403(username, staff):
+    communicator, connected, code = await connect([ORIGIN, *await session_cookie(username, staff)])
+    assert (connected, code) == (False, FORBIDDEN)
+    await communicator.disconnect()
+
+
+async def test_staff_user_receives_dashboard_frames():
+    communicator, connected, _ = await connect([ORIGIN, *await session_cookie("boss", staff=True)])
+    assert connected
+    try:
+        events = [{"id": 1, "op": "INSERT", "table": "shop_order", "pk": 1}]
+        await get_channel_layer().group_send(DASHBOARD_GROUP, frame({"type": "changes", "events": events}))
+        received = json.loads(await communicator.receive_from(timeout=5))
+        assert received == {"type": "changes", "events": events}
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_foreign_origin_is_refused_even_for_staff():
+    cookie = await session_cookie("boss2", staff=True)
+    communicator, connected, _ = await connect([(b"origin", b"http://evil.example"), *cookie])
+    assert not connected
+    await communicator.disconnect()
