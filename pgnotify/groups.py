@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 
 from channels.layers import get_channel_layer
 
@@ -61,6 +62,8 @@ class GroupForwarder:
         self.listener = None
         self._pending: list[dict] = []
         self._sender: asyncio.Task | None = None
+        self._notices: deque[dict] = deque(maxlen=100)
+        self._notice_sender: asyncio.Task | None = None
         self._stats_sent = 0.0
         self.frames_sent = 0
         self.events_sent = 0
@@ -96,7 +99,15 @@ class GroupForwarder:
             self._sender = asyncio.create_task(self._drain())
 
     async def notice(self, notice: dict) -> None:
-        await self._send(self.group, frame({"type": "notice", **notice}))
+        # Called from the listener's reconnect loop: a slow or unreachable channel layer must not
+        # hold up its retries or its shutdown, so notices leave in the background, in order.
+        self._notices.append(notice)
+        if self._notice_sender is None or self._notice_sender.done():
+            self._notice_sender = asyncio.create_task(self._send_notices())
+
+    async def _send_notices(self) -> None:
+        while self._notices:
+            await self._send(self.group, frame({"type": "notice", **self._notices.popleft()}))
         await self._send_stats()
 
     async def flush(self) -> None:
