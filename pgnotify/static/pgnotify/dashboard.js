@@ -72,7 +72,8 @@
   function schedule() {
     if (state.dirty) return;
     state.dirty = true;
-    window.requestAnimationFrame(render);
+    // Hidden tabs get no animation frames; keep them current at a lower pace.
+    if (document.hidden) setTimeout(render, 250); else window.requestAnimationFrame(render);
   }
 
   // -- rendering
