@@ -104,12 +104,12 @@ def test_notify_in_rolled_back_atomic_is_dropped(received):
     assert received() == ["kept"]
 
 
-@pytest.mark.parametrize("channel", HOSTILE_CHANNELS)
-def test_invalid_channel_names_are_refused(channel, received):
-    with pytest.raises(InvalidChannelError) as refused:
-        notify(channel, "x")
-    message = str(refused.value)
-    assert "invalid channel name" in message and "\n" not in message
+def test_invalid_channel_names_are_refused(received):
+    for channel in HOSTILE_CHANNELS:
+        with pytest.raises(InvalidChannelError) as refused:
+            notify(channel, "x")
+        message = str(refused.value)
+        assert "invalid channel name" in message and "\n" not in message, channel
     assert received() == []
 
 
