@@ -52,6 +52,11 @@ def frame(payload: dict) -> dict:
     return {"type": "dashboard.frame", "text": json.dumps(payload, separators=(",", ":"))}
 
 
+def notice_frame(notice: dict) -> dict:
+    """A listener state notice as a dashboard frame; the notice's own type becomes `kind`."""
+    return frame({**notice, "type": "notice", "kind": notice.get("type")})
+
+
 class GroupForwarder:
     """Listener handler: change events to the dashboard group in batches, chat rows to their
     room, listener statistics every second and state notices as they happen."""
@@ -107,7 +112,7 @@ class GroupForwarder:
 
     async def _send_notices(self) -> None:
         while self._notices:
-            await self._send(self.group, frame({"type": "notice", **self._notices.popleft()}))
+            await self._send(self.group, notice_frame(self._notices.popleft()))
         await self._send_stats()
 
     async def flush(self) -> None:

@@ -2,6 +2,9 @@ import pytest
 
 from tests.support import ManagedProcess, start_listener
 
+# Fixtures of the web side (daphne, channel layers, Chromium) for every test module.
+pytest_plugins = ["tests.web"]
+
 
 @pytest.fixture
 def listener(transactional_db):

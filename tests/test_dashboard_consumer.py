@@ -12,7 +12,7 @@ from django.test import Client
 from notifyproject.asgi import application
 from pgnotify.dashboard import FORBIDDEN
 from pgnotify.groups import DASHBOARD_GROUP, frame
-from tests.web import fresh_channel_layer, make_user  # noqa: F401
+from tests.web import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
 ORIGIN = (b"origin", b"http://127.0.0.1")
@@ -24,7 +24,8 @@ def session_cookie(username: str | None, staff: bool = False) -> list:
         return []
     client = Client()
     client.force_login(make_user(username, staff=staff))
-    return [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())]
+    name = settings.SESSION_COOKIE_NAME
+    return [(b"cookie", f"{name}={client.cookies[name].value}".encode())]
 
 
 async def connect(headers):
