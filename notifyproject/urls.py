@@ -6,5 +6,6 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="index.html"), name="index"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("catalog/", include("notifyproject.shop.urls")),
     path("", include("pgnotify.urls")),
 ]

@@ -255,6 +255,7 @@ class CacheInvalidator:
             tags, self._pending = list(self._pending), set()
             if await self._call(invalidate, tags, self.using):
                 self.bumps += 1
+                logger.debug("invalidated cache tags %s", tags)
             else:
                 self._must_bump_generation = True  # the generation bump will cover these tags
                 await self._call(self._stop_heartbeat)

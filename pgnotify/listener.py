@@ -161,11 +161,13 @@ class Listener:
         next_checkpoint = time.monotonic() + self.options.checkpoint_interval
         while not stop.is_set():
             # aclosing: leaving the generator early must release the connection's lock at once.
-            async with contextlib.aclosing(listen_conn.notifies(timeout=self.options.poll_interval)) as notifies:
+            # The deadline, not a break, ends a steady flood for the checkpoint (and the heartbeat):
+            # psycopg checks it between packets, while a break would drop the rest of a packet's
+            # notifications, and those of channels without an event log would be lost.
+            wait = max(0.0, min(self.options.poll_interval, next_checkpoint - time.monotonic()))
+            async with contextlib.aclosing(listen_conn.notifies(timeout=wait)) as notifies:
                 async for notify in notifies:
                     await self._deliver(Notification(notify.channel, notify.payload, notify.pid), log)
-                    if time.monotonic() >= next_checkpoint:
-                        break  # a steady flood must not starve the checkpoint (and the heartbeat)
             if time.monotonic() >= next_checkpoint:
                 await self._checkpoint(listen_conn, log)
                 next_checkpoint = time.monotonic() + self.options.checkpoint_interval
