@@ -103,8 +103,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
-# WhiteNoise serves the apps' static files under daphne without a collectstatic step.
+# WhiteNoise serves the apps' static files under daphne without a collectstatic step: straight
+# from the apps' folders until `collectstatic` has filled STATIC_ROOT.
 WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGIN_URL = "/accounts/login/"

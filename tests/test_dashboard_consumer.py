@@ -58,3 +58,23 @@ async def test_a_foreign_origin_is_refused_even_for_staff():
     communicator, connected, _ = await connect([(b"origin", b"http://evil.example"), *cookie])
     assert not connected
     await communicator.disconnect()
+
+
+def test_dashboard_page_is_for_staff_and_others_are_sent_to_login(client):
+    response = client.get("/dashboard/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=/dashboard/")
+    client.force_login(make_user("plain2"))
+    assert client.get("/dashboard/").status_code == 302
+    client.force_login(make_user("boss3", staff=True))
+    page = client.get("/dashboard/").content.decode()
+    assert "Table activity" in page and "/ws/dashboard/" in page and "pgnotify/dashboard.js" in page
+
+
+def test_home_page_links_to_everything_and_login_page_renders(client):
+    home = client.get("/").content.decode()
+    for link in ("/dashboard/", "/chat/lobby/", "/admin/", "/accounts/login/"):
+        assert f'href="{link}' in home
+    assert 'name="username"' in client.get("/accounts/login/").content.decode()
+    script = client.get("/static/pgnotify/dashboard.js")  # served by WhiteNoise, no collectstatic needed
+    script.close()
+    assert script.status_code == 200
