@@ -223,3 +223,27 @@ async def test_messages_travel_through_postgres_to_every_user_of_the_room(applic
     assert users["users"] == ["alice"]
     await alice.close()
     assert not await database_sync_to_async(ChatPresence.objects.exists)()
+
+
+def test_presence_counts_connections_and_forgets_dead_ones():
+    from django.utils import timezone
+
+    from pgnotify import presence
+
+    assert presence.join("room", "specific.a!1", "alice") is True  # first connection: a join
+    assert presence.join("room", "specific.a!2", "alice") is False  # second tab: no new join
+    assert presence.join("room", "specific.b!1", "bob") is True
+    assert presence.users("room")[0] == ["alice", "bob"]
+    assert presence.leave("specific.a!1") is False  # alice still has a tab open
+    assert presence.leave("specific.a!2") is True
+    assert presence.leave("specific.a!2") is False  # already gone
+
+    # bob's web process died without a goodbye: his row stops counting once it is too old.
+    ChatPresence.objects.filter(channel_name="specific.b!1").update(
+        seen_at=timezone.now() - presence.EXPIRY - presence.EXPIRY)
+    assert presence.users("room")[0] == []
+    presence.join("room", "specific.c!1", "carol")
+    assert list(ChatPresence.objects.values_list("username", flat=True)) == ["carol"]
+    earlier = presence.users("room")[1]
+    presence.heartbeat("specific.c!1")
+    assert presence.users("room")[1] > earlier
