@@ -107,5 +107,17 @@ def test_dashboard_shows_admin_saves_bursts_and_recovers_from_terminated_backend
         print(f"[{web_stack.layer}] {killed} backends terminated; next change on the dashboard after "
               f"{(time.monotonic() - started) * 1000:.0f} ms")
         web_stack.listener.wait_for_line("live reconnects=1", timeout=10, stream="stderr")
+
+        # The web server goes away: the page says it is reconnecting, then reconnects by itself.
+        port = web_stack.daphne.port
+        web_stack.daphne.proc.terminate()
+        dashboard.wait_for_function("document.querySelector('#ws-status .text').textContent"
+                                    ".indexOf('reconnecting') === 0", timeout=5000)
+        assert dashboard.evaluate("window.websocketConnected") is False
+        web_stack.restart_daphne()
+        assert web_stack.daphne.port == port
+        wait_websocket(dashboard, timeout_ms=15_000)
+        last = Order.objects.create(total=2, quantity=2)
+        dashboard.wait_for_function(seen_js(f"e.op === 'INSERT' && e.pk === {last.pk}"), timeout=5000)
     finally:
         context.close()

@@ -54,8 +54,8 @@ def layer_env(layer: str) -> dict:
 class Daphne:
     """`daphne notifyproject.asgi:application` on 127.0.0.1 and a free port, against the test database."""
 
-    def __init__(self, env: dict):
-        self.port = free_port()
+    def __init__(self, env: dict, port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
@@ -113,6 +113,12 @@ class WebStack:
     @property
     def url(self) -> str:
         return self.daphne.url
+
+    def restart_daphne(self) -> None:
+        """A new daphne on the same port, as after a deploy: browsers must reconnect by themselves."""
+        port = self.daphne.port
+        self.daphne.stop()
+        self.daphne = Daphne(self.env, port=port).wait_ready()
 
     def stop(self):
         if self.listener:
