@@ -75,3 +75,35 @@ async def test_layer_receives_again_after_every_backend_of_it_is_terminated():
         await layer.group_discard("g", channel)
         layer._supervisor.cancel()
         await layer.django_db.close()
+
+
+@pytest.mark.slow
+async def test_layer_receives_again_after_a_database_restart(tmp_path):
+    import dj_database_url
+
+    from tests.faults import PrivateServer
+    from tests.support import ManagedProcess, process_env
+
+    server = await asyncio.to_thread(PrivateServer, tmp_path / "pgdata")
+    layer = None
+    try:
+        url = await asyncio.to_thread(server.create_database, "layer_restart")
+        migrate = ManagedProcess("migrate", "channels_postgres", "--noinput", env=process_env(DATABASE_URL=url))
+        assert await asyncio.to_thread(migrate.proc.wait, 60) == 0, migrate.stderr_lines[-10:]
+        migrate.stop()
+
+        layer = PostgresChannelLayer(**{**connection.settings_dict, **dj_database_url.parse(url), "OPTIONS": {}})
+        channel = await layer.new_channel()
+        await layer.group_add("g", channel)
+        await layer.group_send("g", {"type": "m", "n": 1})
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 1
+
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        await asyncio.wait_for(layer.group_send("g", {"type": "m", "n": 2}), 15)
+        assert (await asyncio.wait_for(layer.receive(channel), 15))["n"] == 2
+        assert layer.reconnects >= 1
+    finally:
+        if layer is not None:
+            await layer.close()
+        await asyncio.to_thread(server.stop)
