@@ -171,7 +171,7 @@ class Dispatcher:
                 await slot.handle(notification)
             except Exception as error:
                 slot.backlog.append(notification)
-                slot.failed(error, f"a {channel} notification")
+                slot.failed(error, f"a notification on {channel}")
 
     async def notice(self, notice: dict) -> None:
         for slot in self.slots:
@@ -198,7 +198,7 @@ class Dispatcher:
             try:
                 await slot.handle(backlog[0])
             except Exception as error:
-                slot.failed(error, f"a {backlog[0].channel} notification")
+                slot.failed(error, f"a notification on {backlog[0].channel}")
                 return
             backlog.popleft()
         slot.attempt = 0

@@ -297,3 +297,19 @@ def test_bulk_update_and_truncate_each_send_exactly_one_notification():
         writer.execute("NOTIFY cache_invalidate, 'marker-3'")
         assert count_until_marker(listen, "marker-3") == [
             {"table": "shop_product", "op": "TRUNCATE", "tags": ["catalog"]}]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("private_cache")
+def test_catalog_page_is_served_from_the_cache_until_a_product_changes(client):
+    from notifyproject.shop.models import Product
+
+    Product.objects.create(sku="page-1", name="Teapot", price="12.50")
+    async_to_sync(CacheInvalidator().notice)(LIVE)
+    first, second = client.get("/catalog/"), client.get("/catalog/")
+    assert b'data-from-cache="false"' in first.content and b"Teapot" in first.content
+    assert b'data-from-cache="true"' in second.content
+    Product.objects.filter(sku="page-1").update(name="Kettle")  # the trigger's tag, bumped by hand here
+    invalidate(["catalog"])
+    third = client.get("/catalog/")
+    assert b'data-from-cache="false"' in third.content and b"Kettle" in third.content
