@@ -1,6 +1,9 @@
 """The channel layer on PostgreSQL: upstream's defect after a terminated backend, and the fix."""
 
 import asyncio
+import shutil
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -78,13 +81,16 @@ async def test_layer_receives_again_after_every_backend_of_it_is_terminated():
 
 
 @pytest.mark.slow
-async def test_layer_receives_again_after_a_database_restart(tmp_path):
+async def test_layer_receives_again_after_a_database_restart():
     import dj_database_url
 
     from tests.faults import PrivateServer
     from tests.support import ManagedProcess, process_env
 
-    server = await asyncio.to_thread(PrivateServer, tmp_path / "pgdata")
+    # A directory of its own: pytest's shared temporary root is reset to 0700 by concurrent runs,
+    # which the server's own user could then no longer enter.
+    directory = Path(tempfile.mkdtemp(prefix="pgnotify-layer-restart-"))
+    server = await asyncio.to_thread(PrivateServer, directory / "pgdata")
     layer = None
     try:
         url = await asyncio.to_thread(server.create_database, "layer_restart")
@@ -107,3 +113,4 @@ async def test_layer_receives_again_after_a_database_restart(tmp_path):
         if layer is not None:
             await layer.close()
         await asyncio.to_thread(server.stop)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -137,9 +137,12 @@ def web_stack(request, transactional_db):
         stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium. Missing: the test fails under CI, else it is skipped."""
+    """Headless Debian Chromium. Missing: the test fails under CI, else it is skipped.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    is open, which async tests of later modules could not share."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing (apt-get install chromium, or `make browser`)"
         if os.environ.get("CI"):
