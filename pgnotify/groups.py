@@ -70,6 +70,7 @@ class GroupForwarder:
         self._notices: deque[dict] = deque(maxlen=100)
         self._notice_sender: asyncio.Task | None = None
         self._stats_sent = 0.0
+        self._windows: dict[str, tuple[float, int]] = {}  # channel -> rate window of our stats frames
         self.frames_sent = 0
         self.events_sent = 0
         self.dropped = 0
@@ -140,9 +141,23 @@ class GroupForwarder:
         self._stats_sent = time.monotonic()
         if self.listener is None:
             return
-        snapshot = self.listener.stats.snapshot()
+        snapshot = self._snapshot()
         snapshot["name"] = self.listener.options.name
         await self._send(self.group, frame({"type": "stats", **snapshot}))
+
+    def _snapshot(self) -> dict:
+        """The listener's statistics with rates over our own one-second window. A snapshot
+        restarts each channel's rate window, so the runner's periodic statistics keep theirs."""
+        channels = self.listener.stats.channels
+        theirs = {name: (c._window_start, c._window_count) for name, c in channels.items()}
+        for name, c in channels.items():
+            c._window_start, c._window_count = self._windows.get(name, theirs[name])
+        try:
+            return self.listener.stats.snapshot()
+        finally:
+            for name, c in channels.items():
+                self._windows[name] = (c._window_start, c._window_count)
+                c._window_start, c._window_count = theirs.get(name, self._windows[name])
 
     async def _send(self, group: str, message: dict) -> bool:
         try:

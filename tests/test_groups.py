@@ -115,3 +115,15 @@ async def test_events_are_kept_when_the_layer_fails_and_sent_by_the_next_flush(f
     await forwarder.flush()
     assert events_in(await frames(layer, channel, lambda r: len(events_in(r)) >= 2)) == [1, 2]
     assert forwarder._pending == []
+
+
+async def test_stats_frames_leave_the_runners_rate_windows_alone(fresh_channel_layer):
+    forwarder = GroupForwarder(fresh_channel_layer)
+    listener = Listener({}, ListenerOptions(channels=["orders"], name="wall"), sink=forwarder)
+    forwarder.attach(listener)
+    for event_id in range(1, 11):
+        listener.stats.record(change(event_id))
+    assert forwarder._snapshot()["channels"]["orders"]["rate"] > 0
+    # The runner's own window still covers the ten events.
+    assert listener.stats.snapshot()["channels"]["orders"]["rate"] > 0
+    assert forwarder._snapshot()["channels"]["orders"]["rate"] == 0
