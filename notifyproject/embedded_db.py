@@ -7,9 +7,9 @@ inter-process lock around that).
 
 import logging
 import os
-from urllib.parse import quote
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 DATA_DIR = Path(__file__).resolve().parent.parent / ".pgdata"
 

@@ -18,6 +18,10 @@ def _model(label):
         return None
 
 
+def _field_names(model) -> str:
+    return ", ".join(f.name for f in model._meta.concrete_fields)
+
+
 @register()
 def check_database(app_configs=None, **kwargs):
     if connections["default"].vendor != "postgresql":
@@ -57,7 +61,7 @@ def check_watch(app_configs=None, **kwargs):
                 model._meta.get_field(name)
             except FieldDoesNotExist:
                 errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] excludes unknown field {name!r}.",
-                                    hint=f"Fields of {label}: {', '.join(f.name for f in model._meta.concrete_fields)}.",
+                                    hint=f"Fields of {label}: {_field_names(model)}.",
                                     id="pgnotify.E005"))
     return errors
 

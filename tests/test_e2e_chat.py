@@ -1,7 +1,6 @@
 """The chat end to end: real daphne, `listen_notify`, PostgreSQL, channel layer and Chromium."""
 
 import http.client
-import os
 import socket
 import statistics
 import threading
@@ -11,7 +10,16 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from tests.web import CHROMIUM, CHROMIUM_ARGS, Daphne, WebStack, login, make_user, web_stack  # noqa: F401
+from tests.web import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Daphne,
+    WebStack,
+    login,
+    make_user,
+    require_chromium,
+    web_stack,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,11 +33,7 @@ def browser():
     """Headless Chromium for one test. Playwright's sync API keeps an event loop running in this
     thread while it is open, which Django's ORM refuses; a browser per test is closed before the
     database is flushed. Missing Chromium fails under CI, else skips."""
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (apt-get install chromium, or `make browser`)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

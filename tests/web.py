@@ -137,17 +137,22 @@ def web_stack(request, transactional_db):
         stack.stop()
 
 
+def require_chromium() -> None:
+    """Debian's Chromium must be there under CI; elsewhere its absence skips the test."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium, or `make browser`)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Headless Debian Chromium. Missing: the test fails under CI, else it is skipped.
 
     Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
     is open, which async tests of later modules could not share."""
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (apt-get install chromium, or `make browser`)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
