@@ -43,5 +43,9 @@ clean:
 	-$(PY) -m notifyproject.embedded_db stop
 	rm -rf .pgdata staticfiles
 
-bench: db
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r bench/requirements.txt
+	touch $@
+
+bench: db $(VENV)/.bench-installed
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,58 @@
+"""Paced writer: single-row autocommit INSERTs into a watched table at a fixed rate, for a
+bounded time. Runs as its own process so it does not share a GIL with the websocket clients:
+
+    python -m bench.load DATABASE_URL RATE SECONDS    # prints {"written": N, "seconds": S}
+"""
+
+import json
+import math
+import sys
+import threading
+import time
+
+import psycopg
+
+ROWS_PER_WRITER_PER_S = 400  # one connection's comfortable share on a busy 2-core machine
+
+
+def paced(rate: float, seconds: float, offset: float, write) -> int:
+    """Calls write() at start + offset + i/rate until `seconds` are over; late calls catch up."""
+    start = time.perf_counter()
+    deadline, written = start + seconds, 0
+    while True:
+        due = start + offset + written / rate
+        if due >= deadline:
+            return written
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        write()
+        written += 1
+
+
+def write_orders(url: str, rate: float, seconds: float) -> int:
+    writers = max(1, math.ceil(rate / ROWS_PER_WRITER_PER_S))
+    counts = [0] * writers
+
+    def run(index: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            counts[index] = paced(rate / writers, seconds, index / rate,
+                                  lambda: conn.execute("INSERT INTO shop_order DEFAULT VALUES"))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts)
+
+
+def main() -> None:
+    url, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    started = time.perf_counter()
+    written = write_orders(url, rate, seconds)
+    print(json.dumps({"written": written, "seconds": round(time.perf_counter() - started, 3)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""bench/results.md: every target beside its measured value, with the machine and the date."""
+
+TARGETS = [
+    ("listener_vs_raw_ratio", "≥ 0.5",
+     "events/s through the listener ÷ bare psycopg loop ({listener_events_per_s} ÷ {raw_loop_events_per_s})"),
+    ("replay_events_per_s", "≥ 20,000", "catch-up from the event log after an outage"),
+    ("write_overhead_1_writer", "≤ 0.20",
+     "1 − watched/plain INSERT tps, 1 writer ({watched_insert_tps_1_writers} vs {plain_insert_tps_1_writers})"),
+    ("write_overhead_8_writers", "report",
+     "the same, 8 writers ({watched_insert_tps_8_writers} vs {plain_insert_tps_8_writers})"),
+    ("bulk_update_ratio", "≤ 2.0", "UPDATE of {bulk_update_rows} rows, watched ÷ unwatched time"),
+    ("e2e_p50_ms", "≤ 5", "commit → dashboard frame, Redis layer, {e2e_rate}/s, {e2e_clients} dashboards "
+     "({e2e_delivered_ratio} of events delivered within 10 s)"),
+    ("e2e_p99_ms", "≤ 25", "the same, p99"),
+    ("e2e_postgres_layer_p50_ms", "report",
+     "the same on the channels_postgres layer ({e2e_postgres_layer_delivered_ratio} delivered)"),
+    ("e2e_postgres_layer_p99_ms", "report", "the same, p99"),
+    ("idle_e2e_p50_ms", "≤ 2", "10 changes/s, one dashboard, Redis layer (p99 {idle_e2e_p99_ms} ms)"),
+    ("fanout_delivered_ratio", "≥ 0.999", "{fanout_clients} dashboards, {fanout_rate} changes/s for "
+     "{fanout_seconds} s, Redis layer: events received within 10 s of the last write ÷ sent"),
+    ("fanout_p99_ms", "≤ 250", "the same, p99 latency of the events received (p50 {fanout_p50_ms} ms)"),
+    ("channels_postgres_alone_vs_pgnotify_p50", "report",
+     "peer: INSERT then group_send by hand on upstream channels_postgres, p50 ÷ pgnotify's on the postgres "
+     "layer, {peer_rate}/s, {peer_clients} dashboards ({channels_postgres_alone_p50_ms} vs "
+     "{pgnotify_postgres_peer_point_p50_ms} ms; delivered {channels_postgres_alone_delivered_ratio} vs "
+     "{pgnotify_postgres_peer_point_delivered_ratio})"),
+    ("pgpubsub_vs_pgnotify_throughput", "report",
+     "peer: django-pgpubsub listener events/s ÷ pgnotify's listener ({pgpubsub_events_per_s} ÷ "
+     "{listener_events_per_s})"),
+]
+
+
+class _Missing(dict):
+    def __missing__(self, key):
+        return "—"
+
+
+def _value(value) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int | float) else str(value)
+
+
+def markdown(results: dict) -> str:
+    shown = _Missing({key: _value(value) for key, value in results.items()})
+    lines = [f"Measured {results['date']} on {results['machine']} with `make bench`.", "",
+             "| figure | target | measured | what |", "|---|---|---|---|"]
+    for key, target, what in TARGETS:
+        lines.append(f"| `{key}` | {target} | {shown[key]} | {what.format_map(shown)} |")
+    for key in sorted(k for k in results if k.startswith("skipped_")):
+        lines.append(f"\n{key.removeprefix('skipped_')} not measured: {results[key]}")
+    return "\n".join(lines) + "\n"

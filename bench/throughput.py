@@ -1,0 +1,94 @@
+"""Drain and replay rates: pgnotify's Listener against a bare psycopg loop on the same notifications."""
+
+import asyncio
+import time
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from pgnotify.listener import Listener, ListenerOptions
+
+
+class CountingSink:
+    """A no-op sink that records when the n-th notification arrived."""
+
+    def __init__(self, expected: int):
+        self.expected, self.count = expected, 0
+        self.first = self.last = None
+        self.done = asyncio.Event()
+
+    async def handle(self, notification):
+        self.count += 1
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        if self.count >= self.expected:
+            self.last = now
+            self.done.set()
+
+    async def notice(self, notice):
+        pass
+
+    async def flush(self):
+        pass
+
+
+def insert_rows(url: str, table: str, count: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("INSERT INTO {} (quantity) SELECT 1 FROM generate_series(1, %s)").format(
+            sql.Identifier(table)), [count])
+
+
+async def raw_drain(url: str, count: int) -> float:
+    """Events/s of a bare psycopg notifies() loop on `count` change notifications."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("LISTEN orders")
+        await asyncio.to_thread(insert_rows, url, "shop_order", count)
+        received, first = 0, None
+        async for _ in conn.notifies():
+            received += 1
+            first = first or time.perf_counter()
+            if received >= count:
+                break
+        return (count - 1) / (time.perf_counter() - first)
+
+
+async def _until_live(listener: Listener) -> None:
+    while listener.stats.state != "live":  # noqa: ASYNC110 - the listener offers no event for it
+        await asyncio.sleep(0.01)
+
+
+async def listener_drain(url: str, count: int, name: str) -> float:
+    """Events/s through pgnotify's Listener (parse, de-duplication, statistics) into a no-op sink."""
+    sink = CountingSink(count)
+    stop = asyncio.Event()
+    listener = Listener(conninfo_to_dict(url), ListenerOptions(channels=["orders"], name=name), sink)
+    task = asyncio.create_task(listener.run(stop))
+    await asyncio.wait_for(_until_live(listener), 30)
+    await asyncio.to_thread(insert_rows, url, "shop_order", count)
+    await asyncio.wait_for(sink.done.wait(), 120)
+    stop.set()
+    await task
+    return (count - 1) / (sink.last - sink.first)
+
+
+async def replay_rate(url: str, count: int, name: str) -> float:
+    """Events/s replayed from the log for a listener that was away while `count` rows were written."""
+    warm = Listener(conninfo_to_dict(url), ListenerOptions(channels=["orders"], name=name), CountingSink(1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(warm.run(stop))
+    await asyncio.wait_for(_until_live(warm), 30)
+    stop.set()
+    await task
+    await asyncio.to_thread(insert_rows, url, "shop_order", count)
+    sink = CountingSink(count)
+    listener = Listener(conninfo_to_dict(url), ListenerOptions(channels=["orders"], name=name), sink)
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(listener.run(stop))
+    await asyncio.wait_for(sink.done.wait(), 300)
+    elapsed = sink.last - started
+    stop.set()
+    await task
+    return count / elapsed
