@@ -238,14 +238,18 @@ class Listener:
     async def _deliver(self, notification: Notification, log: EventLog) -> None:
         event = notification.event
         if event is not None:
-            if event["id"] in self._handed or self._position.sees(event["txid"]):
+            event_id, txid = event["id"], event["txid"]
+            if event_id in self._handed or self._position.sees(txid):
                 self.stats.duplicates_dropped += 1
                 return
-            if notification.truncated:
-                payload = await log.payload(event["id"])
+            if event.get("truncated") is True:
+                payload = await log.payload(event_id)
                 if payload is not None:
                     notification.restore(payload)
-            self._handed[event["id"]] = event["txid"]
+            self._handed[event_id] = txid
+        elif (chunk := notification.chunk) is not None:
+            await self._expand(notification, chunk, log)
+            return
         elif notification.channel == "system" and notification.pid in self._own_pids:
             return  # our own state notice, already handed on locally
         self.stats.record(notification)
@@ -253,6 +257,14 @@ class Listener:
             await self.sink.handle(notification)
         except Exception:
             logger.exception("a handler failed on %s notification", notification.channel)
+
+    async def _expand(self, notification: Notification, chunk: tuple[int, int, int], log: EventLog) -> None:
+        """Hand on the events a bulk statement's chunk notification stands for (one query)."""
+        first_id, last_id, txid = chunk
+        if self._position.sees(txid):
+            return  # the position covers the transaction: its events were handed on
+        for payload in await log.chunk(first_id, last_id, txid):
+            await self._deliver(Notification(notification.channel, payload, notification.pid), log)
 
     async def _checkpoint(self, listen_conn: psycopg.AsyncConnection, log: EventLog, save: bool = False,
                           announce: bool = False) -> int:

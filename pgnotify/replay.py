@@ -44,6 +44,8 @@ _PENDING = "SELECT txid::text::bigint, id, channel, payload::text FROM pgnotify_
  ORDER BY txid, id LIMIT %(limit)s
 """
 _PAYLOAD = "SELECT payload::text FROM pgnotify_event WHERE id = %s"
+# The events a chunk notification stands for: one statement's, so one transaction's, by id range.
+_CHUNK = "SELECT payload::text FROM pgnotify_event WHERE id BETWEEN %s AND %s AND txid = %s::text::xid8 ORDER BY id"
 _PRUNE = """
     DELETE FROM pgnotify_event WHERE id IN (
         SELECT id FROM pgnotify_event WHERE created_at < now() - %s ORDER BY id LIMIT %s)
@@ -97,6 +99,11 @@ class EventLog:
         cursor = await self.connection.execute(_PAYLOAD, [event_id])
         row = await cursor.fetchone()
         return row[0] if row else None
+
+    async def chunk(self, first_id: int, last_id: int, txid: int) -> list[str]:
+        """Payloads of the events of transaction `txid` with ids from `first_id` to `last_id`."""
+        cursor = await self.connection.execute(_CHUNK, [first_id, last_id, txid])
+        return [payload for (payload,) in await cursor.fetchall()]
 
     async def prune(self, retention: timedelta, batch: int = 1000, max_batches: int = 20) -> tuple[int, bool]:
         """Delete events older than `retention`, one small transaction per batch.

@@ -2,6 +2,11 @@
 
 Each trigger carries a hash of its definition in its comment (as django-pgtrigger does),
 so `migrate` rewrites only the triggers whose definition changed.
+
+The change trigger of a table is statement-level (pgnotify_notify_change_v2, migration 0003):
+PostgreSQL allows transition tables only on single-event triggers, so it is three triggers,
+`pgnotify_change` (UPDATE, carrying the hash of all three) and its INSERT and DELETE parts.
+With only migration 0001 applied, the row-level v1 function is attached instead.
 """
 
 import hashlib
@@ -18,10 +23,21 @@ logger = logging.getLogger(__name__)
 CHANGE_TRIGGER = "pgnotify_change"
 CACHE_TRIGGER = "pgnotify_cache"
 
-_CHANGE = sql.SQL(
-    "CREATE OR REPLACE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+CHANGE_PARTS = {"pgnotify_change_insert": "INSERT", "pgnotify_change_delete": "DELETE"}
+# A part's comment names the trigger whose hash covers it (and never changes by itself).
+PART_COMMENT = "pgnotify: part of pgnotify_change"
+
+_CHANGE_V1 = sql.SQL(
+    "CREATE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table} "
     "FOR EACH ROW EXECUTE FUNCTION pgnotify_notify_change({channel}, {label}, {pk}, {excluded})"
 )
+_CHANGE_V2 = {
+    "UPDATE": "AFTER UPDATE ON {table} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+    "INSERT": "AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows",
+    "DELETE": "AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows",
+}
+_CHANGE_V2_EXECUTE = (" FOR EACH STATEMENT EXECUTE FUNCTION "
+                      "pgnotify_notify_change_v2({channel}, {label}, {pk}, {excluded})")
 _CACHE = sql.SQL(
     "CREATE OR REPLACE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
     "FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_invalidate_cache({tags})"
@@ -38,20 +54,30 @@ def _array_literal(values) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
-def desired_triggers() -> dict[tuple[str, str], sql.Composed]:
-    """(table, trigger name) -> CREATE statement, for every watched and cached model."""
+def _change_statements(table: str, arguments: dict, statement_level: bool) -> sql.Composed:
+    """The CREATE statements of a table's change trigger (and its parts), as one."""
+    if not statement_level:
+        return _CHANGE_V1.format(name=sql.Identifier(CHANGE_TRIGGER), table=sql.Identifier(table), **arguments)
+    names = {"UPDATE": CHANGE_TRIGGER, **{op: name for name, op in CHANGE_PARTS.items()}}
+    return sql.SQL("; ").join(
+        sql.SQL("CREATE TRIGGER {name} " + _CHANGE_V2[op] + _CHANGE_V2_EXECUTE).format(
+            name=sql.Identifier(names[op]), table=sql.Identifier(table), **arguments)
+        for op in ("UPDATE", "INSERT", "DELETE"))
+
+
+def desired_triggers(statement_level: bool = True) -> dict[tuple[str, str], sql.Composed]:
+    """(table, trigger name) -> CREATE statement(s), for every watched and cached model."""
     wanted = {}
     for label, options in conf.watch().items():
         model = apps.get_model(label)
         table = model._meta.db_table
-        wanted[(table, CHANGE_TRIGGER)] = _CHANGE.format(
-            name=sql.Identifier(CHANGE_TRIGGER),
-            table=sql.Identifier(table),
-            channel=sql.Literal(options["channel"]),
-            label=sql.Literal(model._meta.label_lower),
-            pk=sql.Literal(model._meta.pk.column),
-            excluded=sql.Literal(_array_literal(_excluded_columns(model, options))),
-        )
+        arguments = {
+            "channel": sql.Literal(options["channel"]),
+            "label": sql.Literal(model._meta.label_lower),
+            "pk": sql.Literal(model._meta.pk.column),
+            "excluded": sql.Literal(_array_literal(_excluded_columns(model, options))),
+        }
+        wanted[(table, CHANGE_TRIGGER)] = _change_statements(table, arguments, statement_level)
     for label, tags in conf.get("CACHE_INVALIDATE").items():
         table = apps.get_model(label)._meta.db_table
         wanted[(table, CACHE_TRIGGER)] = _CACHE.format(
@@ -66,9 +92,18 @@ def _excluded_columns(model, options) -> list[str]:
     return [model._meta.get_field(name).column for name in options.get("exclude", [])]
 
 
-def _functions_installed(cursor) -> bool:
-    cursor.execute("SELECT to_regprocedure('pgnotify_notify_change()') IS NOT NULL")
-    return cursor.fetchone()[0]
+def _installed_versions(cursor) -> tuple[bool, bool]:
+    """Whether the row-level (v1) and statement-level (v2) change functions are installed."""
+    cursor.execute("SELECT to_regprocedure('pgnotify_notify_change()') IS NOT NULL, "
+                   "to_regprocedure('pgnotify_notify_change_v2()') IS NOT NULL")
+    return cursor.fetchone()
+
+
+def _drop(table: str, name: str) -> sql.Composed:
+    """DROP statements of a trigger, with its parts for the change trigger."""
+    names = [name, *CHANGE_PARTS] if name == CHANGE_TRIGGER else [name]
+    return sql.SQL("; ").join(
+        sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(n), sql.Identifier(table)) for n in names)
 
 
 def sync_triggers(using: str = "default") -> list[str]:
@@ -76,26 +111,30 @@ def sync_triggers(using: str = "default") -> list[str]:
     connection = connections[using]
     actions = []
     with connection.cursor() as cursor:
-        if not _functions_installed(cursor):
+        v1, v2 = _installed_versions(cursor)
+        if not (v1 or v2):
             return actions
         raw = cursor.connection
         cursor.execute(_INSTALLED, [CHANGE_TRIGGER, CACHE_TRIGGER])
         installed = {(table, name): comment for table, name, comment in cursor.fetchall()}
-        wanted = desired_triggers()
+        wanted = desired_triggers(statement_level=v2)
         for (table, name), statement in wanted.items():
             text = statement.as_string(raw)
             stamp = "pgnotify:" + hashlib.sha256(text.encode()).hexdigest()[:16]
             if installed.get((table, name)) == stamp:
                 continue
+            # Dropped first: a row-level trigger cannot be replaced by a statement-level one.
+            cursor.execute(_drop(table, name).as_string(raw))
             cursor.execute(text)
-            comment = sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
-                sql.Identifier(name), sql.Identifier(table), sql.Literal(stamp)
-            )
-            cursor.execute(comment.as_string(raw))
+            comments = [(name, stamp)]
+            if name == CHANGE_TRIGGER and v2:
+                comments += [(part, PART_COMMENT) for part in CHANGE_PARTS]
+            for trigger, comment in comments:
+                cursor.execute(sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
+                    sql.Identifier(trigger), sql.Identifier(table), sql.Literal(comment)).as_string(raw))
             actions.append(f"{'refreshed' if (table, name) in installed else 'attached'} {name} on {table}")
         for table, name in installed.keys() - wanted.keys():
-            drop = sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(name), sql.Identifier(table))
-            cursor.execute(drop.as_string(raw))
+            cursor.execute(_drop(table, name).as_string(raw))
             actions.append(f"dropped {name} on {table}")
     for action in actions:
         logger.debug("pgnotify: %s", action)

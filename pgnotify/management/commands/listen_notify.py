@@ -23,6 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="default",
                             help="listener name: its position in the event log, shared by its standbys")
         parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+        parser.add_argument("--metrics-port", type=int, metavar="P",
+                            help="serve Prometheus metrics on this port (at /metrics)")
+        parser.add_argument("--metrics-host", default="127.0.0.1", metavar="H",
+                            help="address the metrics server binds (default 127.0.0.1)")
         parser.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
                             help="print statistics every S seconds (0: only at the end)")
 
@@ -36,9 +40,14 @@ class Command(BaseCommand):
                 name=options["name"],
                 retention=timedelta(seconds=conf.get("RETENTION")),
             )
+            handlers = configured_handlers()
+            if options["metrics_port"] is not None:
+                from pgnotify.metrics import serve_metrics  # prometheus_client only when asked for
+
+                handlers = [*handlers, serve_metrics(options["metrics_port"], options["metrics_host"])]
             output = Output(as_json=options["json"], stdout=self.stdout._out, stderr=self.stderr._out)
             asyncio.run(run_listener(listener_conninfo(), listener_options, output,
-                                     handlers=configured_handlers(),
+                                     handlers=handlers,
                                      stats_interval=options["stats_interval"]))
         except PgNotifyError as error:
             raise CommandError(str(error)) from error

@@ -1,0 +1,62 @@
+"""`listen_notify --metrics-port`: Prometheus metrics scraped from a real listener process."""
+
+import socket
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from notifyproject.shop.models import Order
+from pgnotify import notify
+from tests.support import ManagedProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_count_events_by_channel_and_operation(listener):
+    port = free_port()
+    process = listener("--name", "metrics", "--metrics-port", str(port))
+    order = Order.objects.create()
+    order.status = "paid"
+    order.save()
+    notify("chat", {"room": "lobby", "message": "hi"})
+    process.wait_for(lambda lines: sum('"channel":"chat"' in line for line in lines))
+    process.wait_for(lambda lines: sum('"op":"UPDATE"' in line for line in lines))
+
+    metrics = scrape(port)
+    events = {labels: value for (name, labels), value in metrics.items() if name == "pgnotify_events_total"}
+    assert events[(("channel", "orders"), ("operation", "INSERT"))] == 1
+    assert events[(("channel", "orders"), ("operation", "UPDATE"))] == 1
+    assert events[(("channel", "chat"), ("operation", ""))] == 1
+    assert metrics[("pgnotify_commit_to_listener_seconds_count", ())] == 2
+    assert 0 < metrics[("pgnotify_commit_to_listener_seconds_sum", ())] < 5
+    assert metrics[("pgnotify_handler_latency_seconds_count", ())] >= 3
+    assert metrics[("pgnotify_reconnects_total", ())] == 0
+    assert metrics[("pgnotify_replay_backlog", ())] == 0
+    assert 0 <= metrics[("pgnotify_notification_queue_usage", ())] < 0.5
+    assert metrics[("pgnotify_listener_live", ())] == 1
+    assert process.stop() == 0
+
+
+def test_metrics_port_in_use_is_one_line(listener):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        process = ManagedProcess("listen_notify", "--metrics-port", str(busy.getsockname()[1]))
+        assert process.proc.wait(30) != 0
+        process.stop()
+    assert len(process.stderr_lines) == 1 and "cannot serve metrics" in process.stderr_lines[0]
