@@ -75,9 +75,7 @@ def main() -> None:
         stack.create_staff_user(stack.stack_env(e2e_url, "postgres"))
         results.update(web_figures(e2e_url, args.quick))
         print(f"web figures done after {time.monotonic() - started:.0f} s", flush=True)
-        results.update(peer_figures(e2e_url, results, args.quick))
-        if "listener_events_per_s" in results:
-            pass  # the pgpubsub peer compares against the listener's drain rate
+        results.update(peer_figures(server, e2e_url, results, args.quick))
 
     version = database.server_version(server)
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, PostgreSQL {version // 10000}"
