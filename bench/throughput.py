@@ -35,9 +35,11 @@ class CountingSink:
 
 
 def insert_rows(url: str, table: str, count: int) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("INSERT INTO {} (quantity) SELECT 1 FROM generate_series(1, %s)").format(
-            sql.Identifier(table)), [count])
+    # Single-row statements in one transaction: one notification per row (a bulk statement on a
+    # watched table sends a chunk notification per 1,000 events instead).
+    with psycopg.connect(url) as conn, conn.cursor() as cursor:
+        cursor.executemany(sql.SQL("INSERT INTO {} (quantity) VALUES (1)").format(sql.Identifier(table)),
+                           [()] * count)
 
 
 async def raw_drain(url: str, count: int) -> float:
