@@ -22,12 +22,11 @@ class Product(models.Model):
 
 
 def _next_order_number():
-    # 'ORD-000001', 'ORD-000002', ... from a sequence, so plain SQL inserts get one too.
+    # 'ORD-1', 'ORD-2', ... from a sequence, so plain SQL inserts get one too (no padding:
+    # lpad would truncate past its width and repeat numbers).
     nextval = models.Func(models.Value("shop_order_number_seq"), function="nextval",
                           output_field=models.BigIntegerField())
-    padded = models.Func(Cast(nextval, models.TextField()), models.Value(6), models.Value("0"),
-                         function="lpad", output_field=models.TextField())
-    return Concat(models.Value("ORD-"), padded, output_field=models.CharField())
+    return Concat(models.Value("ORD-"), Cast(nextval, models.TextField()), output_field=models.CharField())
 
 
 class Order(models.Model):
