@@ -104,7 +104,7 @@ def test_notify_command_sends_its_argument_or_standard_input():
         payload = '{"from": "stdin", "text": "ação ☕"}'
         (code, out, err), (arg_code, _, _) = run_all(("notify", "commands_stdin", "-"),
                                                       ("notify", "commands_stdin", "from the argument"),
-                                                      stdin=payload)
+                                                      stdin=payload + "\n")
         assert (code, arg_code) == (0, 0), err
         assert out.strip() == f"📤 sent {len(payload.encode())} bytes on 'commands_stdin'"
         received = {inbox.next().payload, inbox.next().payload}

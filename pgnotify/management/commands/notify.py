@@ -16,7 +16,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         payload = options["payload"]
         if payload == "-":
-            payload = sys.stdin.read()
+            # `echo text | notify C -` sends "text": the line's end is the shell's, not the payload's.
+            payload = sys.stdin.read().removesuffix("\n")
         try:
             notify(options["channel"], payload)
         except (PgNotifyError, ValueError) as error:
