@@ -2,6 +2,7 @@
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from . import fanout
 from .groups import DASHBOARD_GROUP
 
 FORBIDDEN = 4403
@@ -10,7 +11,9 @@ FORBIDDEN = 4403
 class DashboardConsumer(AsyncWebsocketConsumer):
     """Pushes the listener's `changes`, `stats` and `notice` frames to staff browsers.
 
-    Frames arrive already serialised (see groups.frame), so each client costs one send."""
+    Frames arrive already serialised (see groups.frame) on one subscription per process
+    (see fanout), which writes each to every dashboard of the process: one channel-layer
+    delivery per process and frame, not one per browser."""
 
     joined = False
 
@@ -19,16 +22,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_staff:
             await self.close(code=FORBIDDEN)
             return
-        await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         self.joined = True
-        await self.accept()
+        await fanout.join(self, self.channel_layer, DASHBOARD_GROUP, accept=self.accept)
 
     async def disconnect(self, code):
         if self.joined:
-            await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+            self.joined = False
+            await fanout.leave(self, self.channel_layer, DASHBOARD_GROUP)
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the dashboard only listens
 
     async def dashboard_frame(self, message):
+        # Still served for a frame sent to this consumer's own channel.
         await self.send(text_data=message["text"])

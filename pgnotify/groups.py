@@ -3,8 +3,9 @@ channel-layer groups.
 
 Events are batched by back-pressure, not by a timer: the first event after a quiet spell goes
 out at once; while a group message is in flight the next events queue up and leave together in
-the following one. So an idle dashboard sees each change immediately, and a busy one gets many
-events per group message instead of one round trip per event.
+the following one, and no sooner than MIN_FRAME_INTERVAL after it. So an idle dashboard sees each
+change immediately, and a busy one gets many events per group message instead of one round trip
+per event.
 """
 
 import asyncio
@@ -25,6 +26,10 @@ MAX_BATCH = 500  # events per frame: keeps one websocket frame well under a mega
 MAX_PENDING = 20_000  # kept for retry while the channel layer is unreachable; older ones are dropped
 SEND_TIMEOUT = 5.0  # seconds one group_send may take before the batch is retried later
 STATS_INTERVAL = 1.0
+# Busy spells: at most one `changes` group message per interval. A layer whose send is quick
+# (Redis) would otherwise carry one event per message, and its receiving side (several round trips
+# per message, per process) falls behind and drops past the channel's capacity.
+MIN_FRAME_INTERVAL = 0.005
 
 
 def chat_group(room: str) -> str:
@@ -70,6 +75,7 @@ class GroupForwarder:
         self._notices: deque[dict] = deque(maxlen=100)
         self._notice_sender: asyncio.Task | None = None
         self._stats_sent = 0.0
+        self._changes_sent = 0.0  # monotonic time of the last `changes` group message
         self._windows: dict[str, tuple[float, int]] = {}  # channel -> rate window of our stats frames
         self.frames_sent = 0
         self.events_sent = 0
@@ -129,6 +135,10 @@ class GroupForwarder:
 
     async def _drain(self) -> None:
         while self._pending:
+            wait = self._changes_sent + MIN_FRAME_INTERVAL - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # events arriving meanwhile join this batch
+            self._changes_sent = time.monotonic()
             batch = self._pending[:MAX_BATCH]
             del self._pending[: len(batch)]
             if not await self._send(self.group, frame({"type": "changes", "events": batch})):

@@ -1,0 +1,193 @@
+"""Group fan-out per process, not per consumer.
+
+A channel layer delivers a group message once to every member channel: with N dashboards in a
+process that is N round trips (Redis) or N stored rows (channels_postgres) per frame, and
+channels_redis drops what exceeds a channel's capacity. Instead, the first consumer of a group in
+a process subscribes ONE channel to the group; a task receives from it and writes each frame's
+ready-made text to every local consumer's websocket. Consumers register on connect and leave on
+disconnect; the last one out ends the subscription.
+"""
+
+import asyncio
+import logging
+import random
+
+logger = logging.getLogger(__name__)
+
+FRAME_TYPE = "dashboard.frame"  # a message whose "text" is a serialised websocket frame
+CHANGES_PREFIX, CHANGES_SUFFIX = '{"type":"changes","events":[', "]}"  # as groups.frame writes them
+MAX_MERGED_CHARS = 256 * 1024  # `changes` frames waiting together are merged up to this size
+YIELD_EVERY = 20  # websocket writes between yields, so the receiver keeps draining the layer meanwhile
+SUBSCRIBE_WAIT = 5.0  # seconds a connecting consumer waits for the subscription before it goes on
+REFRESH_INTERVAL = 3600.0  # seconds between renewals of the membership (layers expire groups)
+BACKOFF_INITIAL, BACKOFF_MAX = 0.2, 5.0
+
+
+class Broadcaster:
+    """One group subscription of one process (one event loop, one channel layer)."""
+
+    def __init__(self, layer, group: str):
+        self.layer = layer
+        self.group = group
+        self.consumers: dict[object, bool] = {}  # consumer -> accepted (frames go to those only)
+        self.channel_name: str | None = None
+        self.subscribed = asyncio.Event()
+        self.frames = 0
+        self._inbox: list[dict] = []  # received, not yet written
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._write_forever()),
+                       loop.create_task(self._renew())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        if self.channel_name is not None:
+            try:
+                await self.layer.group_discard(self.group, self.channel_name)
+            except Exception as error:  # the layer is away: its group expiry cleans up instead
+                logger.warning("dashboard fan-out could not leave %s: %s", self.group, error)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                if self.channel_name is None:
+                    self.channel_name = await self.layer.new_channel()
+                await self.layer.group_add(self.group, self.channel_name)
+                self.subscribed.set()
+                attempt = 0
+                await self._receive_forever()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # backend errors vary; the subscription must come back
+                delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**attempt) * random.uniform(0.5, 1.0)
+                attempt += 1
+                logger.warning("dashboard fan-out lost its channel layer (%s); re-subscribing in %.1fs",
+                               str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+                               delay)
+                await asyncio.sleep(delay)
+
+    async def _receive_forever(self) -> None:
+        # Receiving never waits for the websockets: the layer's channel (whose capacity is small)
+        # is drained at once, and what arrives while frames are written is merged (see coalesce).
+        while True:
+            message = await self.layer.receive(self.channel_name)
+            self._inbox.append(message)  # (not append(await ...): the writer swaps the list meanwhile)
+            self.frames += 1
+            self._wake.set()
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            waiting, self._inbox = self._inbox, []
+            for message in coalesce(waiting):
+                await self.deliver(message)
+
+    async def _renew(self) -> None:
+        # A consumer's membership is renewed by its own reconnects; this one lives as long as any
+        # dashboard of the process does, so it renews itself before the layer's group expiry.
+        while True:
+            await asyncio.sleep(REFRESH_INTERVAL)
+            if self.subscribed.is_set():
+                try:
+                    await self.layer.group_add(self.group, self.channel_name)
+                except Exception as error:
+                    logger.warning("dashboard fan-out could not renew %s: %s", self.group, error)
+
+    async def deliver(self, message: dict) -> None:
+        """One frame to every local consumer, serialised once (by the sender)."""
+        text = message.get("text") if message.get("type") == FRAME_TYPE else None
+        for written, (consumer, accepted) in enumerate(list(self.consumers.items()), 1):
+            if not accepted:
+                continue
+            if written % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a websocket write does not yield; the layer's channel is small
+            try:
+                if text is not None:
+                    await consumer.send(text_data=text)
+                else:
+                    await consumer.dispatch(message)  # any other group message: the consumer's handler
+            except Exception as error:  # a connection that went away without saying so
+                logger.info("dashboard fan-out dropped a consumer: %s", error)
+                self.consumers.pop(consumer, None)
+
+
+def coalesce(messages: list[dict]) -> list[dict]:
+    """Consecutive `changes` frames merged into one (events in order, size-capped); every other
+    message stays as it is and where it is. Under load one websocket write per dashboard carries
+    many frames' events instead of one write each."""
+    merged: list[dict] = []
+    for message in messages:
+        text = _changes_text(message)
+        last = _changes_text(merged[-1]) if merged else None
+        if text is not None and last is not None and len(last) + len(text) <= MAX_MERGED_CHARS:
+            merged[-1] = {"type": FRAME_TYPE, "text": last[: -len(CHANGES_SUFFIX)] + "," + text[len(CHANGES_PREFIX):]}
+        else:
+            merged.append(message)
+    return merged
+
+
+def _changes_text(message: dict) -> str | None:
+    """The text of a `changes` frame with at least one event, else None."""
+    text = message.get("text") if message.get("type") == FRAME_TYPE else None
+    if (text is None or len(text) <= len(CHANGES_PREFIX) + len(CHANGES_SUFFIX)
+            or not text.startswith(CHANGES_PREFIX) or not text.endswith(CHANGES_SUFFIX)):
+        return None
+    return text
+
+
+# (event loop, channel layer, group) -> its broadcaster; tests run a new loop per test.
+_broadcasters: dict[tuple, Broadcaster] = {}
+
+
+def _key(layer, group: str) -> tuple:
+    return asyncio.get_running_loop(), layer, group
+
+
+async def join(consumer, layer, group: str, accept) -> Broadcaster:
+    """Registers `consumer`; the first one in this process starts the subscription. Once it is in
+    place (or after SUBSCRIBE_WAIT while the layer is away) calls `accept()` (the websocket
+    handshake), and from then on the consumer receives the group's frames."""
+    for stale in [key for key in _broadcasters if key[0].is_closed()]:
+        del _broadcasters[stale]
+    key = _key(layer, group)
+    broadcaster = _broadcasters.get(key)
+    if broadcaster is None:
+        broadcaster = _broadcasters[key] = Broadcaster(layer, group)
+        broadcaster.start()
+    broadcaster.consumers[consumer] = False  # keeps the subscription alive; no frames before accept
+    try:
+        await asyncio.wait_for(broadcaster.subscribed.wait(), SUBSCRIBE_WAIT)
+    except TimeoutError:
+        pass  # frames flow once the layer is back
+    await accept()
+    if consumer in broadcaster.consumers:  # unless it left meanwhile
+        broadcaster.consumers[consumer] = True
+    return broadcaster
+
+
+async def leave(consumer, layer, group: str) -> None:
+    """Unregisters `consumer`; the last one out ends the subscription."""
+    key = _key(layer, group)
+    broadcaster = _broadcasters.get(key)
+    if broadcaster is None:
+        return
+    broadcaster.consumers.pop(consumer, None)
+    if not broadcaster.consumers:
+        del _broadcasters[key]
+        await broadcaster.stop()
+
+
+def broadcaster_for(layer, group: str) -> Broadcaster | None:
+    """This loop's broadcaster of `group`, if any consumer is registered (tests, metrics)."""
+    return _broadcasters.get(_key(layer, group))
