@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup db migrate run test browser bench clean
+.PHONY: setup db migrate run lint test browser bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,10 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
 	  echo "chromium not installed: browser tests will be skipped"
 
-test: db browser
+lint: setup
+	$(PY) -m ruff check .
+
+test: lint db browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
