@@ -8,7 +8,6 @@ import json
 import os
 import random
 import re
-import socket
 import threading
 import time
 import warnings
@@ -17,6 +16,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+
+from tests.support import free_port
 
 FIGURES_FILE = Path("/tmp/pgnotify_delivery_figures.json")
 
@@ -193,7 +194,7 @@ class SilenceableProxy:
 
     def __init__(self, host: str, port: int):
         self.upstream = (host, int(port))
-        self.port = _free_port()
+        self.port = free_port()
         self._connections: list[dict] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -260,11 +261,6 @@ class SilenceableProxy:
         await asyncio.gather(pump(client_reader, server_writer, True), pump(server_reader, client_writer, False),
                              return_exceptions=True)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- a private PostgreSQL that the test may stop and start

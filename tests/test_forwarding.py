@@ -5,7 +5,6 @@ waits for it."""
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import uuid
 from datetime import timedelta
@@ -22,15 +21,11 @@ from pgnotify.handlers import Dispatcher
 from pgnotify.listener import Listener, ListenerOptions
 from pgnotify.notification import Notification
 from tests.faults import RecordingSink
+from tests.support import free_port
 from tests.support import test_database_url as database_url
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -8,15 +8,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from notifyproject.shop.models import Order
 from pgnotify import notify
-from tests.support import ManagedProcess
+from tests.support import ManagedProcess, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:

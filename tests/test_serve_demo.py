@@ -7,8 +7,7 @@ import psutil
 import pytest
 from django.db import connection
 
-from tests.support import ManagedProcess
-from tests.web import free_port
+from tests.support import ManagedProcess, free_port
 
 
 def _get(url: str) -> int:
