@@ -10,16 +10,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from tests.web import (  # noqa: F401
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Daphne,
-    WebStack,
-    login,
-    make_user,
-    require_chromium,
-    web_stack,
-)
+from tests.web import Daphne, WebStack, chromium, login, make_user, web_stack  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -33,15 +24,8 @@ def browser():
     """Headless Chromium for one test. Playwright's sync API keeps an event loop running in this
     thread while it is open, which Django's ORM refuses; a browser per test is closed before the
     database is flushed. Missing Chromium fails under CI, else skips."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

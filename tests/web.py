@@ -4,6 +4,7 @@ layers to run it with, a headless Chromium through Playwright, and logging in.
 Import the fixtures a test module needs: `from tests.web import browser, web_stack  # noqa: F401`.
 """
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -141,29 +142,38 @@ def require_chromium() -> None:
         pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Debian Chromium. Missing: the test fails under CI, else it is skipped.
-
-    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
-    is open, which async tests of later modules could not share."""
+@contextlib.contextmanager
+def chromium():
+    """Headless Debian Chromium through Playwright's sync API, closed on exit."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
-    # plain synchronous ones, so Django's async-safety guard is lifted while the browser runs.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             yield browser
         finally:
             browser.close()
-            if previous is None:
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-            else:
-                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium. Missing: the test fails under CI, else it is skipped.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    is open, which async tests of later modules could not share."""
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
+    # plain synchronous ones, so Django's async-safety guard is lifted while the browser runs.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with chromium() as browser:
+            yield browser
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 def make_user(username: str, staff: bool = False, password: str = STAFF_PASSWORD):
