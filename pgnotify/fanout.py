@@ -6,9 +6,15 @@ channels_redis drops what exceeds a channel's capacity. Instead, the first consu
 a process subscribes ONE channel to the group; a task receives from it and writes each frame's
 ready-made text to every local consumer's websocket. Consumers register on connect and leave on
 disconnect; the last one out ends the subscription.
+
+Under daphne a frame is framed once (autobahn's prepared message) and the same bytes are written
+to each dashboard's connection, so the per-dashboard cost is one buffered socket write rather
+than a pass through the ASGI send chain and the websocket framing. Elsewhere (other servers,
+tests) frames go through the consumer's own `send`.
 """
 
 import asyncio
+import functools
 import logging
 import random
 
@@ -17,7 +23,7 @@ logger = logging.getLogger(__name__)
 FRAME_TYPE = "dashboard.frame"  # a message whose "text" is a serialised websocket frame
 CHANGES_PREFIX, CHANGES_SUFFIX = '{"type":"changes","events":[', "]}"  # as groups.frame writes them
 MAX_MERGED_CHARS = 256 * 1024  # `changes` frames waiting together are merged up to this size
-YIELD_EVERY = 20  # websocket writes between yields, so the receiver keeps draining the layer meanwhile
+YIELD_EVERY = 100  # websocket writes between yields, so the receiver keeps draining the layer meanwhile
 SUBSCRIBE_WAIT = 5.0  # seconds a connecting consumer waits for the subscription before it goes on
 REFRESH_INTERVAL = 3600.0  # seconds between renewals of the membership (layers expire groups)
 BACKOFF_INITIAL, BACKOFF_MAX = 0.2, 5.0
@@ -30,6 +36,7 @@ class Broadcaster:
         self.layer = layer
         self.group = group
         self.consumers: dict[object, bool] = {}  # consumer -> accepted (frames go to those only)
+        self._connections: dict[object, object] = {}  # consumer -> its daphne websocket protocol, if any
         self.channel_name: str | None = None
         self.subscribed = asyncio.Event()
         self.frames = 0
@@ -105,21 +112,101 @@ class Broadcaster:
                     logger.warning("dashboard fan-out could not renew %s: %s", self.group, error)
 
     async def deliver(self, message: dict) -> None:
-        """One frame to every local consumer, serialised once (by the sender)."""
+        """One frame to every local consumer, serialised once (by the sender) and framed once."""
         text = message.get("text") if message.get("type") == FRAME_TYPE else None
+        prepared = None
         for written, (consumer, accepted) in enumerate(list(self.consumers.items()), 1):
             if not accepted:
                 continue
             if written % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a websocket write does not yield; the layer's channel is small
+                await asyncio.sleep(0)  # let the receiver drain the layer meanwhile
             try:
-                if text is not None:
-                    await consumer.send(text_data=text)
-                else:
+                if text is None:
                     await consumer.dispatch(message)  # any other group message: the consumer's handler
+                    continue
+                connection = self._connections.get(consumer)
+                if connection is not None and connection.open():
+                    if prepared is None:
+                        prepared = connection.protocol.factory.prepareMessage(text.encode())
+                    connection.write(prepared)
+                else:  # no daphne connection, or not open (yet, or any more): the usual way
+                    await consumer.send(text_data=text)
             except Exception as error:  # a connection that went away without saying so
                 logger.info("dashboard fan-out dropped a consumer: %s", error)
                 self.consumers.pop(consumer, None)
+                self._connections.pop(consumer, None)
+
+    def accepted(self, consumer) -> None:
+        """From now on `consumer` receives the group's frames (written straight to its daphne
+        connection when it has one)."""
+        if consumer in self.consumers:  # unless it left meanwhile
+            self.consumers[consumer] = True
+            protocol = daphne_websocket(consumer)
+            if protocol is not None:
+                self._connections[consumer] = Connection(protocol)
+
+    def discard(self, consumer) -> None:
+        self.consumers.pop(consumer, None)
+        self._connections.pop(consumer, None)
+
+
+class Connection:
+    """A dashboard's daphne websocket, written to with frames prepared once for all.
+
+    A frame goes straight to the socket when nothing is waiting in the transport's buffer (the
+    common case: frames are small and clients read them): one send() instead of Twisted's
+    buffer, writer registration with the event loop, a later write callback and unregistration.
+    Whatever the socket does not take at once, and every frame while anything is buffered, goes
+    through the transport as usual, so the bytes stay in order. Compressed or TLS connections,
+    and Twisted versions whose transport looks different, use autobahn's sendPreparedMessage."""
+
+    __slots__ = ("protocol", "socket", "transport")
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.transport = transport = protocol.transport
+        self.socket = None
+        if (getattr(protocol, "_perMessageCompress", True) is None and getattr(transport, "TLS", True) is False
+                and all(hasattr(transport, name) for name in ("dataBuffer", "_tempDataLen", "disconnecting"))
+                and hasattr(transport, "getHandle") and hasattr(protocol, "send_queue")):
+            self.socket = transport.getHandle()
+
+    def open(self) -> bool:
+        return self.protocol.state == self.protocol.STATE_OPEN
+
+    def write(self, prepared) -> None:
+        transport, sock = self.transport, self.socket
+        if (sock is None or transport.dataBuffer or transport._tempDataLen or transport.disconnecting
+                or self.protocol.send_queue):
+            self.protocol.sendPreparedMessage(prepared)
+            return
+        data = prepared.payloadHybi
+        try:
+            sent = sock.send(data)
+        except OSError:  # would block, or the connection broke: the transport finds out and closes
+            sent = 0
+        if sent < len(data):
+            transport.write(data[sent:])
+
+
+def daphne_websocket(consumer):
+    """The daphne websocket protocol (an autobahn WebSocketServerProtocol) a consumer's `send`
+    ends in, or None (another server, a test communicator, unknown middleware). Follows
+    channels' session wrapper (`real_send`) down to daphne's `partial(Server.handle_reply,
+    protocol)`."""
+    send = getattr(consumer, "base_send", None)
+    for _ in range(10):
+        if isinstance(send, functools.partial):
+            protocol = send.args[0] if len(send.args) == 1 else None
+            if (getattr(send.func, "__name__", None) == "handle_reply"
+                    and type(send.func.__self__).__module__.startswith("daphne.")
+                    and hasattr(protocol, "sendPreparedMessage") and hasattr(protocol, "factory")):
+                return protocol
+            return None
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+        if send is None:
+            return None
+    return None
 
 
 def coalesce(messages: list[dict]) -> list[dict]:
@@ -171,8 +258,7 @@ async def join(consumer, layer, group: str, accept) -> Broadcaster:
     except TimeoutError:
         pass  # frames flow once the layer is back
     await accept()
-    if consumer in broadcaster.consumers:  # unless it left meanwhile
-        broadcaster.consumers[consumer] = True
+    broadcaster.accepted(consumer)
     return broadcaster
 
 
@@ -182,7 +268,7 @@ async def leave(consumer, layer, group: str) -> None:
     broadcaster = _broadcasters.get(key)
     if broadcaster is None:
         return
-    broadcaster.consumers.pop(consumer, None)
+    broadcaster.discard(consumer)
     if not broadcaster.consumers:
         del _broadcasters[key]
         await broadcaster.stop()
