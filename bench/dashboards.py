@@ -1,15 +1,26 @@
-"""Dashboard websocket clients: many connections with one staff session, each counting the change
-events it receives (de-duplicated by id) and timing them from the event's `ts` to the frame's
-arrival (the database and the clients share this machine's clock)."""
+"""Dashboard websocket clients: many connections with one staff session, each parsing every frame
+it receives and counting the change events in it (de-duplicated by id), timed from the event's
+`ts` to the arrival of the frame's bytes (the database and the clients share this machine's clock).
+
+The clients share the machine with the server under test, so each is a small asyncio protocol
+(RFC 6455 client side: handshake checked, frames of any size and fragmentation, pings answered)
+rather than a general-purpose library: what they cost is what they must do, read and parse.
+"""
 
 import asyncio
-import json
+import base64
+import hashlib
+import os
 import time
+import urllib.parse
 from datetime import datetime
 
-import websockets
+import orjson
 
 CONNECTS_AT_ONCE = 25  # handshakes in flight: daphne checks each session in the database
+OPEN_TIMEOUT = 60.0
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 
 class Tally:
@@ -35,20 +46,126 @@ class Dashboard:
         self.seen: set[int] = set()
         self.warm = asyncio.Event()  # a first `changes` frame arrived
 
-    def on_frame(self, text: str, received: float) -> None:
-        frame = json.loads(text)
+    def on_frame(self, data: bytes, received: float) -> None:
+        frame = orjson.loads(data)
         if frame.get("type") != "changes":
             return
-        self.warm.set()
+        if not self.warm.is_set():
+            self.warm.set()
         tally = self.tally
-        if tally.after_pk is None:
+        after_pk = tally.after_pk
+        if after_pk is None:
             return
+        table, seen, latencies = tally.table, self.seen, tally.latencies
         for event in frame["events"]:
-            if event.get("table") != tally.table or event.get("op") != "INSERT" or event["pk"] <= tally.after_pk:
+            if event.get("table") != table or event.get("op") != "INSERT" or event["pk"] <= after_pk:
                 continue
-            if event["id"] not in self.seen:
-                self.seen.add(event["id"])
-                tally.latencies.append(received - tally.epoch(event["ts"]))
+            if event["id"] not in seen:
+                seen.add(event["id"])
+                latencies.append(received - tally.epoch(event["ts"]))
+
+
+def mask(payload: bytes) -> bytes:
+    """A client frame's masking key and masked payload."""
+    key = os.urandom(4)
+    return key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def client_frame(opcode: int, payload: bytes = b"") -> bytes:
+    # Control frames only (pong, close): payloads under 126 bytes.
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask(payload)
+
+
+class WebsocketClient(asyncio.Protocol):
+    """One dashboard connection: the upgrade request, then every text message to on_message
+    with the time its last bytes were read."""
+
+    def __init__(self, request: bytes, key: bytes, on_message):
+        self.request, self.on_message = request, on_message
+        self.accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+        loop = asyncio.get_running_loop()
+        self.opened = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.fragments: list[bytes] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("connection closed before the upgrade"))
+
+    def data_received(self, data: bytes) -> None:
+        received = time.time()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded and not self._upgrade():
+            return
+        position, size = 0, len(buffer)
+        while size - position >= 2:
+            first, second = buffer[position], buffer[position + 1]
+            length, header = second & 0x7F, 2
+            if length == 126:
+                if size - position < 4:
+                    break
+                length, header = int.from_bytes(buffer[position + 2:position + 4], "big"), 4
+            elif length == 127:
+                if size - position < 10:
+                    break
+                length, header = int.from_bytes(buffer[position + 2:position + 10], "big"), 10
+            if second & 0x80:
+                self._fail("masked frame from the server")
+                return
+            end = position + header + length
+            if end > size:
+                break
+            payload = bytes(buffer[position + header:end])
+            position = end
+            self._frame(first & 0x0F, bool(first & 0x80), payload, received)
+        if position:
+            del buffer[:position]
+
+    def _upgrade(self) -> bool:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        del self.buffer[:end + 4]
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:])}
+        if head[0].split(" ")[1:2] != ["101"] or headers.get("sec-websocket-accept", "").encode() != self.accept:
+            self._fail(f"upgrade refused: {head[0]}")
+            return False
+        self.upgraded = True
+        self.opened.set_result(None)
+        return True
+
+    def _frame(self, opcode: int, final: bool, payload: bytes, received: float) -> None:
+        if opcode == TEXT or opcode == BINARY or opcode == CONTINUATION:
+            if final and not self.fragments:
+                self.on_message(payload, received)
+            elif final:
+                self.fragments.append(payload)
+                self.on_message(b"".join(self.fragments), received)
+                self.fragments = []
+            else:
+                self.fragments.append(payload)
+        elif opcode == PING:
+            self.transport.write(client_frame(PONG, payload))
+        elif opcode == CLOSE:
+            self.close()
+
+    def _fail(self, reason: str) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(reason))
+        self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(client_frame(CLOSE, (1000).to_bytes(2, "big")))
+            self.transport.close()
 
 
 class DashboardPool:
@@ -57,33 +174,32 @@ class DashboardPool:
     def __init__(self, url: str, cookie: str, origin: str, count: int, tally: Tally):
         self.url, self.cookie, self.origin = url, cookie, origin
         self.dashboards = [Dashboard(tally) for _ in range(count)]
-        self._tasks: list[asyncio.Task] = []
+        self._clients: list[WebsocketClient] = []
         self._gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
 
     async def __aenter__(self) -> "DashboardPool":
-        opened = [asyncio.get_running_loop().create_future() for _ in self.dashboards]
-        self._tasks = [asyncio.create_task(self._run(d, f)) for d, f in zip(self.dashboards, opened, strict=True)]
-        await asyncio.wait_for(asyncio.gather(*opened), 120)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self._connect(d) for d in self.dashboards)), 120)
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in self._clients:
+            client.close()
 
-    async def _run(self, dashboard: Dashboard, opened: asyncio.Future) -> None:
-        try:
-            async with self._gate:
-                ws = await websockets.connect(self.url, origin=self.origin, compression=None, ping_interval=None,
-                                              additional_headers={"Cookie": self.cookie}, max_size=2**24,
-                                              open_timeout=60)
-        except Exception as error:
-            opened.set_exception(error)
-            return
-        opened.set_result(None)
-        async with ws:
-            async for message in ws:
-                dashboard.on_frame(message, time.time())
+    async def _connect(self, dashboard: Dashboard) -> None:
+        url = urllib.parse.urlsplit(self.url)
+        key = base64.b64encode(os.urandom(16))
+        request = (f"GET {url.path or '/'} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
+                   f"Origin: {self.origin}\r\nCookie: {self.cookie}\r\n\r\n").encode()
+        async with self._gate:
+            _, client = await asyncio.get_running_loop().create_connection(
+                lambda: WebsocketClient(request, key, dashboard.on_frame), url.hostname, url.port or 80)
+            self._clients.append(client)
+            await asyncio.wait_for(client.opened, OPEN_TIMEOUT)
 
     async def wait_warm(self, seconds: float) -> None:
         await asyncio.wait_for(asyncio.gather(*(d.warm.wait() for d in self.dashboards)), seconds)
