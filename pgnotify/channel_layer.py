@@ -16,6 +16,7 @@ import base64
 import logging
 import random
 import time
+import uuid
 
 import psycopg
 import psycopg_pool
@@ -209,3 +210,96 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
             sql.Identifier(MESSAGE_TABLE))
         async with (await self.django_db.get_db_pool()).connection() as conn:
             await conn.execute(insert, (channels, self.serialize(message), self.expiry))
+
+
+# -- channels_redis: the dashboard's path in fewer round trips
+#
+# Upstream's group_send takes four round trips (expire members, read members, expire messages,
+# store) and its receive three per message (restore a backup, pop, back the message up) plus one
+# more to drop the backup. For the dashboard fan-out (one member per web process, a message every
+# few milliseconds) these two functions do the same work in two round trips per group message
+# and one per batch received. Other layers, and wrapped ones, are used as they are.
+
+try:
+    from channels_redis.core import RedisChannelLayer
+except ImportError:  # channels_redis is optional
+    RedisChannelLayer = None
+
+RECEIVE_BATCH = 100  # messages taken off a channel in one round trip
+# A blocking pop well inside the client's socket timeout (redis-py 8: 5 s, as long as upstream's
+# own blocking receive, which then fails now and then on an idle channel).
+RECEIVE_BLOCK = 1.0
+GROUP_SEND_LUA = """
+local count = #KEYS
+local now, expiry, expired_before = ARGV[2 * count + 1], ARGV[2 * count + 2], ARGV[2 * count + 3]
+local over_capacity = 0
+for i = 1, count do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, expired_before)
+    if redis.call('ZCARD', KEYS[i]) < tonumber(ARGV[i + count]) then
+        redis.call('ZADD', KEYS[i], now, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+
+def is_redis(layer) -> bool:
+    return RedisChannelLayer is not None and isinstance(layer, RedisChannelLayer)
+
+
+async def new_receive_channel(layer, name: str) -> str:
+    """A channel only this process receives from. On Redis a plain (not process-specific) name,
+    so that receive_batch can take its messages off its own key, many at a time."""
+    if is_redis(layer):
+        return f"{name}.{uuid.uuid4().hex}"
+    return await layer.new_channel()
+
+
+async def group_send(layer, group: str, message: dict) -> None:
+    """layer.group_send(group, message); on channels_redis in two round trips with the same
+    effects (expired members and messages dropped, capacity per channel respected)."""
+    if not is_redis(layer):
+        await layer.group_send(group, message)
+        return
+    assert layer.require_valid_group_name(group), "Group name not valid"
+    key = layer._group_key(group)
+    connection = layer.connection(layer.consistent_hash(group))
+    pipe = connection.pipeline(transaction=False)
+    pipe.zremrangebyscore(key, min=0, max=int(time.time()) - layer.group_expiry)
+    pipe.zrange(key, 0, -1)
+    _, members = await pipe.execute()
+    if not members:
+        return
+    names = [member.decode("utf8") for member in members]
+    by_connection, messages, capacities = layer._map_channel_keys_to_connection(names, message)
+    for index, keys in by_connection.items():
+        now = time.time()
+        args = [messages[k] for k in keys] + [capacities[k] for k in keys] + [now, layer.expiry,
+                                                                                int(now) - int(layer.expiry)]
+        over = await layer.connection(index).eval(GROUP_SEND_LUA, len(keys), *keys, *args)
+        if over:
+            logger.info("%s of %s channels over capacity in group %s", over, len(names), group)
+
+
+async def receive_batch(layer, channel: str) -> list[dict]:
+    """The messages waiting on `channel` (a name from new_receive_channel), at least one: up to
+    RECEIVE_BATCH in one round trip, or, when there are none, the next one as soon as it comes."""
+    if not is_redis(layer) or "!" in channel:
+        return [await layer.receive(channel)]
+    assert layer.require_valid_channel_name(channel, receive=True), "Channel name invalid"
+    key = layer.prefix + channel
+    connection = layer.connection(layer.consistent_hash(channel))
+    members = [member for member, _ in await connection.zpopmin(key, RECEIVE_BATCH)]
+    while not members:
+        popped = await connection.bzpopmin(key, timeout=RECEIVE_BLOCK)
+        if popped is not None:
+            members = [popped[1]]
+    messages = []
+    for member in members:
+        message = layer.deserialize(member)
+        message.pop("__asgi_channel__", None)
+        messages.append(message)
+    return messages

@@ -1,6 +1,7 @@
 """The staff dashboard's websocket consumer."""
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from . import fanout
 from .groups import DASHBOARD_GROUP
@@ -13,8 +14,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     Frames arrive already serialised (see groups.frame) on one subscription per process
     (see fanout), which writes each to every dashboard of the process: one channel-layer
-    delivery per process and frame, not one per browser."""
+    delivery per process and frame, not one per browser. So a dashboard has no channel of its
+    own: no channel name, no receive loop on the layer per connection (with channels_redis on
+    redis-py 8, whose 5 s socket timeout equals its blocking receive's, an idle receive loop
+    would even fail every 5 s)."""
 
+    channel_layer_alias = None  # get_channel_layer(None) is None: channels sets up no channel
     joined = False
 
     async def connect(self):
@@ -23,16 +28,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=FORBIDDEN)
             return
         self.joined = True
-        await fanout.join(self, self.channel_layer, DASHBOARD_GROUP, accept=self.accept)
+        await fanout.join(self, get_channel_layer(), DASHBOARD_GROUP, accept=self.accept)
 
     async def disconnect(self, code):
         if self.joined:
             self.joined = False
-            await fanout.leave(self, self.channel_layer, DASHBOARD_GROUP)
+            await fanout.leave(self, get_channel_layer(), DASHBOARD_GROUP)
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the dashboard only listens
 
     async def dashboard_frame(self, message):
-        # Still served for a frame sent to this consumer's own channel.
+        # A frame the fan-out hands over as a message (it writes frames itself as a rule).
         await self.send(text_data=message["text"])

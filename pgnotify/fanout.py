@@ -18,6 +18,8 @@ import functools
 import logging
 import random
 
+from . import channel_layer
+
 logger = logging.getLogger(__name__)
 
 FRAME_TYPE = "dashboard.frame"  # a message whose "text" is a serialised websocket frame
@@ -68,7 +70,7 @@ class Broadcaster:
         while True:
             try:
                 if self.channel_name is None:
-                    self.channel_name = await self.layer.new_channel()
+                    self.channel_name = await channel_layer.new_receive_channel(self.layer, "pgnotify.fanout")
                 await self.layer.group_add(self.group, self.channel_name)
                 self.subscribed.set()
                 attempt = 0
@@ -87,9 +89,9 @@ class Broadcaster:
         # Receiving never waits for the websockets: the layer's channel (whose capacity is small)
         # is drained at once, and what arrives while frames are written is merged (see coalesce).
         while True:
-            message = await self.layer.receive(self.channel_name)
-            self._inbox.append(message)  # (not append(await ...): the writer swaps the list meanwhile)
-            self.frames += 1
+            messages = await channel_layer.receive_batch(self.layer, self.channel_name)
+            self._inbox.extend(messages)  # (not extend(await ...): the writer swaps the list meanwhile)
+            self.frames += len(messages)
             self._wake.set()
 
     async def _write_forever(self) -> None:

@@ -16,6 +16,8 @@ from collections import deque
 
 from channels.layers import get_channel_layer
 
+from . import channel_layer
+
 logger = logging.getLogger(__name__)
 
 DASHBOARD_GROUP = "pgnotify.dashboard"
@@ -171,7 +173,7 @@ class GroupForwarder:
 
     async def _send(self, group: str, message: dict) -> bool:
         try:
-            await asyncio.wait_for(self.layer.group_send(group, message), SEND_TIMEOUT)
+            await asyncio.wait_for(channel_layer.group_send(self.layer, group, message), SEND_TIMEOUT)
             return True
         except Exception as error:  # the layer's own errors vary by backend; the listener must go on
             logger.warning("group_send to %s failed: %s", group, error)

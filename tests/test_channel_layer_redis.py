@@ -1,0 +1,64 @@
+"""The dashboard's path on channels_redis: group_send in two round trips and batched receives,
+with the effects of upstream's own (members and messages expire, capacity holds, process-specific
+channels still served by upstream's receive)."""
+
+import asyncio
+import uuid
+
+import pytest
+from channels_redis.core import RedisChannelLayer
+
+from pgnotify import channel_layer
+from tests.web import REDIS_HOST, REDIS_PORT, redis_reachable
+
+pytestmark = pytest.mark.skipif(not redis_reachable(), reason=f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}")
+
+
+@pytest.fixture
+async def layer():
+    layer = RedisChannelLayer(hosts=[f"redis://{REDIS_HOST}:{REDIS_PORT}/3"], prefix=f"test{uuid.uuid4().hex[:8]}",
+                              capacity=10)
+    yield layer
+    await layer.flush()
+
+
+async def test_a_group_message_reaches_a_plain_and_a_process_specific_member(layer):
+    plain = await channel_layer.new_receive_channel(layer, "pgnotify.test")
+    specific = await layer.new_channel()
+    assert "!" not in plain and channel_layer.is_redis(layer)
+    await layer.group_add("g", plain)
+    await layer.group_add("g", specific)
+
+    await channel_layer.group_send(layer, "g", {"type": "x.y", "n": 1})
+    assert await asyncio.wait_for(channel_layer.receive_batch(layer, plain), 5) == [{"type": "x.y", "n": 1}]
+    assert await asyncio.wait_for(layer.receive(specific), 5) == {"type": "x.y", "n": 1}
+
+
+async def test_waiting_messages_come_in_one_batch_in_order_and_capacity_holds(layer):
+    plain = await channel_layer.new_receive_channel(layer, "pgnotify.test")
+    await layer.group_add("g", plain)
+    for n in range(15):  # capacity 10: the last five are dropped, as upstream's group_send does
+        await channel_layer.group_send(layer, "g", {"type": "x.y", "n": n})
+    batch = await asyncio.wait_for(channel_layer.receive_batch(layer, plain), 5)
+    assert [m["n"] for m in batch] == list(range(10))
+
+
+async def test_an_idle_receive_waits_for_the_next_message(layer):
+    plain = await channel_layer.new_receive_channel(layer, "pgnotify.test")
+    await layer.group_add("g", plain)
+    receiving = asyncio.ensure_future(channel_layer.receive_batch(layer, plain))
+    await asyncio.sleep(channel_layer.RECEIVE_BLOCK * 1.5)  # past one blocking pop: still waiting
+    assert not receiving.done()
+    await channel_layer.group_send(layer, "g", {"type": "x.y", "n": 2})
+    assert await asyncio.wait_for(receiving, 5) == [{"type": "x.y", "n": 2}]
+
+
+async def test_members_that_expired_are_left_out(layer):
+    layer.group_expiry = 1
+    gone = await channel_layer.new_receive_channel(layer, "pgnotify.test")
+    await layer.group_add("g", gone)
+    connection = layer.connection(layer.consistent_hash("g"))
+    await connection.zadd(layer._group_key("g"), {gone: 1.0})  # joined long ago, never renewed
+    await channel_layer.group_send(layer, "g", {"type": "x.y"})
+    assert await connection.zcard(layer._group_key("g")) == 0
+    assert await connection.exists(layer.prefix + gone) == 0
