@@ -229,21 +229,33 @@ RECEIVE_BATCH = 100  # messages taken off a channel in one round trip
 # A blocking pop well inside the client's socket timeout (redis-py 8: 5 s, as long as upstream's
 # own blocking receive, which then fails now and then on an idle channel).
 RECEIVE_BLOCK = 1.0
+# Stores a group message on each member channel's key, as upstream's script does, after dropping
+# expired messages. With a member list (ARGV[1]) it first drops expired members and checks that
+# the group's members are still those: if not, it stores nothing and returns -1.
 GROUP_SEND_LUA = """
-local count = #KEYS
-local now, expiry, expired_before = ARGV[2 * count + 1], ARGV[2 * count + 2], ARGV[2 * count + 3]
+local count = #KEYS - 1
+if ARGV[1] ~= '' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[2])
+    if table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), '\\n') ~= string.sub(ARGV[1], 2) then
+        return -1
+    end
+end
+local base = 6
+local now, expiry, expired_before = ARGV[3], ARGV[4], ARGV[5]
 local over_capacity = 0
 for i = 1, count do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, expired_before)
-    if redis.call('ZCARD', KEYS[i]) < tonumber(ARGV[i + count]) then
-        redis.call('ZADD', KEYS[i], now, ARGV[i])
-        redis.call('EXPIRE', KEYS[i], expiry)
+    local key = KEYS[i + 1]
+    redis.call('ZREMRANGEBYSCORE', key, 0, expired_before)
+    if redis.call('ZCARD', key) < tonumber(ARGV[base + count + i - 1]) then
+        redis.call('ZADD', key, now, ARGV[base + i - 1])
+        redis.call('EXPIRE', key, expiry)
     else
         over_capacity = over_capacity + 1
     end
 end
 return over_capacity
 """
+_members: dict[tuple[int, str], list[str]] = {}  # (id of layer, group) -> its members when last read
 
 
 def is_redis(layer) -> bool:
@@ -259,29 +271,47 @@ async def new_receive_channel(layer, name: str) -> str:
 
 
 async def group_send(layer, group: str, message: dict) -> None:
-    """layer.group_send(group, message); on channels_redis in two round trips with the same
-    effects (expired members and messages dropped, capacity per channel respected)."""
+    """layer.group_send(group, message), with the same effects (expired members and messages
+    dropped, capacity per channel respected). On channels_redis with one server: one round trip
+    while the group's members stay the same (the script checks them), two when they changed."""
     if not is_redis(layer):
         await layer.group_send(group, message)
         return
     assert layer.require_valid_group_name(group), "Group name not valid"
     key = layer._group_key(group)
     connection = layer.connection(layer.consistent_hash(group))
+    single = layer.ring_size == 1
+    known = _members.get((id(layer), group)) if single else None
+    if known is not None and await _store(layer, group, key, known, message, checked=True) >= 0:
+        return
     pipe = connection.pipeline(transaction=False)
     pipe.zremrangebyscore(key, min=0, max=int(time.time()) - layer.group_expiry)
     pipe.zrange(key, 0, -1)
     _, members = await pipe.execute()
-    if not members:
-        return
     names = [member.decode("utf8") for member in members]
+    if single:
+        _members[(id(layer), group)] = names
+    await _store(layer, group, key, names, message, checked=False)
+
+
+async def _store(layer, group: str, group_key: bytes, names: list[str], message: dict, checked: bool) -> int:
+    """The message on every member's channel; -1 if `checked` and the members are no longer `names`."""
     by_connection, messages, capacities = layer._map_channel_keys_to_connection(names, message)
+    if checked and not by_connection:
+        by_connection = {0: []}  # no members: the script still checks that there are none
+    over = 0
     for index, keys in by_connection.items():
         now = time.time()
-        args = [messages[k] for k in keys] + [capacities[k] for k in keys] + [now, layer.expiry,
-                                                                                int(now) - int(layer.expiry)]
-        over = await layer.connection(index).eval(GROUP_SEND_LUA, len(keys), *keys, *args)
-        if over:
-            logger.info("%s of %s channels over capacity in group %s", over, len(names), group)
+        expected = "\n" + "\n".join(names) if checked else ""  # "" means: do not check
+        args = [expected, int(now) - layer.group_expiry, now, layer.expiry, int(now) - int(layer.expiry),
+                *(messages[k] for k in keys), *(capacities[k] for k in keys)]
+        result = await layer.connection(index).eval(GROUP_SEND_LUA, len(keys) + 1, group_key, *keys, *args)
+        if result < 0:
+            return result
+        over += result
+    if over:
+        logger.info("%s of %s channels over capacity in group %s", over, len(names), group)
+    return over
 
 
 async def receive_batch(layer, channel: str) -> list[dict]:

@@ -44,6 +44,7 @@ class Broadcaster:
         self.frames = 0
         self._inbox: list[dict] = []  # received, not yet written
         self._wake = asyncio.Event()
+        self._writing = False  # the writer is in a round (what arrives meanwhile waits for it)
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -86,12 +87,17 @@ class Broadcaster:
                 await asyncio.sleep(delay)
 
     async def _receive_forever(self) -> None:
-        # Receiving never waits for the websockets: the layer's channel (whose capacity is small)
-        # is drained at once, and what arrives while frames are written is merged (see coalesce).
+        # A lone message while the writer is idle is written right here (one hand-over less).
+        # Otherwise receiving does not wait for the websockets: the layer's channel (whose
+        # capacity is small) is drained at once, and what arrives while frames are written is
+        # merged (see coalesce).
         while True:
             messages = await channel_layer.receive_batch(self.layer, self.channel_name)
-            self._inbox.extend(messages)  # (not extend(await ...): the writer swaps the list meanwhile)
             self.frames += len(messages)
+            if len(messages) == 1 and not self._writing and not self._inbox:
+                await self.deliver(messages[0])  # idle: written at once, not handed over to the writer
+                continue
+            self._inbox.extend(messages)  # (not extend(await ...): the writer swaps the list meanwhile)
             self._wake.set()
 
     async def _write_forever(self) -> None:
@@ -99,8 +105,12 @@ class Broadcaster:
             await self._wake.wait()
             self._wake.clear()
             waiting, self._inbox = self._inbox, []
-            for message in coalesce(waiting):
-                await self.deliver(message)
+            self._writing = True
+            try:
+                for message in coalesce(waiting):
+                    await self.deliver(message)
+            finally:
+                self._writing = False
 
     async def _renew(self) -> None:
         # A consumer's membership is renewed by its own reconnects; this one lives as long as any

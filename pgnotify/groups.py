@@ -173,7 +173,8 @@ class GroupForwarder:
 
     async def _send(self, group: str, message: dict) -> bool:
         try:
-            await asyncio.wait_for(channel_layer.group_send(self.layer, group, message), SEND_TIMEOUT)
+            async with asyncio.timeout(SEND_TIMEOUT):  # (wait_for would first start a task of its own)
+                await channel_layer.group_send(self.layer, group, message)
             return True
         except Exception as error:  # the layer's own errors vary by backend; the listener must go on
             logger.warning("group_send to %s failed: %s", group, error)

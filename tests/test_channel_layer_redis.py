@@ -62,3 +62,17 @@ async def test_members_that_expired_are_left_out(layer):
     await channel_layer.group_send(layer, "g", {"type": "x.y"})
     assert await connection.zcard(layer._group_key("g")) == 0
     assert await connection.exists(layer.prefix + gone) == 0
+
+
+async def test_members_joining_and_leaving_between_sends_are_seen_at_once(layer):
+    first = await channel_layer.new_receive_channel(layer, "pgnotify.test")
+    await layer.group_add("g", first)
+    await channel_layer.group_send(layer, "g", {"type": "x.y", "n": 1})  # members now known
+    second = await channel_layer.new_receive_channel(layer, "pgnotify.test")
+    await layer.group_add("g", second)
+    await channel_layer.group_send(layer, "g", {"type": "x.y", "n": 2})
+    await layer.group_discard("g", first)
+    await channel_layer.group_send(layer, "g", {"type": "x.y", "n": 3})
+
+    assert [m["n"] for m in await asyncio.wait_for(channel_layer.receive_batch(layer, first), 5)] == [1, 2]
+    assert [m["n"] for m in await asyncio.wait_for(channel_layer.receive_batch(layer, second), 5)] == [2, 3]
