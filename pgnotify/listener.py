@@ -2,11 +2,14 @@
 
 One process per listener name is active at a time (an advisory lock); the others wait as
 standbys. The active one LISTENs, catches up from its recorded position in the event log,
-then hands on live notifications. Every second it checkpoints: it takes a snapshot, hands
-on any committed event it has not seen (a notification can arrive late or be lost with a
-connection), flushes the sink and records the snapshot as its position. So a committed
-change is never lost, and within one process no event is handed on twice: an event is
-dropped when the position already covers its transaction or its id was handed on since.
+then hands on live notifications. Every second it checkpoints: it takes a snapshot S and, in
+the same statement, notifies a marker channel of its own. PostgreSQL delivers notifications in
+commit order, so when the marker comes back every transaction S sees has had its
+notifications delivered: the listener flushes the sink and records S as its position, with no
+query on the event log. The log is read at start (catch-up), on stop, and when a marker does
+not come back in time (`position_save_interval`). So a committed change is never lost, and
+within one process no event is handed on twice: an event is dropped when the position already
+covers its transaction or its id was handed on since.
 
 The checkpoint's snapshot query is also the heartbeat of the LISTEN connection: without a
 reply within `heartbeat_timeout` the connection is taken for dead and closed at once, and
@@ -24,6 +27,7 @@ import logging
 import random
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -55,6 +59,8 @@ _TERMINATE_OWN = """
      WHERE datname = current_database() AND position(%s in application_name) > 0 AND pid <> ALL(%s)
 """
 _LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+# The live checkpoint: a snapshot, and a marker queued behind everything the snapshot sees.
+_MARK = "SELECT pg_current_snapshot()::text, pg_notification_queue_usage(), pg_notify(%s, %s)"
 
 
 class ConnectionDeadError(psycopg.OperationalError):
@@ -112,6 +118,9 @@ class Listener:
         self._own_pids: list[int] = []
         self._notifier: psycopg.AsyncConnection | None = None
         self._connected_before = False
+        self._mark_channel = ""  # set per session: it names the LISTEN backend
+        self._marks_sent = 0
+        self._mark_returned = 0  # the highest marker number that came back
         # Marks this process's backends, so a reconnect can end the ones a dead session left behind.
         self._token = f" {secrets.token_hex(4)}: "
 
@@ -159,6 +168,9 @@ class Listener:
 
     async def _serve(self, listen_conn: psycopg.AsyncConnection, log: EventLog, stop: asyncio.Event) -> None:
         next_checkpoint = time.monotonic() + self.options.checkpoint_interval
+        marks: deque[tuple[int, Snapshot, float]] = deque()  # markers on their way: number, snapshot, sent at
+        mark_channel = self._mark_channel
+        deliver = self._deliver
         while not stop.is_set():
             # aclosing: leaving the generator early must release the connection's lock at once.
             # The deadline, not a break, ends a steady flood for the checkpoint (and the heartbeat):
@@ -167,10 +179,23 @@ class Listener:
             wait = max(0.0, min(self.options.poll_interval, next_checkpoint - time.monotonic()))
             async with contextlib.aclosing(listen_conn.notifies(timeout=wait)) as notifies:
                 async for notify in notifies:
-                    await self._deliver(Notification(notify.channel, notify.payload, notify.pid), log)
-            if time.monotonic() >= next_checkpoint:
+                    if notify.channel == mark_channel:
+                        self._mark_returned = max(self._mark_returned, _mark_number(notify.payload))
+                    else:
+                        await deliver(Notification(notify.channel, notify.payload, notify.pid), log)
+            now = time.monotonic()
+            position = None
+            while marks and marks[0][0] <= self._mark_returned:
+                position = marks.popleft()[1]
+            if position is not None:
+                await self._advance(position, log)
+            elif marks and now - marks[0][2] >= self.options.position_save_interval:
+                # A marker long overdue (a flood ahead of it): read what a new snapshot covers from the log.
+                marks.clear()
                 await self._checkpoint(listen_conn, log)
-                next_checkpoint = time.monotonic() + self.options.checkpoint_interval
+            if now >= next_checkpoint:
+                marks.append(await self._mark(listen_conn))
+                next_checkpoint = now + self.options.checkpoint_interval
 
     async def _connect(self, role: str) -> psycopg.AsyncConnection:
         application_name = f"pgnotify {role}{self._token}{self.options.name}"[:63]
@@ -210,7 +235,9 @@ class Listener:
             raise ConnectionDeadError(f"no reply from the server within {self.options.heartbeat_timeout} s") from None
 
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
-        statement = sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in self.options.channels)
+        self._mark_channel = f"pgnotify_checkpoint_{conn.info.backend_pid}"
+        channels = [*self.options.channels, self._mark_channel]
+        statement = sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in channels)
         await conn.execute(statement)  # autocommit: the LISTEN is committed before any state is read
         logger.debug("listening on %s", ", ".join(self.options.channels))
 
@@ -266,6 +293,15 @@ class Listener:
         for payload in await log.chunk(first_id, last_id, txid):
             await self._deliver(Notification(notification.channel, payload, notification.pid), log)
 
+    async def _mark(self, listen_conn: psycopg.AsyncConnection) -> tuple[int, Snapshot, float]:
+        """Take a snapshot and send a marker behind it: the live checkpoint's first half."""
+        self._marks_sent += 1
+        cursor = await self._heartbeat(listen_conn, listen_conn.execute(
+            _MARK, [self._mark_channel, str(self._marks_sent)]))
+        text, usage, _ = await cursor.fetchone()
+        self._note_queue_usage(usage)
+        return self._marks_sent, Snapshot.parse(text), time.monotonic()
+
     async def _checkpoint(self, listen_conn: psycopg.AsyncConnection, log: EventLog, save: bool = False,
                           announce: bool = False) -> int:
         """Hand on every committed event not yet seen, then record the position. Returns how many."""
@@ -283,21 +319,28 @@ class Listener:
             handed += 1
         if handed and not announce:
             logger.info("handed on %d events that arrived by the event log", handed)
+        await self._advance(current, log, save=save or bool(handed))
+        return handed
+
+    async def _advance(self, current: Snapshot, log: EventLog, save: bool = False) -> None:
+        """Make `current` the position, every event it covers having been handed on: flush the
+        sink, then record the position (when something changed or a while has passed)."""
         self._position = current
+        before = len(self._handed)
         self._handed = {i: t for i, t in self._handed.items() if not current.sees(t)}
+        covered = len(self._handed) < before
         try:
             await self.sink.flush()
         except PgNotifyError as error:  # a handler has not taken everything: keep the old position
             logger.debug("position of %s held back: %s", self.options.name, error)
             self._saved_at = 0.0  # record the position at the first checkpoint that flushes
-            return handed
+            return
         now = time.monotonic()
-        if save or handed or skip or now - self._saved_at >= self.options.position_save_interval:
+        if save or covered or now - self._saved_at >= self.options.position_save_interval:
             await log.save_position(self.options.name, current)
             self._saved_position, self._saved_at = current.text, now
         if now - self._pruned_at >= self.options.prune_interval:
             await self._prune(log, now)
-        return handed
 
     async def _prune(self, log: EventLog, now: float) -> None:
         deleted, done = await log.prune(self.options.retention)
@@ -328,6 +371,10 @@ class Listener:
             await self.sink.notice(notice)
         except Exception:
             logger.exception("a handler failed on a state notice")
+
+
+def _mark_number(payload: str) -> int:
+    return int(payload) if payload.isdigit() else 0
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

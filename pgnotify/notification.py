@@ -39,7 +39,15 @@ class Notification:
     event: dict | None = None
 
     def __post_init__(self):
-        self.parse()
+        # The listener's hot path: orjson inline, the rest only when it refuses the payload.
+        try:
+            data = self.data = orjson.loads(self.payload)
+        except orjson.JSONDecodeError:
+            self.parse()
+            return
+        self.is_json = True
+        if type(data) is dict and type(data.get("id")) is int and type(data.get("txid")) is int:
+            self.event = data
 
     def parse(self) -> None:
         try:
