@@ -110,3 +110,28 @@ def test_listener_killed_during_a_bulk_statement_loses_nothing(listener):
     second.stop()
     assert len(expected) == ROWS and got | set(collected.ids) == expected
     assert len(collected.ids) == len(set(collected.ids))  # none twice within one process
+
+
+@pytest.mark.parametrize("op", ["INSERT", "UPDATE", "DELETE"])
+def test_a_statement_of_32_rows_notifies_each_event_and_one_of_33_sends_a_chunk(op):
+    execute("INSERT INTO shop_order (quantity) SELECT 1 FROM generate_series(1, 65)")
+    statements = {
+        "INSERT": "INSERT INTO shop_order (quantity) SELECT 1 FROM generate_series(1, {n})",
+        "UPDATE": "UPDATE shop_order SET quantity = quantity + 1 WHERE id IN (SELECT id FROM shop_order "
+                  "ORDER BY id LIMIT {n} OFFSET {offset})",
+        "DELETE": "DELETE FROM shop_order WHERE id IN (SELECT id FROM shop_order ORDER BY id DESC LIMIT {n})",
+    }
+    with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as conn:
+        inbox = Inbox(conn, "edge", timeout=5.0)
+        inbox.listen("orders")
+        each_txid = execute(statements[op].format(n=32, offset=0))
+        chunk_txid = execute(statements[op].format(n=33, offset=32))
+        raw = [json.loads(n.payload) for n in inbox.rest()]
+
+    each, chunk = raw[:32], raw[32:]
+    assert each == logged_events(each_txid), "32 events, each notified whole, in id order"
+    assert all(e["op"] == op for e in each)
+    logged = logged_events(chunk_txid)
+    assert len(logged) == 33
+    assert chunk == [{"chunk": [logged[0]["id"], logged[-1]["id"]], "txid": chunk_txid, "table": "shop_order",
+                      "op": op}]

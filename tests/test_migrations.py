@@ -144,3 +144,25 @@ def test_watch_changes_refresh_only_the_triggers_they_touch():
         finally:
             sync_triggers()  # whatever happened above, the test database gets its triggers back
     assert trigger_comments() == original
+
+
+TRIGGER_FUNCTIONS = """
+    SELECT DISTINCT p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+     WHERE t.tgname LIKE 'pgnotify_change%%'
+"""
+
+
+def test_back_to_0003_attaches_v2_and_forward_again_v3(throwaway_database):
+    name, url = throwaway_database
+    assert manage(url, "migrate", "--noinput").returncode == 0
+    with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
+        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v3",)}
+        back = manage(url, "migrate", "pgnotify", "0003", "--noinput")
+        assert back.returncode == 0, back.stderr
+        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v2",)}
+        conn.execute("INSERT INTO shop_order DEFAULT VALUES")
+        assert conn.execute("SELECT count(*) FROM pgnotify_event WHERE channel = 'orders'").fetchone() == (1,)
+        assert manage(url, "migrate", "--noinput").returncode == 0
+        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v3",)}
+        conn.execute("INSERT INTO shop_order DEFAULT VALUES")
+        assert conn.execute("SELECT count(*) FROM pgnotify_event WHERE channel = 'orders'").fetchone() == (2,)
