@@ -314,10 +314,15 @@ async def _store(layer, group: str, group_key: bytes, names: list[str], message:
     return over
 
 
+def receives_in_batches(layer, channel: str) -> bool:
+    """Whether receive_batch returns everything waiting on `channel` (else one message a call)."""
+    return is_redis(layer) and "!" not in channel
+
+
 async def receive_batch(layer, channel: str) -> list[dict]:
     """The messages waiting on `channel` (a name from new_receive_channel), at least one: up to
     RECEIVE_BATCH in one round trip, or, when there are none, the next one as soon as it comes."""
-    if not is_redis(layer) or "!" in channel:
+    if not receives_in_batches(layer, channel):
         return [await layer.receive(channel)]
     assert layer.require_valid_channel_name(channel, receive=True), "Channel name invalid"
     key = layer.prefix + channel

@@ -38,7 +38,7 @@ class Broadcaster:
         self.layer = layer
         self.group = group
         self.consumers: dict[object, bool] = {}  # consumer -> accepted (frames go to those only)
-        self._connections: dict[object, object] = {}  # consumer -> its daphne websocket protocol, if any
+        self._connections: dict[object, Connection] = {}  # consumer -> its daphne websocket, if any
         self.channel_name: str | None = None
         self.subscribed = asyncio.Event()
         self.frames = 0
@@ -87,14 +87,15 @@ class Broadcaster:
                 await asyncio.sleep(delay)
 
     async def _receive_forever(self) -> None:
-        # A lone message while the writer is idle is written right here (one hand-over less).
-        # Otherwise receiving does not wait for the websockets: the layer's channel (whose
-        # capacity is small) is drained at once, and what arrives while frames are written is
-        # merged (see coalesce).
+        # Receiving does not wait for the websockets: the layer's channel (whose capacity is
+        # small) is drained at once, and what arrives while frames are written is merged (see
+        # coalesce). Except for a lone message, all that was waiting, while the writer is idle:
+        # that one is written right here (one hand-over less).
+        batches = channel_layer.receives_in_batches(self.layer, self.channel_name)
         while True:
             messages = await channel_layer.receive_batch(self.layer, self.channel_name)
             self.frames += len(messages)
-            if len(messages) == 1 and not self._writing and not self._inbox:
+            if batches and len(messages) == 1 and not self._writing and not self._inbox:
                 await self.deliver(messages[0])  # idle: written at once, not handed over to the writer
                 continue
             self._inbox.extend(messages)  # (not extend(await ...): the writer swaps the list meanwhile)
@@ -211,7 +212,7 @@ def daphne_websocket(consumer):
         if isinstance(send, functools.partial):
             protocol = send.args[0] if len(send.args) == 1 else None
             if (getattr(send.func, "__name__", None) == "handle_reply"
-                    and type(send.func.__self__).__module__.startswith("daphne.")
+                    and type(getattr(send.func, "__self__", None)).__module__.startswith("daphne.")
                     and hasattr(protocol, "sendPreparedMessage") and hasattr(protocol, "factory")):
                 return protocol
             return None
