@@ -23,6 +23,7 @@ DECLARE
     each_event boolean;
     saved_jit text;
     saved_work_mem text;
+    saved_mergejoin text;
     visible text[];
     first_id bigint;
     last_id bigint;
@@ -42,10 +43,12 @@ BEGIN
     IF NOT each_event THEN
         -- The transition tables have no statistics: a bulk statement's estimates can cross the JIT
         -- threshold, and compiling costs more than the query. Old and new rows are paired in
-        -- memory (a hash join), not in sorted temp files.
+        -- memory by a hash join: sorting jsonb keys for a merge join costs more.
         saved_jit := current_setting('jit');
         saved_work_mem := current_setting('work_mem');
-        PERFORM set_config('jit', 'off', true), set_config('work_mem', '64MB', true);
+        saved_mergejoin := current_setting('enable_mergejoin');
+        PERFORM set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
+                set_config('enable_mergejoin', 'off', true);
     END IF;
 
     -- Each statement below notifies its events as it reads back the rows it wrote, in the order
@@ -92,9 +95,9 @@ BEGIN
              old_json AS MATERIALIZED (SELECT to_jsonb(r) AS whole FROM old_rows r),
              pairs AS MATERIALIZED (
                 SELECT n.whole - excluded AS row_data,
-                       ARRAY(SELECT v.name FROM unnest(visible) WITH ORDINALITY AS v(name, position)
-                              WHERE n.whole -> v.name IS DISTINCT FROM o.whole -> v.name
-                              ORDER BY v.position) AS changed,
+                       -- In column order: unnest yields the array in order.
+                       ARRAY(SELECT v.name FROM unnest(visible) AS v(name)
+                              WHERE n.whole -> v.name IS DISTINCT FROM o.whole -> v.name) AS changed,
                        n.whole IS DISTINCT FROM o.whole AS touched
                   FROM new_json n LEFT JOIN old_json o ON o.whole -> pk = n.whole -> pk),
              logged AS (
@@ -123,7 +126,8 @@ BEGIN
                 'txid', xact::text::bigint, 'table', TG_TABLE_NAME, 'op', TG_OP)::text);
             chunk_first := chunk_first + chunk_size;
         END LOOP;
-        PERFORM set_config('jit', saved_jit, true), set_config('work_mem', saved_work_mem, true);
+        PERFORM set_config('jit', saved_jit, true), set_config('work_mem', saved_work_mem, true),
+                set_config('enable_mergejoin', saved_mergejoin, true);
     END IF;
     RETURN NULL;
 END;
