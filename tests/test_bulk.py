@@ -135,3 +135,14 @@ def test_a_statement_of_32_rows_notifies_each_event_and_one_of_33_sends_a_chunk(
     assert len(logged) == 33
     assert chunk == [{"chunk": [logged[0]["id"], logged[-1]["id"]], "txid": chunk_txid, "table": "shop_order",
                       "op": op}]
+
+
+def test_a_bulk_statement_leaves_the_transaction_settings_as_they_were():
+    execute("INSERT INTO shop_order (quantity) SELECT 1 FROM generate_series(1, 100)")
+    settings = "SELECT current_setting('jit'), current_setting('work_mem'), current_setting('enable_mergejoin')"
+    with psycopg.connect(autocommit=False, **listener_conninfo()) as conn:
+        conn.execute("SET LOCAL work_mem = '3MB'")
+        before = conn.execute(settings).fetchone()
+        conn.execute("UPDATE shop_order SET quantity = quantity + 1")  # 100 rows: the bulk path
+        assert conn.execute(settings).fetchone() == before
+        conn.rollback()
