@@ -256,6 +256,7 @@ end
 return over_capacity
 """
 _members: dict[tuple[int, str], list[str]] = {}  # (id of layer, group) -> its members when last read
+MEMBER_LISTS_KEPT = 1000
 
 
 def is_redis(layer) -> bool:
@@ -290,6 +291,8 @@ async def group_send(layer, group: str, message: dict) -> None:
     _, members = await pipe.execute()
     names = [member.decode("utf8") for member in members]
     if single:
+        if len(_members) >= MEMBER_LISTS_KEPT:  # e.g. many chat rooms over time: start afresh
+            _members.clear()
         _members[(id(layer), group)] = names
     await _store(layer, group, key, names, message, checked=False)
 
