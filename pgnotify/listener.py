@@ -36,7 +36,8 @@ import psycopg
 from psycopg import sql
 
 from .exceptions import PgNotifyError
-from .notification import Notification
+from .notification import Notification, now
+from .receiving import NotificationReceiver
 from .replay import EventLog
 from .snapshots import Snapshot
 from .stats import ListenerStats
@@ -151,6 +152,7 @@ class Listener:
                 await self._end_earlier_backends(query_conn)
             self._connected_before = True
             self._notifier = query_conn
+            receiver = NotificationReceiver(listen_conn)  # before LISTEN: it collects from the start
             try:
                 await listen_conn.execute(_SERVER_KEEPALIVES)
                 await self._set_state("connected")
@@ -161,41 +163,41 @@ class Listener:
                 await self._start_position(log)
                 replayed = await self._checkpoint(listen_conn, log, save=True, announce=True)
                 await self._set_state("live", replayed=replayed)
-                await self._serve(listen_conn, log, stop)
+                await self._serve(listen_conn, receiver, log, stop)
                 await self._checkpoint(listen_conn, log, save=True)
             finally:
                 self._notifier = None
 
-    async def _serve(self, listen_conn: psycopg.AsyncConnection, log: EventLog, stop: asyncio.Event) -> None:
+    async def _serve(self, listen_conn: psycopg.AsyncConnection, receiver: NotificationReceiver, log: EventLog,
+                     stop: asyncio.Event) -> None:
         next_checkpoint = time.monotonic() + self.options.checkpoint_interval
         marks: deque[tuple[int, Snapshot, float]] = deque()  # markers on their way: number, snapshot, sent at
         mark_channel = self._mark_channel
         deliver = self._deliver
         while not stop.is_set():
-            # aclosing: leaving the generator early must release the connection's lock at once.
-            # The deadline, not a break, ends a steady flood for the checkpoint (and the heartbeat):
-            # psycopg checks it between packets, while a break would drop the rest of a packet's
-            # notifications, and those of channels without an event log would be lost.
-            wait = max(0.0, min(self.options.poll_interval, next_checkpoint - time.monotonic()))
-            async with contextlib.aclosing(listen_conn.notifies(timeout=wait)) as notifies:
-                async for notify in notifies:
-                    if notify.channel == mark_channel:
-                        self._mark_returned = max(self._mark_returned, _mark_number(notify.payload))
+            # A steady flood is taken until the deadline, then the checkpoint (and heartbeat) runs.
+            deadline = min(time.monotonic() + self.options.poll_interval, next_checkpoint)
+            while (remaining := deadline - time.monotonic()) > 0:
+                batch = await receiver.receive(remaining)
+                received = now()  # one read: one arrival time
+                for channel, payload, pid in batch:
+                    if channel == mark_channel:
+                        self._mark_returned = max(self._mark_returned, _mark_number(payload))
                     else:
-                        await deliver(Notification(notify.channel, notify.payload, notify.pid), log)
-            now = time.monotonic()
+                        await deliver(Notification(channel, payload, pid, received=received), log)
+            moment = time.monotonic()
             position = None
             while marks and marks[0][0] <= self._mark_returned:
                 position = marks.popleft()[1]
             if position is not None:
                 await self._advance(position, log)
-            elif marks and now - marks[0][2] >= self.options.position_save_interval:
+            elif marks and moment - marks[0][2] >= self.options.position_save_interval:
                 # A marker long overdue (a flood ahead of it): read what a new snapshot covers from the log.
                 marks.clear()
                 await self._checkpoint(listen_conn, log)
-            if now >= next_checkpoint:
+            if moment >= next_checkpoint:
                 marks.append(await self._mark(listen_conn))
-                next_checkpoint = now + self.options.checkpoint_interval
+                next_checkpoint = moment + self.options.checkpoint_interval
 
     async def _connect(self, role: str) -> psycopg.AsyncConnection:
         application_name = f"pgnotify {role}{self._token}{self.options.name}"[:63]

@@ -1,0 +1,56 @@
+"""Reading notifications off the LISTEN connection, a batch per socket read.
+
+psycopg's `notifies()` builds a Notify object and resumes an async generator for each
+notification; taking libpq's queue directly after each socket read drains a flood about twice as
+fast (bench.throughput). Notifications that psycopg itself reads while a query runs on the
+connection (the checkpoint's) reach a notify handler and come first, so the order stays the
+server's.
+"""
+
+import asyncio
+from collections import deque
+
+import psycopg
+
+
+class NotificationReceiver:
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.pgconn = conn.pgconn
+        self.encoding = conn.info.encoding
+        self._read_by_psycopg: deque[psycopg.Notify] = deque()
+        conn.add_notify_handler(self._read_by_psycopg.append)
+
+    async def receive(self, wait: float) -> list[tuple[str, str, int]]:
+        """(channel, payload, pid) of the notifications that arrived, waiting up to `wait`
+        seconds for some when none is waiting; an empty list when none came."""
+        batch = self._take()
+        if not batch and wait > 0 and await self._readable(wait):
+            self.pgconn.consume_input()  # raises psycopg.OperationalError on a broken connection
+            batch = self._take()
+        return batch
+
+    def _take(self) -> list[tuple[str, str, int]]:
+        early = self._read_by_psycopg
+        batch = [(n.channel, n.payload, n.pid) for n in early]
+        early.clear()
+        pgconn, encoding = self.pgconn, self.encoding
+        while (n := pgconn.notifies()) is not None:
+            batch.append((n.relname.decode(encoding), n.extra.decode(encoding), n.be_pid))
+        return batch
+
+    async def _readable(self, wait: float) -> bool:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+
+        def settle(value: bool) -> None:
+            if not ready.done():
+                ready.set_result(value)
+
+        fd = self.pgconn.socket
+        loop.add_reader(fd, settle, True)
+        timer = loop.call_later(wait, settle, False)
+        try:
+            return await ready
+        finally:
+            loop.remove_reader(fd)
+            timer.cancel()
