@@ -1,19 +1,29 @@
 """Batch reads of notifications (pgnotify.receiving): server order kept across psycopg's own reads."""
 
+from contextlib import asynccontextmanager
+
 import psycopg
 import pytest
 
 from pgnotify.connection import listener_conninfo
 from pgnotify.receiving import NotificationReceiver
 
+pytestmark = pytest.mark.django_db(transaction=True)
 
-@pytest.mark.django_db(transaction=True)
-async def test_notifications_read_during_a_query_come_first_and_in_order():
+
+@asynccontextmanager
+async def listening():
+    """A connection LISTENing on 'edge' with its receiver, and a second connection."""
     conninfo = listener_conninfo()
     async with (await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as listen,
-                await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as sender):
+                await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as other):
         receiver = NotificationReceiver(listen)
         await listen.execute("LISTEN edge")
+        yield listen, other, receiver
+
+
+async def test_notifications_read_during_a_query_come_first_and_in_order():
+    async with listening() as (listen, sender, receiver):
         assert await receiver.receive(0.05) == []  # nothing yet: waits, then an empty batch
 
         await sender.execute("SELECT pg_notify('edge', 'a'), pg_notify('edge', 'b')")
@@ -31,13 +41,8 @@ async def test_notifications_read_during_a_query_come_first_and_in_order():
         assert {pid for _, _, pid in received} == {sender.info.backend_pid}
 
 
-@pytest.mark.django_db(transaction=True)
 async def test_a_broken_connection_raises_instead_of_waiting():
-    conninfo = listener_conninfo()
-    async with (await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as listen,
-                await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as admin):
-        receiver = NotificationReceiver(listen)
-        await listen.execute("LISTEN edge")
+    async with listening() as (listen, admin, receiver):
         await admin.execute("SELECT pg_terminate_backend(%s)", [listen.info.backend_pid])
         with pytest.raises(psycopg.OperationalError):
             for _ in range(10):  # the first reads may see the termination notice only
