@@ -217,8 +217,9 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
 # Upstream's group_send takes four round trips (expire members, read members, expire messages,
 # store) and its receive three per message (restore a backup, pop, back the message up) plus one
 # more to drop the backup. For the dashboard fan-out (one member per web process, a message every
-# few milliseconds) these two functions do the same work in two round trips per group message
-# and one per batch received. Other layers, and wrapped ones, are used as they are.
+# few milliseconds) these functions do the same work in one round trip per group message (two
+# when the group's members changed) and one per batch received. Other layers, and wrapped ones,
+# are used as they are.
 
 try:
     from channels_redis.core import RedisChannelLayer
