@@ -31,7 +31,7 @@ STATS_INTERVAL = 1.0
 # Busy spells: at most one `changes` group message per interval. A layer whose send is quick
 # (Redis) would otherwise carry one event per message, and its receiving side (several round trips
 # per message, per process) falls behind and drops past the channel's capacity.
-MIN_FRAME_INTERVAL = 0.005
+MIN_FRAME_INTERVAL = 0.004
 
 
 def chat_group(room: str) -> str:
