@@ -8,6 +8,7 @@ import uuid
 import pytest
 from channels_redis.core import RedisChannelLayer
 
+from notifyproject import settings as settings_module
 from pgnotify import channel_layer
 from tests.web import REDIS_HOST, REDIS_PORT, redis_reachable
 
@@ -76,3 +77,25 @@ async def test_members_joining_and_leaving_between_sends_are_seen_at_once(layer)
 
     assert [m["n"] for m in await asyncio.wait_for(channel_layer.receive_batch(layer, first), 5)] == [1, 2]
     assert [m["n"] for m in await asyncio.wait_for(channel_layer.receive_batch(layer, second), 5)] == [2, 3]
+
+
+@pytest.mark.parametrize("configured", [True, False], ids=["as configured", "redis-py defaults"])
+async def test_a_consumer_idle_past_the_blocking_receive_still_receives(configured):
+    """redis-py's default socket timeout is as long as channels_redis's blocking pop: a receive
+    with nothing to take for that long failed (a quiet chat room closed with code 1011)."""
+    url, prefix = f"redis://{REDIS_HOST}:{REDIS_PORT}/3", f"test{uuid.uuid4().hex[:8]}"
+    config = settings_module.redis_channel_layer(url, prefix)["CONFIG"] if configured else {"hosts": [url],
+                                                                                            "prefix": prefix}
+    layer = RedisChannelLayer(**config)
+    try:
+        channel = await layer.new_channel()
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(layer.brpop_timeout + 1.5)  # past one blocking pop with nothing to take
+        if not configured:
+            assert receiving.done() and isinstance(receiving.exception(), Exception)
+            return
+        assert not receiving.done()
+        await layer.send(channel, {"type": "x.y", "n": 3})
+        assert await asyncio.wait_for(receiving, 5) == {"type": "x.y", "n": 3}
+    finally:
+        await layer.flush()
