@@ -1,6 +1,8 @@
 """Dashboard websocket clients: many connections with one staff session, each parsing every frame
-it receives and counting the change events in it (de-duplicated by id), timed from the event's
-`ts` to the arrival of the frame's bytes (the database and the clients share this machine's clock).
+it receives and counting the change events in it (de-duplicated by id), noting when the frame's
+bytes arrived; latency is counted from the row's commit (the writer's report) and from the event's
+`ts` (when the trigger ran, before the commit). The database, the writer and the clients share this
+machine's clock.
 
 The clients share the machine with the server under test, so each is a small asyncio protocol
 (RFC 6455 client side: handshake checked, frames of any size and fragmentation, pings answered)
@@ -29,7 +31,8 @@ class Tally:
     def __init__(self, table: str):
         self.table = table
         self.after_pk: int | None = None  # None while warming up: nothing is counted yet
-        self.latencies: list[float] = []
+        self.latencies: list[float] = []  # from the event's ts
+        self.arrivals: list[tuple[int, float]] = []  # (pk, time received), for latency from the commit
         self._epochs: dict[str, float] = {}
 
     def epoch(self, ts: str) -> float:
@@ -56,13 +59,14 @@ class Dashboard:
         after_pk = tally.after_pk
         if after_pk is None:
             return
-        table, seen, latencies = tally.table, self.seen, tally.latencies
+        table, seen, latencies, arrivals = tally.table, self.seen, tally.latencies, tally.arrivals
         for event in frame["events"]:
             if event.get("table") != table or event.get("op") != "INSERT" or event["pk"] <= after_pk:
                 continue
             if event["id"] not in seen:
                 seen.add(event["id"])
                 latencies.append(received - tally.epoch(event["ts"]))
+                arrivals.append((event["pk"], received))
 
 
 def mask(payload: bytes) -> bytes:

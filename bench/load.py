@@ -1,7 +1,10 @@
 """Paced writer: single-row autocommit INSERTs into a watched table at a fixed rate, for a
 bounded time. Runs as its own process so it does not share a GIL with the websocket clients:
 
-    python -m bench.load DATABASE_URL RATE SECONDS    # prints {"written": N, "seconds": S}
+    python -m bench.load DATABASE_URL RATE SECONDS    # prints {"written": N, "seconds": S, "commits": [...]}
+
+"commits" holds [pk, time] for every row: the wall-clock time its autocommit INSERT returned,
+that is, when its commit was done (the e2e latency is counted from there).
 """
 
 import json
@@ -30,28 +33,33 @@ def paced(rate: float, seconds: float, offset: float, write) -> int:
         written += 1
 
 
-def write_orders(url: str, rate: float, seconds: float) -> int:
+def write_orders(url: str, rate: float, seconds: float) -> list[list]:
+    """Writes the rows; returns [pk, commit time] of each."""
     writers = max(1, math.ceil(rate / ROWS_PER_WRITER_PER_S))
-    counts = [0] * writers
+    commits: list[list] = []  # list.append is atomic: the writer threads share it
 
     def run(index: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
-            counts[index] = paced(rate / writers, seconds, index / rate,
-                                  lambda: conn.execute("INSERT INTO shop_order DEFAULT VALUES"))
+            def write():
+                pk = conn.execute("INSERT INTO shop_order DEFAULT VALUES RETURNING id").fetchone()[0]
+                commits.append([pk, time.time()])
+
+            paced(rate / writers, seconds, index / rate, write)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(writers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(counts)
+    return commits
 
 
 def main() -> None:
     url, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     started = time.perf_counter()
-    written = write_orders(url, rate, seconds)
-    print(json.dumps({"written": written, "seconds": round(time.perf_counter() - started, 3)}), flush=True)
+    commits = write_orders(url, rate, seconds)
+    print(json.dumps({"written": len(commits), "seconds": round(time.perf_counter() - started, 3), "commits": commits}),
+          flush=True)
 
 
 if __name__ == "__main__":
