@@ -227,8 +227,8 @@ except ImportError:  # channels_redis is optional
     RedisChannelLayer = None
 
 RECEIVE_BATCH = 100  # messages taken off a channel in one round trip
-# A blocking pop well inside the client's socket timeout (redis-py 8: 5 s, as long as upstream's
-# own blocking receive, which then fails now and then on an idle channel).
+# A blocking pop well inside any client socket timeout (the project's settings: 15 s; redis-py's
+# default: 5 s, as long as upstream's own blocking receive).
 RECEIVE_BLOCK = 1.0
 # Stores a group message on each member channel's key, as upstream's script does, after dropping
 # expired messages. With a member list (ARGV[1]) it first drops expired members and checks that

@@ -15,9 +15,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     Frames arrive already serialised (see groups.frame) on one subscription per process
     (see fanout), which writes each to every dashboard of the process: one channel-layer
     delivery per process and frame, not one per browser. So a dashboard has no channel of its
-    own: no channel name, no receive loop on the layer per connection (with channels_redis on
-    redis-py 8, whose 5 s socket timeout equals its blocking receive's, an idle receive loop
-    would even fail every 5 s)."""
+    own: no channel name, no receive loop on the layer per connection."""
 
     channel_layer_alias = None  # get_channel_layer(None) is None: channels sets up no channel
     joined = False

@@ -121,7 +121,6 @@ class Listener:
         self._connected_before = False
         self._mark_channel = ""  # set per session: it names the LISTEN backend
         self._marks_sent = 0
-        self._mark_returned = 0  # the highest marker number that came back
         # Marks this process's backends, so a reconnect can end the ones a dead session left behind.
         self._token = f" {secrets.token_hex(4)}: "
 
@@ -172,6 +171,7 @@ class Listener:
                      stop: asyncio.Event) -> None:
         next_checkpoint = time.monotonic() + self.options.checkpoint_interval
         marks: deque[tuple[int, Snapshot, float]] = deque()  # markers on their way: number, snapshot, sent at
+        returned = 0  # the highest marker number that came back
         mark_channel = self._mark_channel
         deliver = self._deliver
         while not stop.is_set():
@@ -182,12 +182,12 @@ class Listener:
                 received = now()  # one read: one arrival time
                 for channel, payload, pid in batch:
                     if channel == mark_channel:
-                        self._mark_returned = max(self._mark_returned, _mark_number(payload))
+                        returned = max(returned, _mark_number(payload))
                     else:
                         await deliver(Notification(channel, payload, pid, received=received), log)
             moment = time.monotonic()
             position = None
-            while marks and marks[0][0] <= self._mark_returned:
+            while marks and marks[0][0] <= returned:
                 position = marks.popleft()[1]
             if position is not None:
                 await self._advance(position, log)
