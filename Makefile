@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup db migrate run lint test browser bench clean
+.PHONY: setup db migrate run lint test browser bench clean screenshots
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,6 @@ db: setup
 
 migrate: db
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py createcachetable
 
 run: migrate
 	$(PY) manage.py demo_setup
@@ -38,9 +37,15 @@ browser:
 
 lint: setup
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint db browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The README's pictures, on purpose: the browser tests take them into build/screenshots/ on every run.
+screenshots: db browser
+	$(PY) -m pytest -q tests/test_e2e_dashboard.py tests/test_e2e_chat.py -k postgres
+	cp build/screenshots/*.png docs/
 
 clean:
 	-$(PY) -m notifyproject.embedded_db stop

@@ -18,7 +18,7 @@ PEER_TABLE = "bench_plain"
 async def write(url: str, rate: float, seconds: float) -> list[list]:
     from channels.layers import get_channel_layer
 
-    from pgnotify.groups import DASHBOARD_GROUP, frame
+    from pgnotify.web.frames import DASHBOARD_GROUP, frame
 
     layer = get_channel_layer()
     commits = []  # [pk, time the autocommit INSERT returned], as bench.load reports them

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "channels",
     "channels_postgres",
     "pgnotify",
+    "pgnotify.contrib.chat",
     "notifyproject.shop",
 ]
 
@@ -92,7 +93,7 @@ else:
             "CONFIG": {"prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi")},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "pgnotify_cache"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}}
 # Several projects (or test runs) can share one Redis: each keeps its keys under its own prefix.
 CACHES["default"]["KEY_PREFIX"] = os.environ.get("CACHE_KEY_PREFIX", "")
 

@@ -27,9 +27,12 @@ while none is. Hence:
   listened cannot have left a stale entry behind. Only then does it write the heartbeat.
 The one window left is the heartbeat's lifetime after a listener dies without saying so
 (SIGKILL, host lost): up to HEARTBEAT_TTL seconds.
+
+The cache never breaks a read: while the backend fails (its table missing, Redis down),
+`cached`, `acached` and `cached_function` compute and return the value, store nothing, and say
+so in the log at most once a minute; `listener_live()` is then False.
 """
 
-import asyncio
 import functools
 import hashlib
 import inspect
@@ -44,18 +47,29 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from . import conf
+from .exceptions import one_line
+from .listener.throttle import ThrottledLog
 
 logger = logging.getLogger(__name__)
+_backend_failed = ThrottledLog(logger, "cache backend failing (%d reads computed without the cache)")
 
-INVALIDATE_CHANNEL = "cache_invalidate"
 HEARTBEAT_KEY = "pgnotify:listener:heartbeat"
 GENERATION_KEY = "pgnotify:generation"
 HEARTBEAT_TTL = 3  # seconds; the listener refreshes it every second
 _PLAIN_TAG = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-_SPLIT = re.compile(r"[\s,]+")
 _MISSING = object()
 
-__all__ = ["CacheInvalidator", "acached", "ainvalidate", "cached", "cached_function", "invalidate", "listener_live"]
+__all__ = ["acached", "ainvalidate", "cached", "cached_function", "invalidate", "invalidate_all",
+           "listener_live"]
+
+
+def __getattr__(name: str):
+    # The listener's handler lives with the other handlers; this name is kept for existing imports.
+    if name == "CacheInvalidator":
+        from .handlers.cache import CacheInvalidator
+
+        return CacheInvalidator
+    raise AttributeError(f"module 'pgnotify.cache' has no attribute {name!r}")
 
 
 def get_cache(using: str | None = None):
@@ -83,7 +97,11 @@ def _tag_list(tags) -> list[str]:
 
 def listener_live(using: str | None = None) -> bool:
     """True while a live listener keeps its heartbeat in the cache (cached values are used)."""
-    return get_cache(using).get(HEARTBEAT_KEY) is not None
+    try:
+        return get_cache(using).get(HEARTBEAT_KEY) is not None
+    except Exception as error:  # backends raise their own errors
+        _backend_failed.add(1, one_line(error))
+        return False
 
 
 def _storage_key(cache, key: str, tags: list[str]) -> str | None:
@@ -109,8 +127,20 @@ def _storage_key(cache, key: str, tags: list[str]) -> str | None:
 
 
 def _read(cache, key: str, tags: list[str]):
-    storage = _storage_key(cache, key, tags)
-    return storage, (_MISSING if storage is None else cache.get(storage, _MISSING))
+    """(storage key, value): (None, _MISSING) while no listener is live or the backend fails."""
+    try:
+        storage = _storage_key(cache, key, tags)
+        return storage, (_MISSING if storage is None else cache.get(storage, _MISSING))
+    except Exception as error:  # backends raise their own errors (DatabaseError, redis.ConnectionError, ...)
+        _backend_failed.add(1, one_line(error))
+        return None, _MISSING
+
+
+def _store(cache, storage: str, value, timeout: float | None) -> None:
+    try:
+        cache.set(storage, value, DEFAULT_TIMEOUT if timeout is None else timeout)
+    except Exception as error:
+        _backend_failed.add(1, one_line(error))
 
 
 def cached(key: str, tags: Iterable[str], compute: Callable[[], object], timeout: float | None = None, *,
@@ -125,7 +155,7 @@ def cached(key: str, tags: Iterable[str], compute: Callable[[], object], timeout
     if value is _MISSING:
         value = compute()
         if storage is not None:
-            cache.set(storage, value, DEFAULT_TIMEOUT if timeout is None else timeout)
+            _store(cache, storage, value, timeout)
     return value
 
 
@@ -140,7 +170,7 @@ async def acached(key: str, tags: Iterable[str], compute: Callable[[], object],
         if inspect.isawaitable(value):
             value = await value
         if storage is not None:
-            await sync_to_async(cache.set)(storage, value, DEFAULT_TIMEOUT if timeout is None else timeout)
+            await sync_to_async(_store)(cache, storage, value, timeout)
     return value
 
 
@@ -190,98 +220,32 @@ def invalidate_all(using: str | None = None) -> None:
     get_cache(using).set(GENERATION_KEY, _token(), None)
 
 
-def tags_of(notification) -> list[str]:
-    """The tags a cache_invalidate notification names: the trigger's {"tags": [...]}, a JSON
-    list or string, or plain text such as `users` or `users,catalog`."""
-    data = notification.data
-    if not notification.is_json:
-        return [tag for tag in _SPLIT.split(notification.payload) if tag]
-    if isinstance(data, dict):
-        data = data.get("tags") or ([data["table"]] if isinstance(data.get("table"), str) else [])
-    if isinstance(data, str):
-        data = [data]
-    if isinstance(data, list):
-        return [tag for tag in data if isinstance(tag, str) and tag]
-    return []
+def write_heartbeat(using: str | None = None) -> None:
+    get_cache(using).set(HEARTBEAT_KEY, time.time(), HEARTBEAT_TTL)
 
 
-class CacheInvalidator:
-    """Listener handler: bumps the tags named on `cache_invalidate`, bumps the generation when
-    the listener goes live and keeps the heartbeat while it is live. Cache calls run in a
-    worker thread (Django's cache API is sync); a burst of notifications is one write."""
+def stop_heartbeat(using: str | None = None) -> None:
+    get_cache(using).delete(HEARTBEAT_KEY)
 
-    channels = frozenset({INVALIDATE_CHANNEL})
 
-    def __init__(self, using: str | None = None):
-        self.using = using
-        self.live = False
-        self.bumps = 0
-        self._pending: set[str] = set()
-        self._bumper = None
-        # Set while an invalidation may have been missed: the generation must be bumped before
-        # the heartbeat is written again.
-        self._must_bump_generation = True
-        self._failing = False
+def create_cache_table_after_migrate(sender, using="default", verbosity=1, apps=None, **kwargs):
+    """After `migrate`: when pgnotify's cache is a DatabaseCache on this database, its table exists
+    (Django leaves that to `createcachetable`, which a new user does not know to run). Not while
+    pgnotify itself is migrated back to zero."""
+    from django.core.cache.backends.db import BaseDatabaseCache
+    from django.core.management import call_command
+    from django.db import connections
 
-    async def handle(self, notification) -> None:
-        tags = tags_of(notification)
-        if not tags:
+    try:
+        cache = get_cache()
+    except Exception:  # an unknown alias: `manage.py check` reports it (pgnotify.E011)
+        return
+    if not isinstance(cache, BaseDatabaseCache) or (apps is not None and not apps.all_models.get("pgnotify")):
+        return
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        if cache._table in connection.introspection.table_names(cursor):
             return
-        self._pending.update(tags)
-        if self._bumper is None or self._bumper.done():
-            self._bumper = asyncio.ensure_future(self._drain())
-
-    async def notice(self, notice: dict) -> None:
-        if notice.get("type") != "listener":
-            return
-        if notice.get("state") == "live":
-            self.live, self._must_bump_generation = True, True
-            await self._beat()
-        elif self.live:
-            # Not listening any more: readers must bypass the cache at once, not after the TTL.
-            self.live, self._must_bump_generation = False, True
-            await self._call(self._stop_heartbeat)
-
-    async def flush(self) -> None:
-        if self._bumper is not None and not self._bumper.done():
-            await self._bumper
-        if self.live:
-            await self._beat()
-
-    # -- cache writes, in a worker thread
-
-    async def _drain(self) -> None:
-        while self._pending:
-            tags, self._pending = list(self._pending), set()
-            if await self._call(invalidate, tags, self.using):
-                self.bumps += 1
-                logger.debug("invalidated cache tags %s", tags)
-            else:
-                self._must_bump_generation = True  # the generation bump will cover these tags
-                await self._call(self._stop_heartbeat)
-
-    async def _beat(self) -> None:
-        if self._must_bump_generation:
-            if not await self._call(invalidate_all, self.using):
-                return
-            self._must_bump_generation = False
-        await self._call(self._write_heartbeat)
-
-    def _write_heartbeat(self) -> None:
-        get_cache(self.using).set(HEARTBEAT_KEY, time.time(), HEARTBEAT_TTL)
-
-    def _stop_heartbeat(self) -> None:
-        get_cache(self.using).delete(HEARTBEAT_KEY)
-
-    async def _call(self, function, *args) -> bool:
-        try:
-            await sync_to_async(function, thread_sensitive=True)(*args)
-        except Exception as error:  # cache backends raise their own errors; the listener goes on
-            if not self._failing:
-                logger.warning("cache invalidation failed, cached reads bypass the cache until it works: %s", error)
-            self._failing = True
-            return False
-        if self._failing:
-            logger.info("cache invalidation works again")
-            self._failing = False
-        return True
+    call_command("createcachetable", cache._table, database=using, verbosity=0)  # asks the database router
+    if verbosity >= 1:
+        print(f"  pgnotify: created cache table {cache._table}")

@@ -1,14 +1,34 @@
-"""System checks: misconfiguration is reported by `manage.py check`, never by a traceback."""
+"""System checks: misconfiguration is reported by `manage.py check`, never by a traceback.
+
+Every key of settings.PGNOTIFY is checked (types, ranges, importable handlers), and so is what
+the project pairs pgnotify with: the cache alias and the channel layer.
+"""
+
+import inspect
+from datetime import timedelta
 
 from django.apps import apps
-from django.core.checks import Error, register
+from django.conf import settings
+from django.core.checks import Error, Warning, register
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections
+from django.utils.module_loading import import_string
 
 from . import conf
-from .sending import _CHANNEL
+from .extras import installed
+from .sending import CHANNEL_PATTERN
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
+HINT_CHANNEL = "1 to 63 letters, digits, '_', '-', '.' or ':'."
+WATCH_OPTIONS = {"channel", "exclude"}
+HANDLER_KEYS = {"handler", "channels", "options"}
+# Channel-layer backends whose package comes with an extra of pgnotify.
+LAYER_PACKAGES = {
+    "channels_redis.": ("channels_redis", "redis"),
+    "pgnotify.channel_layer.": ("channels_postgres", "postgres-layer"),
+    "pgnotify.web.layers.postgres.": ("channels_postgres", "postgres-layer"),
+    "channels_postgres.": ("channels_postgres", "postgres-layer"),
+}
 
 
 def _model(label):
@@ -22,11 +42,28 @@ def _field_names(model) -> str:
     return ", ".join(f.name for f in model._meta.concrete_fields)
 
 
+def _valid_channel(value) -> bool:
+    return isinstance(value, str) and CHANNEL_PATTERN.fullmatch(value) is not None
+
+
 @register()
 def check_database(app_configs=None, **kwargs):
     if connections["default"].vendor != "postgresql":
         return [Error("pgnotify needs PostgreSQL as the default database.",
-                      hint="Set DATABASE_URL to a postgresql:// URL.", id="pgnotify.E001")]
+                      hint="Use django.db.backends.postgresql (e.g. DATABASE_URL=postgresql://...).",
+                      id="pgnotify.E001")]
+    return []
+
+
+@register()
+def check_settings(app_configs=None, **kwargs):
+    value = getattr(settings, "PGNOTIFY", {})
+    if not isinstance(value, dict):
+        return [Error("PGNOTIFY must be a dict.", hint=HINT_WATCH, id="pgnotify.E008")]
+    unknown = sorted(set(value) - set(conf.DEFAULTS))
+    if unknown:
+        return [Error(f"PGNOTIFY has unknown keys {unknown}.", hint=f"Known keys: {', '.join(conf.DEFAULTS)}.",
+                      id="pgnotify.E008")]
     return []
 
 
@@ -43,14 +80,14 @@ def check_watch(app_configs=None, **kwargs):
             errors.append(Error(f"PGNOTIFY['WATCH'] names unknown model {label!r}.",
                                 hint="Use 'app_label.ModelName' of an installed app.", id="pgnotify.E003"))
             continue
-        if not isinstance(options, dict) or not _CHANNEL.fullmatch(str(options.get("channel", ""))):
+        if not isinstance(options, dict) or not _valid_channel(options.get("channel")):
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] needs a valid 'channel' name.",
-                                hint="1 to 63 letters, digits, '_', '-', '.' or ':'.", id="pgnotify.E004"))
+                                hint=HINT_CHANNEL, id="pgnotify.E004"))
             continue
-        unknown = set(options) - {"channel", "exclude"}
+        unknown = set(options) - WATCH_OPTIONS
         if unknown:
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] has unknown options {sorted(unknown)}.",
-                                hint="Only 'channel' and 'exclude' are known.", id="pgnotify.E004"))
+                                hint=f"Known options: {', '.join(sorted(WATCH_OPTIONS))}.", id="pgnotify.E004"))
         exclude = options.get("exclude", [])
         if not isinstance(exclude, list | tuple) or not all(isinstance(name, str) for name in exclude):
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}]['exclude'] must be a list of field names.",
@@ -71,21 +108,122 @@ def check_cache_invalidate(app_configs=None, **kwargs):
     mapping = conf.get("CACHE_INVALIDATE")
     if not isinstance(mapping, dict):
         return [Error("PGNOTIFY['CACHE_INVALIDATE'] must be a dict of model label -> list of tags.",
-                      id="pgnotify.E006")]
+                      hint='e.g. {"shop.Product": ["catalog"]}', id="pgnotify.E006")]
     errors = []
     for label, tags in mapping.items():
         if _model(label) is None:
             errors.append(Error(f"PGNOTIFY['CACHE_INVALIDATE'] names unknown model {label!r}.",
-                                id="pgnotify.E006"))
+                                hint="Use 'app_label.ModelName' of an installed app.", id="pgnotify.E006"))
         elif not isinstance(tags, list | tuple) or not tags or not all(isinstance(t, str) and t for t in tags):
             errors.append(Error(f"PGNOTIFY['CACHE_INVALIDATE'][{label!r}] must be a non-empty list of tags.",
-                                id="pgnotify.E006"))
+                                hint='e.g. ["catalog"]', id="pgnotify.E006"))
     return errors
 
 
 @register()
 def check_listen(app_configs=None, **kwargs):
-    bad = [c for c in conf.get("LISTEN") if not isinstance(c, str) or not _CHANNEL.fullmatch(c)]
+    channels = conf.get("LISTEN")
+    if isinstance(channels, str) or not isinstance(channels, list | tuple):
+        return [Error("PGNOTIFY['LISTEN'] must be a list of channel names.", hint=HINT_CHANNEL, id="pgnotify.E007")]
+    bad = [c for c in channels if not _valid_channel(c)]
     if bad:
-        return [Error(f"PGNOTIFY['LISTEN'] has invalid channel names {bad!r}.", id="pgnotify.E007")]
+        return [Error(f"PGNOTIFY['LISTEN'] has invalid channel names {bad!r}.", hint=HINT_CHANNEL,
+                      id="pgnotify.E007")]
+    return []
+
+
+@register()
+def check_retention(app_configs=None, **kwargs):
+    retention = conf.get("RETENTION")
+    seconds = retention.total_seconds() if isinstance(retention, timedelta) else retention
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 60 <= seconds <= 366 * 86400:
+        return [Error(f"PGNOTIFY['RETENTION'] must be a number of seconds from 60 to 31,622,400, not {retention!r}.",
+                      hint="e.g. 24 * 3600 (a day) or datetime.timedelta(days=7).", id="pgnotify.E009")]
+    return []
+
+
+def _handler_problem(entry) -> str | None:
+    """Why a PGNOTIFY['HANDLERS'] entry cannot be loaded, without calling anything, or None."""
+    if isinstance(entry, str):
+        entry = {"handler": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("handler"), str):
+        return f"entry {entry!r} is neither a dotted path nor a dict with 'handler'"
+    path = entry["handler"]
+    unknown = set(entry) - HANDLER_KEYS
+    if unknown:
+        return f"entry {path!r} has unknown keys {sorted(unknown)} (known: {', '.join(sorted(HANDLER_KEYS))})"
+    channels = entry.get("channels")
+    if channels is not None and (isinstance(channels, str) or not isinstance(channels, list | tuple)
+                                 or not all(_valid_channel(c) for c in channels)):
+        return f"'channels' of {path!r} must be a list of channel names"
+    try:
+        target = import_string(path)
+    except ImportError as error:
+        return f"cannot import {path!r}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    options = entry.get("options") or {}
+    if not isinstance(options, dict):
+        return f"'options' of {path!r} must be a dict of keyword arguments"
+    if not callable(target):
+        return f"{path!r} is neither a class nor a function"
+    if inspect.isclass(target):
+        try:
+            inspect.signature(target).bind(**options)
+        except TypeError as error:
+            return f"{path!r} does not take these options: {error}"
+        except ValueError:
+            pass  # no signature to check against
+        # A handler class may check its own options (a URL's scheme, a name's syntax): a list of problems.
+        problems = target.check_options(**options) if hasattr(target, "check_options") else []
+        if problems:
+            return f"{path!r}: {problems[0]}"
+    elif options:
+        return f"{path!r} is a function: it takes no options"
+    return None
+
+
+@register()
+def check_handlers(app_configs=None, **kwargs):
+    entries = conf.get("HANDLERS")
+    if isinstance(entries, str) or not isinstance(entries, list | tuple):
+        return [Error("PGNOTIFY['HANDLERS'] must be a list of handler entries.",
+                      hint='e.g. ["myapp.handlers.audit", {"handler": "...", "channels": ["orders"]}]',
+                      id="pgnotify.E010")]
+    errors = []
+    for entry in entries:
+        problem = _handler_problem(entry)
+        if problem:
+            errors.append(Error(f"PGNOTIFY['HANDLERS']: {problem}.",
+                                hint='A dotted path, or {"handler": path, "channels": [...], "options": {...}}.',
+                                id="pgnotify.E010"))
+    return errors
+
+
+@register()
+def check_cache(app_configs=None, **kwargs):
+    alias = conf.get("CACHE")
+    caches = getattr(settings, "CACHES", {})
+    if not isinstance(alias, str) or alias not in caches:
+        return [Error(f"PGNOTIFY['CACHE'] names cache {alias!r}, which is not in CACHES.",
+                      hint=f"Use one of: {', '.join(caches) or '(none)'}.", id="pgnotify.E011")]
+    backend = str(caches[alias].get("BACKEND", ""))
+    if backend.endswith((".LocMemCache", ".DummyCache")):
+        return [Warning(f"pgnotify's cache {alias!r} ({backend.rsplit('.', 1)[-1]}) is not shared between "
+                        "processes: pgnotify.cache.cached() will compute every value.",
+                        hint="Use a shared backend: RedisCache, DatabaseCache or Memcached.", id="pgnotify.W001")]
+    return []
+
+
+@register()
+def check_channel_layer(app_configs=None, **kwargs):
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    backend = str((layers.get("default") or {}).get("BACKEND", ""))
+    for prefix, (module, extra) in LAYER_PACKAGES.items():
+        if backend.startswith(prefix):
+            if not installed(module):
+                return [Error(f"CHANNEL_LAYERS['default'] uses {backend}, but {module!r} is not installed.",
+                              hint=f'pip install "pgnotify[{extra}]"', id="pgnotify.E012")]
+            if module == "channels_postgres" and not apps.is_installed("channels_postgres"):
+                return [Error(f"CHANNEL_LAYERS['default'] uses {backend}, whose tables come with the app "
+                              "'channels_postgres'.", hint="Add 'channels_postgres' to INSTALLED_APPS and migrate.",
+                              id="pgnotify.E013")]
     return []

@@ -1,5 +1,13 @@
-"""pgnotify's settings, read from settings.PGNOTIFY on every access (override_settings works)."""
+"""pgnotify's settings, read from settings.PGNOTIFY on every access (override_settings works).
 
+Installed apps may contribute watched models and handlers of their own (the chat does) through
+attributes of their AppConfig: `pgnotify_watch` (like WATCH) and `pgnotify_handlers` (like
+HANDLERS, run only when there is a channel layer).
+"""
+
+from datetime import timedelta
+
+from django.apps import apps
 from django.conf import settings
 
 DEFAULTS = {
@@ -17,16 +25,30 @@ DEFAULTS = {
 # Always listened to: state notices, chat, cache invalidation.
 BUILTIN_CHANNELS = ["system", "chat", "cache_invalidate"]
 
-# The chat travels through the same durable path as any watched table.
-INTERNAL_WATCH = {"pgnotify.ChatMessage": {"channel": "chat"}}
-
 
 def get(name: str):
     return getattr(settings, "PGNOTIFY", {}).get(name, DEFAULTS[name])
 
 
+def retention() -> timedelta:
+    """RETENTION as a timedelta (the setting is seconds, or a timedelta)."""
+    value = get("RETENTION")
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+
+
+def contributed(kind: str) -> dict | list:
+    """What installed apps contribute: kind "watch" (a dict) or "handlers" (a list)."""
+    attribute = f"pgnotify_{kind}"
+    if kind == "watch":
+        merged = {}
+        for config in apps.get_app_configs():
+            merged.update(getattr(config, attribute, None) or {})
+        return merged
+    return [entry for config in apps.get_app_configs() for entry in getattr(config, attribute, None) or []]
+
+
 def watch() -> dict:
-    return {**get("WATCH"), **INTERNAL_WATCH}
+    return {**get("WATCH"), **contributed("watch")}
 
 
 def listen_channels(extra=()) -> list[str]:

@@ -1,3 +1,8 @@
+"""Every error pgnotify raises. Importing this module imports no Django (the listener core uses it)."""
+
+import psycopg
+
+
 class PgNotifyError(Exception):
     """pgnotify could not do what was asked."""
 
@@ -18,3 +23,41 @@ class PayloadTooLarge(PgNotifyError, ValueError):
             f"payload is {size} bytes; NOTIFY accepts at most {limit} bytes "
             "(send a key and keep the data in a table)"
         )
+
+
+class MissingExtraError(PgNotifyError, ImportError):
+    """An optional part of pgnotify is used but the package it needs is not installed."""
+
+    def __init__(self, feature: str, module: str, extra: str):
+        self.feature, self.module, self.extra = feature, module, extra
+        super().__init__(f'{feature} needs the package {module!r}: pip install "pgnotify[{extra}]"')
+
+
+class HandlerConfigError(PgNotifyError):
+    """Invalid entry in PGNOTIFY['HANDLERS']: use a dotted path or {"handler": path, "channels": [...]}."""
+
+
+class HandlersBehindError(PgNotifyError):
+    """A handler has not taken every event yet: the listener's position is held back."""
+
+
+class MetricsPortError(PgNotifyError):
+    """The metrics server could not bind its address: choose another --metrics-port."""
+
+
+class DemoError(PgNotifyError):
+    """A walkthrough did not receive what it sent."""
+
+
+class ChatInputError(PgNotifyError, ValueError):
+    """The client's chat frame was refused; the message says why, and goes back in an error frame."""
+
+
+class ConnectionDeadError(psycopg.OperationalError):
+    """The server did not answer the heartbeat in time: the connection is taken for dead."""
+
+
+def one_line(error: BaseException) -> str:
+    """`Type: first line of the message`, for logs and state notices that must stay on one line."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -1,13 +1,15 @@
-"""Websocket routes of the pgnotify app, mounted by the project's ASGI application."""
+"""pgnotify's websocket routes, for the project's ASGI application:
+`URLRouter(pgnotify.routing.websocket_urlpatterns)`.
 
-from django.urls import path, re_path
+The dashboard's, and the chat's when pgnotify.contrib.chat is installed.
+"""
 
-from .consumers_chat import ChatConsumer
-from .dashboard import DashboardConsumer
+from django.apps import apps
 
-websocket_urlpatterns = [
-    path("ws/dashboard/", DashboardConsumer.as_asgi()),
-    # chat routes
-    # Any room name reaches the consumer, which refuses bad ones at the handshake (not a 500).
-    re_path(r"^ws/chat/(?P<room>[^/]*)(?P<rest>.*)$", ChatConsumer.as_asgi()),
-]
+from .web.routing import websocket_urlpatterns as _web
+
+websocket_urlpatterns = list(_web)
+if apps.is_installed("pgnotify.contrib.chat"):
+    from .contrib.chat.routing import websocket_urlpatterns as _chat
+
+    websocket_urlpatterns += _chat

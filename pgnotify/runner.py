@@ -3,9 +3,9 @@
 import asyncio
 import signal
 
-from .handlers import Dispatcher
+from .handlers.base import Dispatcher
+from .handlers.output import Output
 from .listener import Listener, ListenerOptions
-from .output import Output
 
 
 async def run_listener(conninfo: dict, options: ListenerOptions, output: Output, handlers=(),

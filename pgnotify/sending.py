@@ -12,11 +12,11 @@ from .exceptions import InvalidChannelError, PayloadTooLarge
 
 # PostgreSQL refuses payloads of 8000 bytes or more.
 MAX_PAYLOAD_BYTES = 7999
-_CHANNEL = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
+CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
 
 
 def validate_channel(channel: str) -> str:
-    if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
+    if not isinstance(channel, str) or not CHANNEL_PATTERN.fullmatch(channel):
         raise InvalidChannelError(
             f"invalid channel name {channel!r}: use 1 to 63 letters, digits, '_', '-', '.' or ':'"
         )

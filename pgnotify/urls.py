@@ -1,14 +1,17 @@
-"""HTTP pages of the pgnotify app: the dashboard (and the chat)."""
+"""pgnotify's pages, for the project's URLconf: `path("", include("pgnotify.urls"))`.
 
-from django.urls import path, re_path
+The dashboard (`pgnotify:dashboard`), and the chat (`pgnotify:chat`) when pgnotify.contrib.chat
+is installed.
+"""
 
-from . import views
-from .chat import ROOM_PATTERN
+from django.apps import apps
+
+from .web.urls import urlpatterns as _web
 
 app_name = "pgnotify"
 
-urlpatterns = [
-    path("dashboard/", views.dashboard, name="dashboard"),
-    # chat routes
-    re_path(rf"^chat/(?P<room>{ROOM_PATTERN})/$", views.chat, name="chat"),
-]
+urlpatterns = list(_web)
+if apps.is_installed("pgnotify.contrib.chat"):
+    from .contrib.chat.urls import urlpatterns as _chat
+
+    urlpatterns += _chat

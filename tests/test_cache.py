@@ -20,7 +20,7 @@ from django.test import override_settings
 
 from pgnotify import cache
 from pgnotify.cache import CacheInvalidator, acached, cached, cached_function, invalidate, listener_live
-from pgnotify.notification import Notification
+from pgnotify.listener.notification import Notification
 from tests.faults import record_figures
 from tests.support import ManagedProcess, process_env
 from tests.support import test_database_url as database_url
@@ -153,7 +153,7 @@ def test_two_processes_share_the_cache_and_see_fresh_data_after_a_raw_sql_write(
 @pytest.fixture
 def private_cache():
     """The database cache with keys private to this test."""
-    caches = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "pgnotify_cache",
+    caches = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache",
                           "KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}"}}
     with override_settings(CACHES=caches):
         yield

@@ -11,7 +11,7 @@ from channels_postgres import core as upstream_core
 from channels_postgres import db as upstream_db
 from django.db import connection
 
-from pgnotify.channel_layer import APPLICATION_NAME, PostgresChannelLayer
+from pgnotify.web.layers.postgres import APPLICATION_NAME, PostgresChannelLayer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,8 +14,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from pgnotify import chat
-from pgnotify.models import ChatMessage, ChatPresence
+from pgnotify.contrib.chat import rules as chat
+from pgnotify.contrib.chat.models import ChatMessage, ChatPresence
 from pgnotify.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -228,7 +228,7 @@ async def test_messages_travel_through_postgres_to_every_user_of_the_room(applic
 def test_presence_counts_connections_and_forgets_dead_ones():
     from django.utils import timezone
 
-    from pgnotify import presence
+    from pgnotify.contrib.chat import presence
 
     assert presence.join("room", "specific.a!1", "alice") is True  # first connection: a join
     assert presence.join("room", "specific.a!2", "alice") is False  # second tab: no new join

@@ -10,7 +10,7 @@ import pytest
 
 from pgnotify.connection import listener_conninfo
 from pgnotify.listener import Listener, ListenerOptions
-from pgnotify.snapshots import Snapshot
+from pgnotify.listener.snapshots import Snapshot
 from tests.faults import RecordingSink
 
 

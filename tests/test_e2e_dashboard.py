@@ -13,7 +13,7 @@ from tests.support import ROOT
 from tests.web import login, make_user, terminate_backends, wait_websocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-DOCS = ROOT / "docs"
+SCREENSHOTS = ROOT / "build" / "screenshots"  # `make screenshots` copies them to docs/
 BURST = 2000
 
 
@@ -88,13 +88,13 @@ def test_dashboard_shows_admin_saves_bursts_and_recovers_from_terminated_backend
             writer = threading.Thread(target=background_traffic, args=(25, 3.0))
             writer.start()
             dashboard.wait_for_timeout(2200)
-            dashboard.screenshot(path=str(DOCS / "dashboard.png"))
+            dashboard.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
             writer.join()
             admin.goto(f"{url}/admin/shop/order/")
             wait_websocket(admin)
             traffic.run(rate=10, duration=0.5, seed=3)
             admin.wait_for_selector("#pgnotify-notice .item", timeout=5000)
-            admin.screenshot(path=str(DOCS / "admin-notice.png"))
+            admin.screenshot(path=str(SCREENSHOTS / "admin-notice.png"))
 
         # Every listener backend and channel-layer backend of this test database is terminated:
         # the dashboard still gets the next change, by itself.

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.test import Client
 
 from notifyproject.asgi import application
-from pgnotify import fanout
-from pgnotify.groups import DASHBOARD_GROUP, frame
+from pgnotify.web import fanout
+from pgnotify.web.frames import DASHBOARD_GROUP, frame
 from tests.web import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -95,7 +95,7 @@ async def test_the_subscription_survives_a_channel_layer_error(fresh_channel_lay
 
     sink = Sink()
     accepted = asyncio.Event()
-    with caplog.at_level(logging.WARNING, logger="pgnotify.fanout"):
+    with caplog.at_level(logging.WARNING, logger="pgnotify.web.fanout"):
         broadcaster = await fanout.join(sink, layer, DASHBOARD_GROUP, accept=_set(accepted))
         assert accepted.is_set()
 

@@ -14,8 +14,8 @@ from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from django.test import Client
 
-from pgnotify import channel_layer
-from pgnotify.groups import DASHBOARD_GROUP, frame
+from pgnotify.web.frames import DASHBOARD_GROUP, frame
+from pgnotify.web.layers import dispatch as channel_layer
 from tests.web import REDIS_HOST, REDIS_PORT, Daphne, layer_env, make_user, process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -17,9 +17,9 @@ from redis.retry import Retry
 
 from pgnotify.connection import listener_conninfo
 from pgnotify.forwarding import RedisStreamForwarder
-from pgnotify.handlers import Dispatcher
+from pgnotify.handlers.base import Dispatcher
 from pgnotify.listener import Listener, ListenerOptions
-from pgnotify.notification import Notification
+from pgnotify.listener.notification import Notification
 from tests.faults import RecordingSink
 from tests.support import free_port
 from tests.support import test_database_url as database_url

@@ -1,4 +1,4 @@
-"""GroupForwarder on the real channel layer: batching, flush, chat rooms, stats, retries."""
+"""GroupForwarder and ChatForwarder on the real channel layer: batching, flush, chat rooms, stats, retries."""
 
 import asyncio
 import json
@@ -6,9 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgnotify.groups import DASHBOARD_GROUP, GroupForwarder, chat_group
+from pgnotify.contrib.chat.handler import ChatForwarder
+from pgnotify.contrib.chat.rules import chat_group
+from pgnotify.handlers.groups import GroupForwarder
 from pgnotify.listener import Listener, ListenerOptions
-from pgnotify.notification import Notification
+from pgnotify.listener.notification import Notification
+from pgnotify.web.frames import DASHBOARD_GROUP
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,7 +66,7 @@ async def test_a_new_chat_row_is_sent_to_its_room_as_chat_message(fresh_channel_
     room = await joined(layer, chat_group("lobby"))
     row = {"id": 7, "room": "lobby", "username": "ana", "message": "<b>hi</b>",
            "created_at": "2026-11-27T10:00:00+00:00", "user_id": 3}
-    await forwarder_handle(layer, change(5, channel="chat", table="pgnotify_chatmessage", row=row))
+    await ChatForwarder(layer).handle(change(5, channel="chat", table="pgnotify_chatmessage", row=row))
     message = await asyncio.wait_for(layer.receive(room), 5)
     assert message == {"type": "chat.message", "id": 7, "room": "lobby", "user": "ana", "message": "<b>hi</b>",
                        "ts": "2026-11-27T10:00:00+00:00"}

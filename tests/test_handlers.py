@@ -13,9 +13,10 @@ import psycopg
 import pytest
 
 from pgnotify.connection import listener_conninfo
-from pgnotify.handlers import Dispatcher, HandlerConfigError, HandlersBehindError, load_handler
+from pgnotify.exceptions import HandlerConfigError, HandlersBehindError
+from pgnotify.handlers.base import Dispatcher, load_handler
 from pgnotify.listener import Listener, ListenerOptions
-from pgnotify.notification import Notification
+from pgnotify.listener.notification import Notification
 from tests.faults import RecordingSink
 from tests.support import test_database_url as database_url
 

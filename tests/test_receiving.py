@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from pgnotify.connection import listener_conninfo
-from pgnotify.receiving import NotificationReceiver
+from pgnotify.listener.receiving import NotificationReceiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

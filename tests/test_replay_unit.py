@@ -1,4 +1,4 @@
-"""Positions as snapshots (pgnotify.snapshots, pgnotify.replay): visibility, out-of-order
+"""Positions as snapshots (pgnotify.listener.snapshots, pgnotify.listener.eventlog): visibility, out-of-order
 commits that "id > last id" would lose, retention pruning and the behind_retention notice."""
 
 import asyncio
@@ -10,9 +10,10 @@ import psycopg
 import pytest
 
 from pgnotify.connection import listener_conninfo
-from pgnotify.listener import Listener, ListenerOptions, backoff_delay
-from pgnotify.replay import EventLog
-from pgnotify.snapshots import Snapshot
+from pgnotify.listener import Listener, ListenerOptions
+from pgnotify.listener.backoff import backoff_delay
+from pgnotify.listener.eventlog import EventLog
+from pgnotify.listener.snapshots import Snapshot
 from tests.faults import RecordingSink, record_figures
 
 

@@ -3,8 +3,8 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from pgnotify.notification import Notification
-from pgnotify.stats import LATENCY_SAMPLES, ListenerStats
+from pgnotify.listener.notification import Notification
+from pgnotify.listener.stats import LATENCY_SAMPLES, ListenerStats
 
 RECEIVED = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 

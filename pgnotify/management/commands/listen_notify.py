@@ -1,14 +1,13 @@
 import asyncio
-from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
 from pgnotify import conf
 from pgnotify.connection import listener_conninfo
 from pgnotify.exceptions import PgNotifyError
-from pgnotify.handlers_config import configured_handlers
+from pgnotify.handlers.base import configured_handlers, websocket_layer_configured
+from pgnotify.handlers.output import Output
 from pgnotify.listener import ListenerOptions
-from pgnotify.output import Output
 from pgnotify.runner import run_listener
 from pgnotify.sending import validate_channel
 
@@ -23,14 +22,18 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="default",
                             help="listener name: its position in the event log, shared by its standbys")
         parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+        parser.add_argument("--quiet", action="store_true",
+                            help="no line per notification: state changes and a one-line summary per interval")
         parser.add_argument("--metrics-port", type=int, metavar="P",
-                            help="serve Prometheus metrics on this port (at /metrics)")
+                            help="serve Prometheus metrics on this port (at /metrics; needs pgnotify[metrics])")
         parser.add_argument("--metrics-host", default="127.0.0.1", metavar="H",
                             help="address the metrics server binds (default 127.0.0.1)")
         parser.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
                             help="print statistics every S seconds (0: only at the end)")
 
     def handle(self, *args, **options):
+        if options["json"] and options["quiet"]:
+            raise CommandError("--json and --quiet exclude each other")
         try:
             extra = [validate_channel(channel) for channel in options["channel"]]
             if not options["name"] or len(options["name"]) > 200:
@@ -38,14 +41,17 @@ class Command(BaseCommand):
             listener_options = ListenerOptions(
                 channels=conf.listen_channels(extra),
                 name=options["name"],
-                retention=timedelta(seconds=conf.get("RETENTION")),
+                retention=conf.retention(),
             )
+            output = Output(as_json=options["json"], quiet=options["quiet"],
+                            stdout=self.stdout._out, stderr=self.stderr._out)
             handlers = configured_handlers()
+            if not websocket_layer_configured():
+                output.info("CHANNEL_LAYERS is not set: changes are not forwarded to websockets")
             if options["metrics_port"] is not None:
-                from pgnotify.metrics import serve_metrics  # prometheus_client only when asked for
+                from pgnotify.handlers.metrics import serve_metrics  # prometheus_client only when asked for
 
                 handlers = [*handlers, serve_metrics(options["metrics_port"], options["metrics_host"])]
-            output = Output(as_json=options["json"], stdout=self.stdout._out, stderr=self.stderr._out)
             asyncio.run(run_listener(listener_conninfo(), listener_options, output,
                                      handlers=handlers,
                                      stats_interval=options["stats_interval"]))

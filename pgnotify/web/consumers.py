@@ -4,7 +4,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from . import fanout
-from .groups import DASHBOARD_GROUP
+from .frames import DASHBOARD_GROUP
 
 FORBIDDEN = 4403
 
@@ -12,7 +12,7 @@ FORBIDDEN = 4403
 class DashboardConsumer(AsyncWebsocketConsumer):
     """Pushes the listener's `changes`, `stats` and `notice` frames to staff browsers.
 
-    Frames arrive already serialised (see groups.frame) on one subscription per process
+    Frames arrive already serialised (see pgnotify.web.frames) on one subscription per process
     (see fanout), which writes each to every dashboard of the process: one channel-layer
     delivery per process and frame, not one per browser. So a dashboard has no channel of its
     own: no channel name, no receive loop on the layer per connection."""

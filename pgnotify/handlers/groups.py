@@ -1,5 +1,5 @@
-"""The listener's websocket handler: hands change events, statistics and state notices to
-channel-layer groups.
+"""The listener's websocket handler: hands change events, statistics and state notices to the
+dashboard's channel-layer group (the frame format is pgnotify.web.frames).
 
 Events are batched by back-pressure, not by a timer: the first event after a quiet spell goes
 out at once; while a group message is in flight the next events queue up and leave together in
@@ -9,20 +9,16 @@ per event.
 """
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
 
 from channels.layers import get_channel_layer
 
-from . import channel_layer
+from ..web.frames import DASHBOARD_GROUP, frame, notice_frame
+from ..web.layers import dispatch
 
 logger = logging.getLogger(__name__)
-
-DASHBOARD_GROUP = "pgnotify.dashboard"
-CHAT_CHANNEL = "chat"
-CHAT_TABLE = "pgnotify_chatmessage"
 
 MAX_BATCH = 500  # events per frame: keeps one websocket frame well under a megabyte
 MAX_PENDING = 20_000  # kept for retry while the channel layer is unreachable; older ones are dropped
@@ -34,39 +30,9 @@ STATS_INTERVAL = 1.0
 MIN_FRAME_INTERVAL = 0.004
 
 
-def chat_group(room: str) -> str:
-    """Group of a chat room; the ChatConsumer joins it, the listener sends `chat.message` to it."""
-    return f"pgnotify.chat.{room}"
-
-
-def chat_message(event: dict) -> tuple[str, dict] | None:
-    """The (group, message) a new chat row turns into, or None for anything else."""
-    row = event.get("row") or {}
-    if event.get("table") != CHAT_TABLE or event.get("op") != "INSERT" or not row.get("room"):
-        return None
-    return chat_group(row["room"]), {
-        "type": "chat.message",
-        "id": row.get("id", event.get("pk")),
-        "room": row["room"],
-        "user": row.get("username"),
-        "message": row.get("message"),
-        "ts": row.get("created_at") or event.get("ts"),
-    }
-
-
-def frame(payload: dict) -> dict:
-    """A group message carrying one ready-made websocket text frame (serialised once, not per client)."""
-    return {"type": "dashboard.frame", "text": json.dumps(payload, separators=(",", ":"))}
-
-
-def notice_frame(notice: dict) -> dict:
-    """A listener state notice as a dashboard frame; the notice's own type becomes `kind`."""
-    return frame({**notice, "type": "notice", "kind": notice.get("type")})
-
-
 class GroupForwarder:
-    """Listener handler: change events to the dashboard group in batches, chat rows to their
-    room, listener statistics every second and state notices as they happen."""
+    """Listener handler: change events to the dashboard group in batches, listener statistics
+    every second and state notices as they happen."""
 
     def __init__(self, channel_layer=None, group: str = DASHBOARD_GROUP):
         self._layer = channel_layer
@@ -105,10 +71,6 @@ class GroupForwarder:
             del self._pending[:overflow]
             self.dropped += overflow
             logger.warning("channel layer not keeping up: dropped %d dashboard events", overflow)
-        if notification.channel == CHAT_CHANNEL:
-            routed = chat_message(event)
-            if routed is not None:
-                await self._send(*routed)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._drain())
 
@@ -174,7 +136,7 @@ class GroupForwarder:
     async def _send(self, group: str, message: dict) -> bool:
         try:
             async with asyncio.timeout(SEND_TIMEOUT):  # (wait_for would first start a task of its own)
-                await channel_layer.group_send(self.layer, group, message)
+                await dispatch.group_send(self.layer, group, message)
             return True
         except Exception as error:  # the layer's own errors vary by backend; the listener must go on
             logger.warning("group_send to %s failed: %s", group, error)

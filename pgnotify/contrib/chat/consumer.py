@@ -1,4 +1,4 @@
-"""The chat's websocket consumer: glue between a browser and pgnotify.chat / pgnotify.presence."""
+"""The chat's websocket consumer: glue between a browser and the chat's rules and presence."""
 
 import asyncio
 import json
@@ -9,8 +9,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
-from . import chat, presence
-from .groups import chat_group
+from ...exceptions import ChatInputError
+from . import presence
+from . import rules as chat
+from .rules import chat_group
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         try:
             text = chat.parse_message(text_data)
-        except chat.ChatInputError as error:
+        except ChatInputError as error:
             await self.send_error(str(error))
             return
         if not self.limiter.accept():

@@ -8,15 +8,13 @@ pass; the listener's own state (reconnects, queue usage) is read when Prometheus
 import time
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from ..exceptions import MetricsPortError
+from ..extras import require
 
-from .exceptions import PgNotifyError
+require("prometheus_client", "metrics", "listen_notify --metrics-port")
 
-
-class MetricsPortError(PgNotifyError):
-    """The metrics server could not bind its address: choose another --metrics-port."""
-
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server  # noqa: E402
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: E402
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -1,5 +1,6 @@
-"""The listener's output: one human line per notification (like the brief's sample) or one
-JSON object per line; statistics and state notices go to stderr in JSON mode."""
+"""The listener's output: one human line per notification or one JSON object per line
+(statistics and state notices then go to stderr), or, quiet, only state changes and a one-line
+summary per statistics interval."""
 
 import json
 import sys
@@ -21,8 +22,9 @@ def human_line(notification) -> str:
 
 
 def stats_lines(stats: dict) -> list[str]:
+    last = stats["last_event_id"]
     lines = [f"📊 listener {stats['state']}: reconnects={stats['reconnects']} "
-             f"last_event_id={stats['last_event_id']} queue={stats['queue_usage']:.1%} "
+             f"last_event_id={'-' if last is None else last} queue={stats['queue_usage']:.1%} "
              f"replayed={stats['replayed']} duplicates_dropped={stats['duplicates_dropped']}"]
     for name, channel in stats["channels"].items():
         count = channel["count"]
@@ -35,15 +37,27 @@ def stats_lines(stats: dict) -> list[str]:
     return lines
 
 
+def summary_line(stats: dict) -> str:
+    """Statistics on one line: the state and how many notifications each channel had."""
+    counts = ", ".join(f"{name} {channel['count']}" for name, channel in stats["channels"].items()) or "none yet"
+    last = stats["last_event_id"]
+    return (f"📊 listener {stats['state']}: notifications {counts}; last event "
+            f"{'-' if last is None else '#' + str(last)}, reconnects {stats['reconnects']}, "
+            f"queue {stats['queue_usage']:.1%}")
+
+
 class Output:
     """A sink handler that prints."""
 
-    def __init__(self, as_json: bool = False, stdout=None, stderr=None):
+    def __init__(self, as_json: bool = False, stdout=None, stderr=None, quiet: bool = False):
         self.as_json = as_json
+        self.quiet = quiet
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
 
     async def handle(self, notification) -> None:
+        if self.quiet:
+            return
         if self.as_json:
             line = json.dumps(notification.as_json(), ensure_ascii=False, separators=(",", ":"))
         else:
@@ -53,13 +67,14 @@ class Output:
 
     async def notice(self, notice: dict) -> None:
         detail = " ".join(f"{k}={v}" for k, v in notice.items() if k not in {"type", "state", "name"})
-        self._info(f"🔌 listener '{notice['name']}': {notice['state']}{' ' + detail if detail else ''}")
+        self.info(f"🔌 listener '{notice['name']}': {notice['state']}{' ' + detail if detail else ''}")
 
     def print_stats(self, stats: dict) -> None:
-        for line in stats_lines(stats):
-            self._info(line)
+        for line in [summary_line(stats)] if self.quiet else stats_lines(stats):
+            self.info(line)
 
-    def _info(self, line: str) -> None:
+    def info(self, line: str) -> None:
+        """A line about the listener itself (stderr in JSON mode, where stdout is for notifications)."""
         stream = self.stderr if self.as_json else self.stdout
         stream.write(line + "\n")
         stream.flush()

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import secrets
 import time
 from collections import deque
@@ -35,10 +34,11 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
-from .exceptions import PgNotifyError
+from ..exceptions import ConnectionDeadError, PgNotifyError, one_line
+from .backoff import backoff_delay
+from .eventlog import EventLog
 from .notification import Notification, now
 from .receiving import NotificationReceiver
-from .replay import EventLog
 from .snapshots import Snapshot
 from .stats import ListenerStats
 
@@ -62,10 +62,6 @@ _TERMINATE_OWN = """
 _LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
 # The live checkpoint: a snapshot, and a marker queued behind everything the snapshot sees.
 _MARK = "SELECT pg_current_snapshot()::text, pg_notification_queue_usage(), pg_notify(%s, %s)"
-
-
-class ConnectionDeadError(psycopg.OperationalError):
-    """The server did not answer the heartbeat in time: the connection is taken for dead."""
 
 
 RECOVERABLE = (psycopg.Error, OSError, TimeoutError)
@@ -97,11 +93,6 @@ class ListenerOptions:
     backoff_max: float = 10.0
     prune_interval: float = 60.0
     queue_warning: float = 0.5
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
-    """Capped exponential backoff with jitter: half to all of min(maximum, initial * 2**attempt)."""
-    return min(maximum, initial * 2 ** min(attempt, 32)) * random.uniform(0.5, 1.0)
 
 
 class Listener:
@@ -139,7 +130,7 @@ class Listener:
                 delay = backoff_delay(attempt, self.options.backoff_initial, self.options.backoff_max)
                 attempt += 1
                 await self._set_state("lost" if was in _CONNECTED_STATES else "unreachable",
-                                      error=_one_line(error), retry_in_s=round(delay, 2), attempt=attempt)
+                                      error=one_line(error), retry_in_s=round(delay, 2), attempt=attempt)
                 await _wait(stop, delay)
         await self._set_state("stopped")
 
@@ -386,8 +377,3 @@ async def _wait(stop: asyncio.Event, seconds: float) -> bool:
         return True
     except TimeoutError:
         return False
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")

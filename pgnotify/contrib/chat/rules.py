@@ -2,7 +2,7 @@
 
 A message is only ever written to the database here. It reaches the room's websockets the way
 every change does: the trigger on `pgnotify_chatmessage` sends it on channel `chat`, the
-listener hands it to `groups.GroupForwarder`, which sends `chat.message` to the room's group.
+listener hands it to `handler.ChatForwarder`, which sends `chat.message` to the room's group.
 So every web process connected to the same database and channel layer shares the room.
 """
 
@@ -11,7 +11,11 @@ import re
 import time
 from collections import deque
 
+from ...exceptions import ChatInputError
 from .models import ChatMessage
+
+CHAT_CHANNEL = "chat"
+CHAT_TABLE = ChatMessage._meta.db_table
 
 ROOM_PATTERN = r"[A-Za-z0-9_-]{1,50}"
 HISTORY_SIZE = 50
@@ -22,8 +26,24 @@ RATE_WINDOW = 1.0  # ... in any window of this many seconds, per connection
 _room = re.compile(ROOM_PATTERN)
 
 
-class ChatInputError(ValueError):
-    """The client's frame was refused; the message says why, and goes back in an error frame."""
+def chat_group(room: str) -> str:
+    """Group of a chat room; the ChatConsumer joins it, the listener sends `chat.message` to it."""
+    return f"pgnotify.chat.{room}"
+
+
+def chat_message(event: dict) -> tuple[str, dict] | None:
+    """The (group, message) a new chat row's change event turns into, or None for anything else."""
+    row = event.get("row") or {}
+    if event.get("table") != CHAT_TABLE or event.get("op") != "INSERT" or not row.get("room"):
+        return None
+    return chat_group(row["room"]), {
+        "type": "chat.message",
+        "id": row.get("id", event.get("pk")),
+        "room": row["room"],
+        "user": row.get("username"),
+        "message": row.get("message"),
+        "ts": row.get("created_at") or event.get("ts"),
+    }
 
 
 def valid_room(room: str) -> bool:

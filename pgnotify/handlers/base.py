@@ -22,9 +22,12 @@ import time
 from collections import deque
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .exceptions import PgNotifyError
+from .. import conf
+from ..exceptions import HandlerConfigError, HandlersBehindError, one_line
+from ..listener.backoff import backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +35,6 @@ RETRY_INITIAL = 0.1  # seconds before the first retry of a failed handler
 RETRY_MAX = 5.0  # retries of a handler that keeps failing: one every 5 s at most
 FLUSH_PATIENCE = 1.0  # seconds a flush waits on a failing handler before holding the position back
 MAX_BACKLOG = 100_000  # events kept per failing handler before the listener is held back
-
-
-class HandlerConfigError(PgNotifyError):
-    """Invalid entry in PGNOTIFY['HANDLERS']: use a dotted path or {"handler": path, "channels": [...]}."""
-
-
-class HandlersBehindError(PgNotifyError):
-    """A handler has not taken every event yet: the listener's position is held back."""
 
 
 class Filtered:
@@ -87,6 +82,25 @@ def load_handler(entry):
     return Filtered(handler, channels)
 
 
+def websocket_layer_configured() -> bool:
+    """True when the project has a default channel layer to forward changes to websockets with."""
+    return "default" in (getattr(settings, "CHANNEL_LAYERS", None) or {})
+
+
+def builtin_handlers() -> list[str]:
+    """Dotted paths of the handlers every listener runs before PGNOTIFY['HANDLERS']: the websocket
+    groups (when there is a channel layer), cache invalidation, and those contributed by installed
+    apps (e.g. the chat's)."""
+    paths = ["pgnotify.handlers.cache.CacheInvalidator"]
+    if websocket_layer_configured():
+        paths = ["pgnotify.handlers.groups.GroupForwarder", *paths, *conf.contributed("handlers")]
+    return paths
+
+
+def configured_handlers() -> list:
+    return [load_handler(entry) for entry in [*builtin_handlers(), *conf.get("HANDLERS")]]
+
+
 def _name(handler) -> str:
     return getattr(handler, "__qualname__", None) or type(handler).__qualname__
 
@@ -97,11 +111,6 @@ def _as_async(function):
     if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(call):
         return function
     return sync_to_async(function, thread_sensitive=True)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 class _Slot:
@@ -132,10 +141,10 @@ class _Slot:
 
     def failed(self, error: BaseException, what: str) -> None:
         self.attempt += 1
-        delay = min(RETRY_MAX, RETRY_INITIAL * 2 ** min(self.attempt - 1, 16))
+        delay = backoff_delay(self.attempt - 1, RETRY_INITIAL, RETRY_MAX, jitter=False)
         self.retry_at = time.monotonic() + delay
         logger.warning("handler %s failed on %s (attempt %d, %d waiting, retry in %.1f s): %s",
-                       self.name, what, self.attempt, len(self.backlog), delay, _one_line(error))
+                       self.name, what, self.attempt, len(self.backlog), delay, one_line(error))
 
     @property
     def failing(self) -> bool:
@@ -179,7 +188,7 @@ class Dispatcher:
                 try:
                     await slot.notice(notice)
                 except Exception as error:
-                    logger.warning("handler %s failed on a state notice: %s", slot.name, _one_line(error))
+                    logger.warning("handler %s failed on a state notice: %s", slot.name, one_line(error))
 
     async def flush(self) -> None:
         """Return once every handler has taken everything; raise HandlersBehindError when one

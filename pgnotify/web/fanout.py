@@ -8,22 +8,22 @@ ready-made text to every local consumer's websocket. Consumers register on conne
 disconnect; the last one out ends the subscription.
 
 Under daphne a frame is framed once (autobahn's prepared message) and the same bytes are written
-to each dashboard's connection, so the per-dashboard cost is one buffered socket write rather
-than a pass through the ASGI send chain and the websocket framing. Elsewhere (other servers,
-tests) frames go through the consumer's own `send`.
+to each dashboard's connection (pgnotify.web.daphne), so the per-dashboard cost is one buffered
+socket write rather than a pass through the ASGI send chain and the websocket framing. Elsewhere
+(other servers, tests) frames go through the consumer's own `send`.
 """
 
 import asyncio
-import functools
 import logging
-import random
 
-from . import channel_layer
+from ..exceptions import one_line
+from ..listener.backoff import backoff_delay
+from .daphne import Connection, daphne_websocket
+from .frames import CHANGES_PREFIX, CHANGES_SUFFIX, FRAME_TYPE
+from .layers import dispatch
 
 logger = logging.getLogger(__name__)
 
-FRAME_TYPE = "dashboard.frame"  # a message whose "text" is a serialised websocket frame
-CHANGES_PREFIX, CHANGES_SUFFIX = '{"type":"changes","events":[', "]}"  # as groups.frame writes them
 MAX_MERGED_CHARS = 256 * 1024  # `changes` frames waiting together are merged up to this size
 YIELD_EVERY = 100  # websocket writes between yields, so the receiver keeps draining the layer meanwhile
 SUBSCRIBE_WAIT = 5.0  # seconds a connecting consumer waits for the subscription before it goes on
@@ -71,7 +71,7 @@ class Broadcaster:
         while True:
             try:
                 if self.channel_name is None:
-                    self.channel_name = await channel_layer.new_receive_channel(self.layer, "pgnotify.fanout")
+                    self.channel_name = await dispatch.new_receive_channel(self.layer, "pgnotify.fanout")
                 await self.layer.group_add(self.group, self.channel_name)
                 self.subscribed.set()
                 attempt = 0
@@ -79,11 +79,10 @@ class Broadcaster:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # backend errors vary; the subscription must come back
-                delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**attempt) * random.uniform(0.5, 1.0)
+                delay = backoff_delay(attempt, BACKOFF_INITIAL, BACKOFF_MAX)
                 attempt += 1
                 logger.warning("dashboard fan-out lost its channel layer (%s); re-subscribing in %.1fs",
-                               str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
-                               delay)
+                               one_line(error), delay)
                 await asyncio.sleep(delay)
 
     async def _receive_forever(self) -> None:
@@ -91,9 +90,9 @@ class Broadcaster:
         # small) is drained at once, and what arrives while frames are written is merged (see
         # coalesce). Except for a lone message, all that was waiting, while the writer is idle:
         # that one is written right here (one hand-over less).
-        batches = channel_layer.receives_in_batches(self.layer, self.channel_name)
+        batches = dispatch.receives_in_batches(self.layer, self.channel_name)
         while True:
-            messages = await channel_layer.receive_batch(self.layer, self.channel_name)
+            messages = await dispatch.receive_batch(self.layer, self.channel_name)
             self.frames += len(messages)
             if batches and len(messages) == 1 and not self._writing and not self._inbox:
                 await self.deliver(messages[0])  # idle: written at once, not handed over to the writer
@@ -161,65 +160,6 @@ class Broadcaster:
     def discard(self, consumer) -> None:
         self.consumers.pop(consumer, None)
         self._connections.pop(consumer, None)
-
-
-class Connection:
-    """A dashboard's daphne websocket, written to with frames prepared once for all.
-
-    A frame goes straight to the socket when nothing is waiting in the transport's buffer (the
-    common case: frames are small and clients read them): one send() instead of Twisted's
-    buffer, writer registration with the event loop, a later write callback and unregistration.
-    Whatever the socket does not take at once, and every frame while anything is buffered, goes
-    through the transport as usual, so the bytes stay in order. Compressed or TLS connections,
-    and Twisted versions whose transport looks different, use autobahn's sendPreparedMessage."""
-
-    __slots__ = ("protocol", "socket", "transport")
-
-    def __init__(self, protocol):
-        self.protocol = protocol
-        self.transport = transport = protocol.transport
-        self.socket = None
-        if (getattr(protocol, "_perMessageCompress", True) is None and getattr(transport, "TLS", True) is False
-                and all(hasattr(transport, name) for name in ("dataBuffer", "_tempDataLen", "disconnecting"))
-                and hasattr(transport, "getHandle") and hasattr(protocol, "send_queue")):
-            self.socket = transport.getHandle()
-
-    def open(self) -> bool:
-        return self.protocol.state == self.protocol.STATE_OPEN
-
-    def write(self, prepared) -> None:
-        transport, sock = self.transport, self.socket
-        if (sock is None or transport.dataBuffer or transport._tempDataLen or transport.disconnecting
-                or self.protocol.send_queue):
-            self.protocol.sendPreparedMessage(prepared)
-            return
-        data = prepared.payloadHybi
-        try:
-            sent = sock.send(data)
-        except OSError:  # would block, or the connection broke: the transport finds out and closes
-            sent = 0
-        if sent < len(data):
-            transport.write(data[sent:])
-
-
-def daphne_websocket(consumer):
-    """The daphne websocket protocol (an autobahn WebSocketServerProtocol) a consumer's `send`
-    ends in, or None (another server, a test communicator, unknown middleware). Follows
-    channels' session wrapper (`real_send`) down to daphne's `partial(Server.handle_reply,
-    protocol)`."""
-    send = getattr(consumer, "base_send", None)
-    for _ in range(10):
-        if isinstance(send, functools.partial):
-            protocol = send.args[0] if len(send.args) == 1 else None
-            if (getattr(send.func, "__name__", None) == "handle_reply"
-                    and type(getattr(send.func, "__self__", None)).__module__.startswith("daphne.")
-                    and hasattr(protocol, "sendPreparedMessage") and hasattr(protocol, "factory")):
-                return protocol
-            return None
-        send = getattr(getattr(send, "__self__", None), "real_send", None)
-        if send is None:
-            return None
-    return None
 
 
 def coalesce(messages: list[dict]) -> list[dict]:

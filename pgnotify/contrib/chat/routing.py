@@ -1,0 +1,10 @@
+"""Websocket routes of the chat."""
+
+from django.urls import re_path
+
+from .consumer import ChatConsumer
+
+websocket_urlpatterns = [
+    # Any room name reaches the consumer, which refuses bad ones at the handshake (not a 500).
+    re_path(r"^ws/chat/(?P<room>[^/]*)(?P<rest>.*)$", ChatConsumer.as_asgi()),
+]

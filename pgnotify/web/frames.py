@@ -1,0 +1,19 @@
+"""The dashboard's group and frame format, shared by the listener's GroupForwarder (which sends
+frames) and the web processes' fan-out (which writes them to browsers). Frames are serialised
+once, by the sender, and travel through the channel layer as ready-made text."""
+
+import json
+
+DASHBOARD_GROUP = "pgnotify.dashboard"
+FRAME_TYPE = "dashboard.frame"  # a group message whose "text" is a serialised websocket frame
+CHANGES_PREFIX, CHANGES_SUFFIX = '{"type":"changes","events":[', "]}"  # as frame() writes a changes frame
+
+
+def frame(payload: dict) -> dict:
+    """A group message carrying one ready-made websocket text frame (serialised once, not per client)."""
+    return {"type": FRAME_TYPE, "text": json.dumps(payload, separators=(",", ":"))}
+
+
+def notice_frame(notice: dict) -> dict:
+    """A listener state notice as a dashboard frame; the notice's own type becomes `kind`."""
+    return frame({**notice, "type": "notice", "kind": notice.get("type")})
