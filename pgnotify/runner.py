@@ -5,16 +5,18 @@ import signal
 
 from .handlers.base import Dispatcher
 from .handlers.output import Output
-from .listener import Listener, ListenerOptions
+from .listener import ListenerOptions
+from .listener.base import BaseListener
+from .sources import make_listener
 
 
 async def run_listener(conninfo: dict, options: ListenerOptions, output: Output, handlers=(),
-                       stats_interval: float = 0, stop: asyncio.Event | None = None) -> Listener:
+                       stats_interval: float = 0, stop: asyncio.Event | None = None) -> BaseListener:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    listener = Listener(conninfo, options, Dispatcher([output, *handlers]))
+    listener = make_listener(conninfo, options, Dispatcher([output, *handlers]))
     for handler in handlers:
         if hasattr(handler, "attach"):
             handler.attach(listener)  # handlers that report the listener's statistics
@@ -30,7 +32,7 @@ async def run_listener(conninfo: dict, options: ListenerOptions, output: Output,
     return listener
 
 
-async def _print_stats(listener: Listener, output: Output, interval: float, stop: asyncio.Event) -> None:
+async def _print_stats(listener: BaseListener, output: Output, interval: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), interval)
