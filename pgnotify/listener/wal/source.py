@@ -185,6 +185,7 @@ class WalListener(BaseListener):
                     transaction = await self._decode(messages, transaction, catch_up_until, received, conn, stream)
                     if not live and transaction is None and self._received >= catch_up_until:
                         live = True
+                        await self._confirm(conn, stream)  # the catch-up recorded, as the NOTIFY source does
                         await self._set_state("live")
             moment = time.monotonic()
             if moment >= next_checkpoint:

@@ -31,22 +31,33 @@ def as_bool(text: str) -> bool:
     return text == "t"
 
 
+def as_int(digits: str):
+    """An integer as the listener's JSON parser (orjson) gives it: past 64 bits, a float (past
+    the float range orjson refuses the payload and the standard library's exact int is used)."""
+    value = int(digits)
+    if -(1 << 63) <= value < (1 << 64):
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        return value
+
+
 def _numeric_value(digits: str):
     """A plain decimal string (no exponent) as the JSON parser gives it: int without a point."""
-    return float(digits) if "." in digits else int(digits)
+    return float(digits) if "." in digits else as_int(digits)
 
 
 def as_number(text: str):
     """int2/4/8, numeric, float4/8: the value jsonb's numeric holds, as parsing its text gives it."""
     if text.isdigit():
-        return int(text)
+        return as_int(text)
     last = text[-1]
     if last == "N" or last == "y":  # NaN, Infinity, -Infinity: not JSON numbers, so strings
         return text
     if "e" in text:  # float output for large and small magnitudes: numeric writes every digit
         text = format(Decimal(text), "f")
-    value = _numeric_value(text)
-    return 0 if value == 0 and type(value) is int else value  # numeric has no -0
+    return _numeric_value(text)  # "-0" (float8) is the int 0, as numeric has no -0
 
 
 def as_date(text: str) -> str:
@@ -75,9 +86,15 @@ def _jsonb_number(text: str):
     return as_number(format(Decimal(text), "f"))
 
 
+def _jsonb_object(pairs: list[tuple[str, object]]) -> dict:
+    """An object as jsonb holds it: the last of duplicate keys, keys by length, then bytes."""
+    last = dict(pairs)
+    return {key: last[key] for key in sorted(last, key=lambda key: (len(key.encode()), key.encode()))}
+
+
 def as_json(text: str):
-    """json: jsonb keeps the last of duplicate keys and stores numbers as numeric."""
-    return json.loads(text, parse_float=_jsonb_number, parse_int=int)
+    """json: jsonb keeps the last of duplicate keys, orders keys, and stores numbers as numeric."""
+    return json.loads(text, parse_float=_jsonb_number, parse_int=as_int, object_pairs_hook=_jsonb_object)
 
 
 def as_jsonb(text: str):
