@@ -79,6 +79,7 @@ class WalListener(BaseListener):
         self._change_lsn = 0
         self._change_ordinal = 0
         self._saved_at = 0.0
+        self._confirmed_at = time.monotonic()  # when the position last covered everything received
         self._pruned_at = 0.0
         self._warned_retained = False
         self._leftover_triggers = 0
@@ -306,14 +307,16 @@ class WalListener(BaseListener):
     async def _confirm(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
         """Flush the sink, then confirm what it has taken; a status update in any case (asking
         for a reply: the replication connection's heartbeat)."""
-        if self._received > self._confirmed:
+        moment = time.monotonic()
+        if self._received <= self._confirmed:
+            self._confirmed_at = moment
+        else:
             try:
                 await self.sink.flush()
             except PgNotifyError as error:  # a handler has not taken everything: keep the old position
                 logger.debug("position of %s held back: %s", self.options.name, error)
             else:
-                self._confirmed = self._received
-                moment = time.monotonic()
+                self._confirmed, self._confirmed_at = self._received, moment
                 if moment - self._saved_at >= self.options.position_save_interval:
                     await save_position(conn, self.slot, lsn_text(self._confirmed))
                     self._saved_at = moment
@@ -322,7 +325,9 @@ class WalListener(BaseListener):
     def _note_slot(self, info: SlotInfo | None) -> None:
         if info is None:
             return
-        self.stats.wal = {**info.as_dict(), "confirmed_lsn": lsn_text(self._confirmed)}
+        # The age of what the slot holds for us: how long the position has not covered everything.
+        self.stats.wal = {**info.as_dict(), "confirmed_lsn": lsn_text(self._confirmed),
+                          "confirmed_age_s": round(time.monotonic() - self._confirmed_at, 1)}
         retained = info.retained_bytes or 0
         if retained > self.retained_warning and not self._warned_retained:
             logger.warning("replication slot %s retains %d MB of WAL (more than %d MB): the listener is not "
