@@ -38,10 +38,15 @@ def process_env(**extra) -> dict:
 class ManagedProcess:
     """A `manage.py` subprocess whose output lines are collected by threads for waiting on."""
 
+    @staticmethod
+    def command() -> list[str]:
+        """The command line of `manage.py`, to which a command and its arguments are added."""
+        return [sys.executable, str(ROOT / "manage.py")]
+
     def __init__(self, *args, env=None, stdin=None):
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *args],
+            [*self.command(), *args],
             cwd=ROOT, env=env or process_env(), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
         )

@@ -175,17 +175,17 @@ def _parse_relation(data: bytes, at: int) -> Relation:
 
 def parse_tuple(data: bytes, at: int) -> tuple[list, int]:
     """A TupleData at `at`: its values (None, UNCHANGED or text) and the index after it."""
-    (count,) = _INT16.unpack_from(data, at)
+    count = (data[at] << 8) | data[at + 1]
     at += 2
     values = []
     append = values.append
     unpack_length = _INT32.unpack_from
     for _ in range(count):
         kind = data[at]
-        if kind == 0x74:  # 't' text
+        if kind == 0x74:  # 't' text: a 4-byte length, then the text
             (length,) = unpack_length(data, at + 1)
             at += 5
-            append(str(data[at:at + length], "utf-8"))
+            append(data[at:at + length].decode())
             at += length
         elif kind == 0x6E:  # 'n' NULL
             append(None)
