@@ -133,6 +133,10 @@ def test_core_install_without_extras(wheel, database, tmp_path):
                  "from pgnotify.cache import cached, listener_live; print(cached('k', ['posts'], lambda: 42), "
                  "listener_live())", cwd=tmp_path, env=env)
     assert cached.stdout.split() == ["42", "False"] and "Traceback" not in cached.stderr
+    imported = run(python, "manage.py", "shell", "--no-imports", "-c",
+                   "import pgnotify.routing, pgnotify.urls; print(len(pgnotify.routing.websocket_urlpatterns))",
+                   cwd=tmp_path, env=env)
+    assert imported.stdout.split() == ["1"]  # the dashboard's route (the chat is not installed)
 
     listener = listen(python, tmp_path, env)
     try:
