@@ -16,7 +16,7 @@ GOOD = settings.PGNOTIFY
 
 PGNOTIFY_CHECKS = [checks.check_database, checks.check_settings, checks.check_watch, checks.check_cache_invalidate,
                    checks.check_listen, checks.check_retention, checks.check_handlers, checks.check_cache,
-                   checks.check_channel_layer]
+                   checks.check_channel_layer, checks.check_source]
 
 
 def errors_with(**pgnotify) -> list:
@@ -71,6 +71,10 @@ def test_the_demo_settings_pass():
      ["pgnotify.E010"]),
     ({"HANDLERS": [{"handler": "tests.test_handlers.record_sync", "channels": ["bad name"]}]}, ["pgnotify.E010"]),
     ({"CACHE": "nope"}, ["pgnotify.E011"]),
+    ({"SOURCE": "kafka"}, ["pgnotify.E030"]),
+    (watching("shop.Order", {"channel": "orders", "replica_identity": "nothing"}), ["pgnotify.E031"]),
+    ({"WAL_RETAINED_WARNING": 0}, ["pgnotify.E035"]),
+    ({"WAL_RETAINED_WARNING": "1GB"}, ["pgnotify.E035"]),
 ], ids=lambda value: None if isinstance(value, dict) else str(value))
 def test_bad_settings_are_reported(pgnotify, expected):
     assert ids_with(**pgnotify) == expected
