@@ -231,3 +231,41 @@ def test_wal_level_below_logical_is_an_error_and_an_invalidated_slot_is_reported
         assert "(pgnotify.E032) The WAL source needs wal_level = logical; the server has replica." in result.stderr
     finally:
         server.stop()
+
+
+def database_state() -> dict:
+    with psycopg.connect(autocommit=True, **listener_conninfo()) as conn:
+        triggers = {name for (name,) in conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'shop_product'::regclass AND NOT tgisinternal")}
+        published = {name for (name,) in conn.execute(
+            "SELECT tablename FROM pg_publication_tables WHERE pubname = 'pgnotify'")}
+        identity = conn.execute("SELECT relreplident FROM pg_class WHERE oid = 'shop_product'::regclass").fetchone()[0]
+    return {"triggers": triggers, "published": published, "identity": identity}
+
+
+def test_migrate_switches_between_the_sources(wal, settings):
+    from pgnotify.triggers import sync_triggers
+
+    state = database_state()
+    assert state["triggers"] == set() and state["identity"] == "f"  # no change trigger, no cache trigger
+    assert {"shop_order", "shop_product", "auth_user", "pgnotify_chatmessage"} <= state["published"]
+    settings.PGNOTIFY = {**settings.PGNOTIFY, "SOURCE": "notify"}
+    sync_triggers()
+    sync_publication()
+    state = database_state()
+    assert {"pgnotify_change", "pgnotify_cache"} <= state["triggers"]
+    assert state["published"] == set() and state["identity"] == "d"
+
+
+async def test_a_slot_retaining_more_than_the_threshold_is_warned_about(wal, caplog):
+    run = InProcess(channels=("orders",))
+    run.listener.retained_warning = 1  # byte
+    async with run:
+        await asyncio.to_thread(execute, "INSERT INTO shop_order DEFAULT VALUES")
+        await run.sink.wait_for(lambda: run.on("orders"))
+        deadline = asyncio.get_running_loop().time() + 5
+        while run.listener.stats.wal is None and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    wal_stats = run.listener.stats.snapshot()["wal"]
+    assert wal_stats["slot"] == run.listener.slot and wal_stats["retained_bytes"] > 1
+    assert f"replication slot {run.listener.slot} retains" in caplog.text

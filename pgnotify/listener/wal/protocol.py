@@ -14,7 +14,7 @@ from dataclasses import dataclass
 # Microseconds between the Unix epoch and PostgreSQL's (2000-01-01 UTC).
 PG_EPOCH_US = 946_684_800_000_000
 
-_XLOG_HEADER = struct.Struct("!QQq")
+_LSN = struct.Struct("!Q")
 _KEEPALIVE = struct.Struct("!Qq?")
 _STATUS = struct.Struct("!cQQQq?")
 _BEGIN = struct.Struct("!QqI")
@@ -109,7 +109,10 @@ def parse_copy_data(data: bytes) -> tuple[int, object]:
     """(start LSN, message) of an XLogData; (0, Keepalive) of a keepalive."""
     kind = data[0]
     if kind == 0x77:  # 'w'
-        start, _, _ = _XLOG_HEADER.unpack_from(data, 1)
+        (start,) = _LSN.unpack_from(data, 1)
+        if data[25] == 0x49:  # an Insert, the listener's hot path
+            (oid,) = _OID.unpack_from(data, 26)
+            return start, Change("INSERT", oid, parse_tuple(data, 31)[0], None)
         return start, parse_message(data, 25)
     if kind == 0x6B:  # 'k'
         wal_end, _, reply = _KEEPALIVE.unpack_from(data, 1)

@@ -137,6 +137,12 @@ class WalListener(BaseListener):
                 await drop_slot(conn, self.slot)
                 self._received = self._confirmed = self._last_commit = 0
                 info = None
+            elif info is None and self._received:
+                await self._set_state(
+                    "behind_retention", slot=self.slot,
+                    warning=f"replication slot {self.slot} of '{self.options.name}' was dropped while in use: "
+                    "changes made meanwhile are lost; going on from the current position")
+                self._received = self._confirmed = self._last_commit = 0
             if info is None and await create_slot(conn, self.slot):
                 logger.info("created replication slot %s for '%s'", self.slot, self.options.name)
         except _SETUP_ERRORS as error:
