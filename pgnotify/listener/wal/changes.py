@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .protocol import UNCHANGED, Change, Relation
-from .values import Convert
+from .values import Convert, as_text
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class Shape:
     excluded: list[int] = field(default_factory=list)
     pk: list[tuple[int, str]] = field(default_factory=list)
     full: bool = False  # REPLICA IDENTITY FULL: UPDATE and DELETE carry the whole old row
+    # (index, name, converter or None for text as it is) in jsonb's key order: the hot path's plan.
+    plan: list[tuple[int, str, Convert | None]] = field(default_factory=list)
 
     @classmethod
     def of(cls, relation: Relation, table: WalTable, converters: list[Convert]) -> "Shape":
@@ -56,6 +58,8 @@ class Shape:
             else:
                 shape.visible.append((index, column.name))
         shape.row_order = sorted(shape.visible, key=lambda item: _jsonb_order(item[1]))
+        shape.plan = [(index, name, None if converters[index] is as_text else converters[index])
+                      for index, name in shape.row_order]
         names = {column.name: index for index, column in enumerate(relation.columns)}
         shape.pk = sorted(((names[name], name) for name in table.pk if name in names),
                           key=lambda item: _jsonb_order(item[1]))
@@ -64,6 +68,9 @@ class Shape:
     def row(self, values: list, fallback: list | None) -> dict:
         """The row as to_jsonb gives it, minus excluded columns; an unchanged TOASTed value is
         taken from `fallback` (the old row), or left out when there is none."""
+        if UNCHANGED not in values:  # every value is there (always for an INSERT): the hot path
+            return {name: text if convert is None or text is None else convert(text)
+                    for index, name, convert in self.plan for text in (values[index],)}
         converters = self.converters
         row = {}
         for index, name in self.row_order:
