@@ -39,8 +39,12 @@ class NotificationReceiver:
         return batch
 
     def poll(self) -> list[tuple[str, str, int]]:
-        """The notifications that arrived, without waiting (after `readable` said so)."""
+        """The notifications that arrived, reading the socket without waiting."""
         self.pgconn.consume_input()
+        return self._take()
+
+    def take(self) -> list[tuple[str, str, int]]:
+        """The notifications already read from the socket."""
         return self._take()
 
     async def _readable(self, wait: float) -> bool:

@@ -154,17 +154,20 @@ class WalListener(BaseListener):
         self._next_xid, current = await cursor.fetchone()
         catch_up_until = parse_lsn(current)
         stream = ReplicationStream(wal_conn)
+        # A slot still in use (ObjectInUse: the previous consumer is going away) is a recoverable
+        # error: the session is retried after a short backoff.
         try:
             async with asyncio.timeout(self.options.heartbeat_timeout):
                 await stream.start(self.slot, self.publication, self._received)
-        except errors.ObjectInUse:
-            raise  # the slot's previous consumer is still going away: retried after a short backoff
         except _SETUP_ERRORS as error:
             raise WalSetupError(f"cannot stream from slot {self.slot}: {one_line(error)}") from error
         info = await slot_info(conn, self.slot)
         behind = max(0, catch_up_until - parse_lsn(info.confirmed_lsn)) if info and info.confirmed_lsn else 0
         live = behind == 0
-        await self._set_state("replaying", wal_bytes=behind) if behind else await self._set_state("live")
+        if live:
+            await self._set_state("live")
+        else:
+            await self._set_state("replaying", wal_bytes=behind)
         await self._serve(conn, receiver, stream, stop, catch_up_until, live)
         await self._confirm(conn, stream)
 
@@ -179,7 +182,7 @@ class WalListener(BaseListener):
             deadline = min(time.monotonic() + options.poll_interval, next_checkpoint)
             while (remaining := deadline - time.monotonic()) > 0:
                 messages = stream.take()
-                notes = receiver.poll() if not messages else receiver._take()
+                notes = receiver.poll() if not messages else receiver.take()
                 if not messages and not notes:
                     if not await readable(remaining, *fds):
                         break
