@@ -3,8 +3,8 @@
 Reaches into channels_postgres internals (verified against channels-postgres 1.1.4; the upper
 bound in pyproject.toml keeps untested versions out): its listener task and advisory-lock
 bookkeeping (`_get_or_create_listener_task`, `listener_task_is_running`, `_channel_advisory_locks`,
-`_get_or_create_queue`) and its DatabaseLayer. `INTERNALS_USED` names them; a test fails when one
-is missing.
+`_get_or_create_channel_advisory_lock`, `_get_or_create_queue`) and its DatabaseLayer.
+`INTERNALS_USED` names them; a test fails when one is missing.
 
 Upstream's LISTEN task ends for good when its connection dies (a terminated backend, a database
 restart): the consumers of that process then never receive another message. This layer runs the
@@ -45,6 +45,7 @@ BACKOFF_INITIAL, BACKOFF_MAX = 0.2, 5.0
 VERIFIED_WITH = "channels-postgres 1.1.4"
 INTERNALS_USED = {
     core.PostgresChannelLayer: ["_get_or_create_listener_task", "_get_or_create_queue", "_group_key",
+                                "_get_or_create_channel_advisory_lock",
                                 "require_valid_group_name", "require_valid_channel_name", "serialize"],
     DatabaseLayer: ["retrieve_group_channels", "get_db_pool"],
 }
@@ -174,6 +175,18 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
                     self._dispatch(event.payload)
                 await conn.execute("SELECT 1")  # a dead connection raises here
                 await self._forget_expired(conn)
+
+    async def _get_or_create_channel_advisory_lock(self, channel: str) -> bool:
+        # A channel's first receive() may come after the listener started (for another channel):
+        # what was stored for it before is read here, once its lock is held (notifications for
+        # it are dispatched from then on, so the two overlap and de-duplication by id does the rest).
+        if self._channel_advisory_locks.get(channel, False):
+            return True
+        locked = await super()._get_or_create_channel_advisory_lock(channel)
+        if locked:
+            for message_id, name, message, expire in await self.django_db.unexpired_messages([channel]):
+                self._dispatch(f"{message_id}:{name}:{base64.b64encode(message).decode()}:{expire}")
+        return locked
 
     def _own_channels(self) -> list[str]:
         return [channel for channel, locked in self._channel_advisory_locks.items() if locked]
