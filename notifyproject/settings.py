@@ -90,7 +90,9 @@ else:
         "default": {
             # channels_postgres, made to survive lost connections; it uses the default database.
             "BACKEND": "pgnotify.channel_layer.PostgresChannelLayer",
-            "CONFIG": {"prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi")},
+            "CONFIG": {"prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
+                       # Seconds a crashed process's group memberships outlive it.
+                       "group_expiry": int(os.environ.get("CHANNEL_LAYER_GROUP_EXPIRY", "120"))},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}}

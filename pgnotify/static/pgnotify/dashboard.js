@@ -236,7 +236,7 @@
 
   function onState(wsState, detail) {
     var pill = $("ws-status"), text = pill.querySelector(".text");
-    pill.dataset.state = wsState === "open" ? "ok" : wsState === "forbidden" ? "bad" : "warn";
+    pill.dataset.state = wsState === "open" ? "ok" : wsState === "forbidden" || wsState === "not found" ? "bad" : "warn";
     text.textContent = wsState === "open" ? "live" : wsState === "reconnecting" && detail
       ? "reconnecting in " + (detail.retryInMs / 1000).toFixed(1) + " s" : wsState;
   }
