@@ -31,7 +31,7 @@ class WebSocket:
 
     @classmethod
     async def connect(cls, port: int, path: str, cookie: str | None = None, origin: str | None = None,
-                      host: str | None = None, wait: float = 10.0) -> "WebSocket":
+                      host: str | None = None, headers: dict | None = None, wait: float = 10.0) -> "WebSocket":
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, limit=2**22), wait)
         host = host or f"127.0.0.1:{port}"
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
@@ -39,6 +39,7 @@ class WebSocket:
                  f"Origin: {origin or 'http://' + host}"]
         if cookie:
             lines.append(f"Cookie: {cookie}")
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
         status = int(head.split(b" ", 2)[1])
