@@ -9,7 +9,6 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -17,6 +16,7 @@ from django.test import Client
 from pgnotify.contrib.chat import rules as chat
 from pgnotify.contrib.chat.models import ChatMessage, ChatPresence
 from pgnotify.routing import websocket_urlpatterns
+from pgnotify.web.security import OriginValidator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +38,7 @@ async def channel_layer():
 @pytest.fixture
 def application():
     """The websocket side of notifyproject.asgi (its HTTP side is not needed here)."""
-    return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    return OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 
 
 @pytest.fixture
