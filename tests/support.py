@@ -41,7 +41,7 @@ class ManagedProcess:
     def __init__(self, *args, env=None, stdin=None):
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *args],
+            self._command(),
             cwd=ROOT, env=env or process_env(), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
         )
@@ -54,6 +54,9 @@ class ManagedProcess:
         ]
         for pump in self._pumps:
             pump.start()
+
+    def _command(self) -> list[str]:
+        return [sys.executable, str(ROOT / "manage.py"), *self.args]
 
     def _pump(self, stream, sink):
         with stream:

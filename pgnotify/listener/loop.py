@@ -63,8 +63,10 @@ KEEPALIVES = {
     "tcp_user_timeout": 9000,
     "connect_timeout": 5,
 }
-# Server side, on the session holding the lock: a vanished client releases it within ~10 s.
-_SERVER_KEEPALIVES = "SET tcp_keepalives_idle = 4; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 2"
+# Server side, on the session holding the lock: a vanished client releases it within ~10 s, idle
+# (keepalive) or not (tcp_user_timeout: notifications sent to it and never acknowledged).
+_SERVER_KEEPALIVES = ("SET tcp_keepalives_idle = 4; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 2; "
+                      "SET tcp_user_timeout = 9000")
 _TERMINATE_OWN = """
     SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
      WHERE datname = current_database() AND position(%s in application_name) > 0 AND pid <> ALL(%s)
