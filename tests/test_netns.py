@@ -127,12 +127,13 @@ class DatabaseHost:
                         "--auth=trust", "-U", "postgres"], check=True, capture_output=True, timeout=120)
         with (self.pgdata / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {NET}.0/24 trust\n")
-        self._spawn("postgres", self.network.command("db", str(binaries / "postgres"), "-D", str(self.pgdata), "-p", str(PG_PORT),
-                                         "-c", f"listen_addresses={HOSTS['db']}", "-c",
-                                         f"unix_socket_directories={self.pgdata}", "-c", "fsync=off",
-                                         user="postgres"))
-        self._spawn("redis", self.network.command("db", "redis-server", "--bind", HOSTS["db"], "--port", str(REDIS_PORT),
-                                         "--save", "", "--appendonly", "no", "--protected-mode", "no"))
+        self._spawn("postgres", self.network.command(
+            "db", str(binaries / "postgres"), "-D", str(self.pgdata), "-p", str(PG_PORT), "-c",
+            f"listen_addresses={HOSTS['db']}", "-c", f"unix_socket_directories={self.pgdata}", "-c", "fsync=off",
+            user="postgres"))
+        self._spawn("redis", self.network.command(
+            "db", "redis-server", "--bind", HOSTS["db"], "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no",
+            "--protected-mode", "no"))  # reached from the app hosts; the namespace is private to the test
         deadline = time.monotonic() + 30
         while True:
             try:
