@@ -17,7 +17,7 @@ GOOD = settings.PGNOTIFY
 def errors_with(**pgnotify) -> list:
     with override_settings(PGNOTIFY={**GOOD, **pgnotify}):
         found = [*checks.check_database(), *checks.check_watch(), *checks.check_cache_invalidate(),
-                 *checks.check_listen()]
+                 *checks.check_listen(), *checks.check_handlers()]
     for error in found:
         assert error.level == django_checks.ERROR and "\n" not in error.msg
     return found
@@ -54,6 +54,10 @@ def test_the_demo_settings_pass():
     ({"CACHE_INVALIDATE": {"shop.Product": "catalog"}}, ["pgnotify.E006"]),
     ({"CACHE_INVALIDATE": {"shop.Product": [""]}}, ["pgnotify.E006"]),
     ({"LISTEN": ["system", "bad name"]}, ["pgnotify.E007"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timeout": "5"}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timeout": 0}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timout": 5}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "channels": ["orders"], "timeout": 2.5}]}, []),
 ], ids=lambda value: None if isinstance(value, dict) else str(value))
 def test_bad_settings_are_reported(pgnotify, expected):
     assert ids_with(**pgnotify) == expected

@@ -181,7 +181,8 @@ class Listener:
                 replayed = await self._checkpoint(listen_conn, log, save=True, announce=True)
                 await self._set_state("live", replayed=replayed)
                 await self._serve(listen_conn, receiver, log, stop)
-                await self._checkpoint(listen_conn, log, save=True)
+                if await self._sink_has_taken_everything():  # else no position could be recorded anyway
+                    await self._checkpoint(listen_conn, log, save=True)
             finally:
                 self._notifier = None
                 self._connections = []
@@ -371,6 +372,14 @@ class Listener:
             await self.sink.handle(notification)
         except Exception:
             logger.exception("the sink failed on a %s notification", notification.channel)
+
+    async def _sink_has_taken_everything(self) -> bool:
+        try:
+            await self.sink.flush()
+            return True
+        except PgNotifyError as error:
+            logger.debug("position of %s held back: %s", self.options.name, error)
+            return False
 
     async def _advance(self, current: Snapshot, log: EventLog, save: bool = False) -> None:
         """Make `current` the position, every event it covers having been handed on: flush the
