@@ -96,6 +96,11 @@ def _database_url() -> str:
 DATABASES = {"default": dj_database_url.parse(_database_url())}
 # Web processes share a psycopg pool; listeners open their own dedicated connection.
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 10}
+# A server that vanishes (a dead network, no FIN) frees a thread waiting on it within ~30 s instead
+# of never; a server that does not answer a connection attempt, within 5 s.
+for _option, _value in {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                        "keepalives_count": 3, "tcp_user_timeout": 30_000}.items():
+    DATABASES["default"]["OPTIONS"].setdefault(_option, _value)
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
