@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 RAW_TABLE, RAW_OP = "_", "NOTIFY"
 RETRY_INITIAL = 0.1  # seconds before the first retry of a failed send
-RETRY_MAX = 10.0  # a destination that stays away is tried every 5 to 10 s
+RETRY_MAX = 5.0  # a destination that stays away is tried every 2.5 to 5 s (jitter)
 FAILURE_LOG_INTERVAL = 10.0  # seconds between two log lines about the same failing destination
 _NOT_A_TOKEN = re.compile(r"[^A-Za-z0-9_:-]")
 
@@ -244,6 +244,8 @@ class Forwarder:
             try:
                 await self.send(batch)
             except Exception as error:
+                if isinstance(error, TimeoutError) and not str(error):
+                    error = TimeoutError(f"no confirmation from {self.describe()} within {self.timeout} s")
                 lane.error = error
                 self.failures += 1
                 self._progress.set()
