@@ -2,8 +2,10 @@
 the background, in order, retried with backoff, confirmed before the listener's position moves.
 
 `handle()` puts the message in its lane (one lane per forwarder, or one per channel) and returns;
-the lane's task sends what waits there at once, in order, up to `batch` messages at a time, and
-sends the same head again, with capped exponential backoff, until the destination confirms it.
+when `max_buffer` messages wait already, it first waits for room while the destination keeps
+confirming (a burst holds the listener back), and raises while the destination fails. The lane's
+task sends what waits there at once, in order, up to `batch` messages at a time, and sends the
+same head again, with capped exponential backoff, until the destination confirms it.
 `flush()`, which the listener calls before it records its position, returns once everything
 handed on before the call is confirmed; it raises HandlersBehindError as soon as the destination
 fails (or when nothing was confirmed for `timeout` seconds), so the position holds and the
@@ -161,9 +163,7 @@ class Forwarder:
             self.skipped += 1
             return
         if self._waiting >= self.max_buffer:
-            # The dispatcher keeps this notification and the ones behind it, in order, and retries.
-            raise HandlersBehindError(f"{self._waiting} messages wait for {self.describe()}: "
-                                      f"{self._why_behind()}")
+            await self._make_room()
         lane = self._lanes.get(key := self.lane_key(message))
         if lane is None:
             lane = self._lanes[key] = _Lane()
@@ -271,9 +271,26 @@ class Forwarder:
             self._failing = ThrottledLog(logger, where + ": %d failed attempts", FAILURE_LOG_INTERVAL)
         return self._failing
 
+    async def _make_room(self) -> None:
+        """Wait while a healthy destination works through a full buffer (the listener waits too);
+        raise when it is failing, or confirms nothing for `timeout` seconds: the dispatcher then
+        keeps this notification and the ones behind it, in order, and tries again later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while self._waiting >= self.max_buffer:
+            error = next((lane.error for lane in self._lanes.values() if lane.error is not None), None)
+            if error is not None or loop.time() >= deadline:
+                raise HandlersBehindError(f"{self._waiting} messages wait for {self.describe()}: "
+                                          f"{one_line(error) if error is not None else 'not confirmed yet'}")
+            for lane in self._lanes.values():
+                if lane.waiting:
+                    self._start(lane)
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), deadline - loop.time())
+            except TimeoutError:
+                pass
+
     def _count(self, lanes) -> int:
         return sum(len(lane.waiting) for lane in lanes)
 
-    def _why_behind(self) -> str:
-        error = next((lane.error for lane in self._lanes.values() if lane.error is not None), None)
-        return one_line(error) if error is not None else "not confirmed yet"

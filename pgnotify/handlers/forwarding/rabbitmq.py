@@ -22,12 +22,14 @@ import asyncio
 import contextlib
 import re
 
+from ...exceptions import HandlersBehindError
 from ...extras import require
 from .base import Forwarder, Message, common_problems, redact, refuse, token, url_problem
 
 require("aio_pika", "rabbitmq", "the RabbitMQ forwarder")
 
 import aio_pika  # noqa: E402
+import aiormq.abc  # noqa: E402 - aio-pika's own AMQP layer
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 EXCHANGE_TYPES = ("topic", "direct", "fanout", "headers")
@@ -50,7 +52,7 @@ class RabbitMQ(Forwarder):
         self.declare = declare  # declare the exchange (durable), else it must exist
         self.mandatory = mandatory
         self._connection: aio_pika.abc.AbstractConnection | None = None
-        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._channel = None
 
     @classmethod
     def check_options(cls, url=DEFAULT_URL, exchange="pgnotify", exchange_type="topic", declare=False,
@@ -79,35 +81,42 @@ class RabbitMQ(Forwarder):
         return f"{token(message.channel)}.{token(message.table)}.{token(message.op)}"
 
     async def send(self, batch: list[Message]) -> None:
-        exchange = await self._open()
-        # One task per message: aio-pika publishes them in order (a channel lock) and each awaits
-        # its own confirm, so the whole batch is in flight at once.
+        channel = await self._open()
+        # One task per message: the channel writes them in order (its lock) and each awaits its own
+        # confirm, so the whole batch is in flight at once. aio-pika's Exchange.publish would also
+        # wait for each frame to be written before the next (wait=True): 1.6 times slower.
         async with asyncio.timeout(self.timeout):
-            results = await asyncio.gather(*(self._publish(exchange, message) for message in batch),
+            results = await asyncio.gather(*(self._publish(channel, message) for message in batch),
                                            return_exceptions=True)
-        for result in results:
+        for message, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 raise result
+            if isinstance(result, aiormq.abc.DeliveredMessage):  # returned: routed to no queue
+                raise HandlersBehindError(f"{self.destination} routes {self.routing_key(message)!r} to no queue "
+                                          "(mandatory=True holds the events until a queue is bound)")
 
-    def _publish(self, exchange, message: Message):
-        amqp_message = aio_pika.Message(
+    def _publish(self, channel, message: Message):
+        properties = aio_pika.Message(
             message.body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(message.id), app_id="pgnotify", headers={"pgnotify-channel": message.channel})
-        return exchange.publish(amqp_message, self.routing_key(message), mandatory=self.mandatory)
+            message_id=str(message.id), app_id="pgnotify", headers={"pgnotify-channel": message.channel}).properties
+        return channel.basic_publish(message.body, exchange=self.exchange, routing_key=self.routing_key(message),
+                                     properties=properties, mandatory=self.mandatory, wait=False)
 
-    async def _open(self) -> aio_pika.abc.AbstractExchange:
-        if self._exchange is None:
+    async def _open(self):
+        """The publisher-confirm channel (aiormq's, under aio-pika's), once the exchange is there."""
+        if self._channel is None:
             async with asyncio.timeout(self.timeout):
                 self._connection = await aio_pika.connect(self.url, timeout=self.timeout)
-                channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+                channel = await self._connection.channel(publisher_confirms=True)
                 if self.declare:
-                    self._exchange = await channel.declare_exchange(self.exchange, self.exchange_type, durable=True)
+                    await channel.declare_exchange(self.exchange, self.exchange_type, durable=True)
                 else:
-                    self._exchange = await channel.get_exchange(self.exchange, ensure=True)
-        return self._exchange
+                    await channel.get_exchange(self.exchange, ensure=True)  # fails at once if it is missing
+                self._channel = await channel.get_underlay_channel()
+        return self._channel
 
     async def disconnect(self) -> None:
-        connection, self._connection, self._exchange = self._connection, None, None
+        connection, self._connection, self._channel = self._connection, None, None
         if connection is None:
             return
         # A broker that went silent never answers the close: give up on it after a moment.
