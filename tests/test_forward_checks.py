@@ -86,3 +86,10 @@ def test_manage_py_check_prints_one_line_for_a_bad_forwarder(tmp_path):
     [line] = [line for line in result.stderr.splitlines() if "pgnotify.E010" in line]
     assert "'pgnotify.forwarding.JetStream': prefix must be subject words" in line and "'orders.>'" in line
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_password_or_query_in_a_bad_url_stays_out_of_the_check_output():
+    [amqp] = handler_errors("RabbitMQ", url="http://guest:hunter2@127.0.0.1:5672/")
+    [hook] = handler_errors("Webhook", url="ftp://example.com/h?token=hunter2", secret=SECRET)
+    assert "hunter2" not in amqp + hook
+    assert "'http://guest:***@127.0.0.1:5672/'" in amqp and "'ftp://example.com/h?***'" in hook

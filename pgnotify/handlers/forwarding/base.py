@@ -79,11 +79,15 @@ def token(text: str) -> str:
 def url_problem(url, schemes: tuple[str, ...], what: str) -> str | None:
     if not isinstance(url, str):
         return f"{what} must be a URL string, not {type(url).__name__}"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        shown = redact(url)  # a password in the URL stays out of `manage.py check`'s output
+    except ValueError as error:
+        return f"{what} is not a URL: {error}"
     if parts.scheme not in schemes:
-        return f"{what} {url!r} must start with {' or '.join(s + '://' for s in schemes)}"
+        return f"{what} {shown!r} must start with {' or '.join(s + '://' for s in schemes)}"
     if not parts.hostname and parts.scheme != "unix":
-        return f"{what} {url!r} has no host"
+        return f"{what} {shown!r} has no host"
     return None
 
 
