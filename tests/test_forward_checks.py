@@ -93,3 +93,15 @@ def test_a_password_or_query_in_a_bad_url_stays_out_of_the_check_output():
     [hook] = handler_errors("Webhook", url="ftp://example.com/h?token=hunter2", secret=SECRET)
     assert "hunter2" not in amqp + hook
     assert "'http://guest:***@127.0.0.1:5672/'" in amqp and "'ftp://example.com/h?***'" in hook
+
+
+@pytest.mark.parametrize(("handler", "module", "package", "extra"), [
+    ("Webhook", "webhook", "aiohttp", "webhooks"),
+    ("RabbitMQ", "rabbitmq", "aio_pika", "rabbitmq"),
+    ("JetStream", "jetstream", "nats", "nats"),
+])
+def test_a_forwarder_without_its_extra_is_one_line_naming_the_extra(monkeypatch, handler, module, package, extra):
+    monkeypatch.setitem(sys.modules, package, None)  # as if the package were not installed
+    monkeypatch.delitem(sys.modules, f"pgnotify.handlers.forwarding.{module}", raising=False)
+    [message] = handler_errors(handler, url="https://example.com/h", secret=SECRET)
+    assert f'pip install "django-pgnotify[{extra}]"' in message and f"'{package}'" in message
