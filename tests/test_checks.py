@@ -71,6 +71,10 @@ def test_the_demo_settings_pass():
      ["pgnotify.E010"]),
     ({"HANDLERS": [{"handler": "tests.test_handlers.record_sync", "channels": ["bad name"]}]}, ["pgnotify.E010"]),
     ({"CACHE": "nope"}, ["pgnotify.E011"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timeout": "5"}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timeout": 0}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timout": 5}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "channels": ["orders"], "timeout": 2.5}]}, []),
 ], ids=lambda value: None if isinstance(value, dict) else str(value))
 def test_bad_settings_are_reported(pgnotify, expected):
     assert ids_with(**pgnotify) == expected
