@@ -229,9 +229,17 @@ class WebhookReceiver:
 
     def close(self) -> None:
         self.stop()
+        self._call(self._cancel_the_rest())  # requests still hanging
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
+
+    @staticmethod
+    async def _cancel_the_rest() -> None:
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _start(self) -> None:
         from aiohttp import web

@@ -91,6 +91,7 @@ async def test_every_event_is_stored_once_in_order(machine_nats):
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+        await forwarder.close()
     messages = await stream_messages(MACHINE_NATS, stream)
     for channel, count in (("orders", 120), ("products", 15)):
         handed = [n.event for n in sink.events() if n.channel == channel]
@@ -154,6 +155,7 @@ async def test_nothing_is_lost_while_the_server_is_stopped(tmp_path):
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+        await forwarder.close()
     messages = await stream_messages(server.url, "PGNOTIFY")
     server.stop()
     assert ids_of(messages) == [n.event["id"] for n in sink.events()]  # each once, in order
@@ -216,6 +218,7 @@ async def test_the_documented_consumer_survives_what_it_may_read(machine_nats, t
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+        await forwarder.close()
     client = await nats.connect(MACHINE_NATS)
     js = client.jetstream()
     for junk in (b"not json", b"[1, 2]", b'{"id": 5}', b"\xff\xfe"):  # what some other publisher wrote

@@ -88,6 +88,7 @@ async def test_every_event_is_published_once_in_order(bound_queue):
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+        await forwarder.close()
     messages = await drain(queue, 135)
     assert len(messages) == 135
     for channel, count in (("orders", 120), ("products", 15)):
@@ -151,6 +152,7 @@ async def test_nothing_is_lost_while_the_broker_is_cut_off_or_hangs(bound_queue)
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)
+            await forwarder.close()
     messages = await drain(queue, total)
     assert first_occurrences(messages) == [n.event["id"] for n in sink.events()]  # every event, in order
     record_figures("rabbitmq_outage", {"events": total, "published": len(messages),
@@ -250,6 +252,7 @@ async def test_the_documented_consumer_survives_what_it_may_read(bound_queue, tm
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
+            await forwarder.close()
         exchange_object = await channel.get_exchange(exchange)
         for junk in (b"not json", b"[1, 2]", b'{"id": 5}', b"\xff\xfe"):  # what some other publisher wrote
             await exchange_object.publish(aio_pika.Message(junk), "orders.shop_order.INSERT")

@@ -51,6 +51,7 @@ async def forward(prefix: str, raw: bool, sink: RecordingSink) -> RedisStreamFor
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+        await forwarder.close()
     return forwarder
 
 

@@ -68,6 +68,7 @@ async def test_every_event_is_posted_once_signed_in_order(receiver):
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+        await forwarder.close()
     received = receiver.accepted()
     assert len(received) == len(receiver.received) == 70  # each once, none refused or failed
     for channel in ("orders", "products"):
@@ -115,6 +116,7 @@ async def test_nothing_is_lost_while_the_receiver_fails_hangs_or_is_gone(receive
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+        await forwarder.close()
     received = receiver.accepted()
     assert first_occurrences(received) == [n.event["id"] for n in sink.events()]  # every event, in order
     assert {r.status for r in receiver.received} == {200, 500}  # 500s were answered, then 200s
@@ -161,6 +163,7 @@ async def test_refused_events_are_dead_letters_counted_logged_and_kept(receiver,
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+        await forwarder.close()
     refused = sorted(receiver.refuse)
     assert forwarder.dead_letters == 3 and forwarder.failures == 0
     statuses = {}
@@ -262,6 +265,7 @@ async def test_the_documented_django_view_checks_signatures_and_drops_repeats(do
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+        await forwarder.close()
     applied = [r.getMessage() for r in caplog.records if r.name == "billing"]
     assert applied == [f"order {n.event['pk']} INSERT None" for n in sink.events()]  # each once
     assert (forwarder.forwarded, forwarder.dead_letters) == (7, 0)

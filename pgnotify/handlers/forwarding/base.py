@@ -142,7 +142,9 @@ class Forwarder:
     def __init__(self, raw: bool = False, batch: int = 1000, timeout: float = 10.0, max_buffer: int = 10_000):
         self.raw = raw
         self.batch = batch
-        self.timeout = timeout
+        # Not `timeout`: the dispatcher would take that for a bound on every call, flush() included,
+        # which may rightly take longer (a full buffer going out, confirmed batch after batch).
+        self.send_timeout = timeout  # seconds for one connection or one batch's confirmations
         self.max_buffer = max_buffer
         self.forwarded = 0  # messages the destination confirmed
         self.skipped = 0  # notifications that are not change events, not forwarded
@@ -181,7 +183,7 @@ class Forwarder:
         the destination fails, or confirms nothing for `timeout` seconds."""
         targets = [(lane, lane.handed) for lane in self._lanes.values() if lane.confirmed < lane.handed]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        deadline = loop.time() + self.send_timeout
         confirmed = sum(lane.confirmed for lane, _ in targets)
         for lane, _ in targets:
             self._start(lane)  # after a close(), what waits goes out again
@@ -192,10 +194,10 @@ class Forwarder:
                                           f"{one_line(error)}")
             now_confirmed = sum(lane.confirmed for lane, _ in targets)
             if now_confirmed > confirmed:  # progress: the destination is slow, not gone
-                confirmed, deadline = now_confirmed, loop.time() + self.timeout
+                confirmed, deadline = now_confirmed, loop.time() + self.send_timeout
             if loop.time() >= deadline:
                 raise HandlersBehindError(f"{self._count(behind)} messages not confirmed by {self.describe()} "
-                                          f"within {self.timeout} s")
+                                          f"within {self.send_timeout} s")
             self._progress.clear()
             try:
                 await asyncio.wait_for(self._progress.wait(), deadline - loop.time())
@@ -249,7 +251,7 @@ class Forwarder:
                 await self.send(batch)
             except Exception as error:
                 if isinstance(error, TimeoutError) and not str(error):
-                    error = TimeoutError(f"no confirmation from {self.describe()} within {self.timeout} s")
+                    error = TimeoutError(f"no confirmation from {self.describe()} within {self.send_timeout} s")
                 lane.error = error
                 self.failures += 1
                 self._progress.set()
@@ -280,7 +282,7 @@ class Forwarder:
         raise when it is failing, or confirms nothing for `timeout` seconds: the dispatcher then
         keeps this notification and the ones behind it, in order, and tries again later."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        deadline = loop.time() + self.send_timeout
         while self._waiting >= self.max_buffer:
             error = next((lane.error for lane in self._lanes.values() if lane.error is not None), None)
             if error is not None or loop.time() >= deadline:

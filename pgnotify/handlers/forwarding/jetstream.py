@@ -85,20 +85,20 @@ class JetStream(Forwarder):
         # Written in order on one connection; the acknowledgements come back as they are stored.
         futures = [await js.publish_async(self.subject(message), message.body,
                                           headers={"Nats-Msg-Id": str(message.id)}) for message in batch]
-        async with asyncio.timeout(self.timeout):
+        async with asyncio.timeout(self.send_timeout):
             acks = await asyncio.gather(*futures)
         self.duplicates += sum(1 for ack in acks if ack.duplicate)
 
     async def _open(self):
         if self._js is None:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.send_timeout):
                 # No reconnecting inside the client: a failed batch closes the connection and the lane
                 # retries on a new one, with backoff.
-                self._client = await nats.connect(servers=[self.url], connect_timeout=self.timeout,
+                self._client = await nats.connect(servers=[self.url], connect_timeout=self.send_timeout,
                                                   allow_reconnect=False, max_reconnect_attempts=0,
                                                   error_cb=_ignore, disconnected_cb=_ignore_event,
                                                   closed_cb=_ignore_event)
-                js = self._client.jetstream(timeout=self.timeout)
+                js = self._client.jetstream(timeout=self.send_timeout)
                 if self.create_stream:
                     await self._ensure_stream(js)
                 self._js = js

@@ -85,7 +85,7 @@ class RabbitMQ(Forwarder):
         # One task per message: the channel writes them in order (its lock) and each awaits its own
         # confirm, so the whole batch is in flight at once. aio-pika's Exchange.publish would also
         # wait for each frame to be written before the next (wait=True): 1.6 times slower.
-        async with asyncio.timeout(self.timeout):
+        async with asyncio.timeout(self.send_timeout):
             results = await asyncio.gather(*(self._publish(channel, message) for message in batch),
                                            return_exceptions=True)
         for message, result in zip(batch, results, strict=True):
@@ -105,8 +105,8 @@ class RabbitMQ(Forwarder):
     async def _open(self):
         """The publisher-confirm channel (aiormq's, under aio-pika's), once the exchange is there."""
         if self._channel is None:
-            async with asyncio.timeout(self.timeout):
-                self._connection = await aio_pika.connect(self.url, timeout=self.timeout)
+            async with asyncio.timeout(self.send_timeout):
+                self._connection = await aio_pika.connect(self.url, timeout=self.send_timeout)
                 channel = await self._connection.channel(publisher_confirms=True)
                 if self.declare:
                     await channel.declare_exchange(self.exchange, self.exchange_type, durable=True)

@@ -130,7 +130,7 @@ class Webhook(Forwarder):
                     return
                 excerpt = " ".join((await response.content.read(200)).decode(errors="replace").split())
         except TimeoutError:
-            raise HandlersBehindError(f"no answer from {self.destination} within {self.timeout} s") from None
+            raise HandlersBehindError(f"no answer from {self.destination} within {self.send_timeout} s") from None
         if response.status >= 500 or response.status in RETRIED_STATUSES:
             raise HandlersBehindError(f"HTTP {response.status} from {self.destination}: {excerpt or '(no body)'}")
         await self._dead_letter(batch, response.status, excerpt)
@@ -151,7 +151,7 @@ class Webhook(Forwarder):
             self._slots = asyncio.Semaphore(self.concurrency)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.concurrency),
-                timeout=aiohttp.ClientTimeout(total=self.timeout))
+                timeout=aiohttp.ClientTimeout(total=self.send_timeout))
         return self._session
 
     async def close(self) -> None:
