@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from . import conf
 from .extras import installed
+from .handlers.base import HANDLER_KEYS, valid_timeout
 from .listener.wal.slots import PUBLICATION
 from .sending import CHANNEL_PATTERN
 
@@ -24,7 +25,6 @@ HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "ex
 HINT_CHANNEL = "1 to 63 letters, digits, '_', '-', '.' or ':'."
 WATCH_OPTIONS = {"channel", "exclude", "replica_identity"}
 REPLICA_IDENTITIES = ("full", "default")
-HANDLER_KEYS = {"handler", "channels", "options"}
 # Channel-layer backends whose package comes with an extra of pgnotify.
 LAYER_PACKAGES = {
     "channels_redis.": ("channels_redis", "redis"),
@@ -164,6 +164,9 @@ def _handler_problem(entry) -> str | None:
     if channels is not None and (isinstance(channels, str) or not isinstance(channels, list | tuple)
                                  or not all(_valid_channel(c) for c in channels)):
         return f"'channels' of {path!r} must be a list of channel names"
+    timeout = entry.get("timeout")
+    if timeout is not None and not valid_timeout(timeout):
+        return f"'timeout' of {path!r} must be a number of seconds above 0 (at most a day), not {timeout!r}"
     try:
         target = import_string(path)
     except ImportError as error:
@@ -201,7 +204,8 @@ def check_handlers(app_configs=None, **kwargs):
         problem = _handler_problem(entry)
         if problem:
             errors.append(Error(f"PGNOTIFY['HANDLERS']: {problem}.",
-                                hint='A dotted path, or {"handler": path, "channels": [...], "options": {...}}.',
+                                hint='A dotted path, or {"handler": path, "channels": [...], "options": {...}, '
+                                     '"timeout": seconds}.',
                                 id="pgnotify.E010"))
     return errors
 

@@ -178,7 +178,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 import pgnotify.routing  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator as OriginValidator  # noqa: E402
+from pgnotify.web.security import OriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,

@@ -13,11 +13,19 @@ covers its transaction or its id was handed on since.
 
 The checkpoint's snapshot query is also the heartbeat of the LISTEN connection: without a
 reply within `heartbeat_timeout` the connection is taken for dead and closed at once, and
-the listener reconnects with capped exponential backoff and jitter. A silently dead session
+the listener reconnects with capped exponential backoff and jitter. Every other query is
+bounded the same way (`query_timeout` for those that may read many rows), and the sink is
+handed things without waiting on them (a Dispatcher only queues), so nothing the listener
+awaits on its way back depends on the network that just died. A silently dead session
 still holds the advisory lock on the server, so on reconnect the process terminates its own
 earlier backends (tagged with a per-process token in application_name) before it waits for
 the lock; the server also drops dead TCP peers of the LISTEN session by keepalive, so a
-standby elsewhere can take over when the active host vanishes.
+standby elsewhere can take over when the active host vanishes (within about 10 s).
+
+What any source shares (the lock on the name, bounded queries, reconnecting, state notices, the
+hand-over to the sink) is in listener.base; this module is the NOTIFY source's: the LISTEN
+session, markers, chunks and the event log (`_session`, `_serve`, `_deliver`, `_checkpoint`,
+`_advance`).
 """
 
 import asyncio
@@ -41,7 +49,6 @@ logger = logging.getLogger(__name__)
 # The live checkpoint: a snapshot, and a marker queued behind everything the snapshot sees.
 _MARK = "SELECT pg_current_snapshot()::text, pg_notification_queue_usage(), pg_notify(%s, %s)"
 
-
 class Listener(BaseListener):
     """The NOTIFY source: triggers write the event log and notify; this listener hands both on."""
 
@@ -58,6 +65,7 @@ class Listener(BaseListener):
 
     async def _session(self, stop: asyncio.Event) -> None:
         async with await self._connect("listen") as listen_conn, await self._connect("query") as query_conn:
+            self._connections = [listen_conn, query_conn]
             self._own_pids = [listen_conn.info.backend_pid, query_conn.info.backend_pid]
             if self._connected_before:
                 self.stats.reconnects += 1
@@ -66,19 +74,21 @@ class Listener(BaseListener):
             self._notifier = query_conn
             receiver = NotificationReceiver(listen_conn)  # before LISTEN: it collects from the start
             try:
-                await listen_conn.execute(SERVER_KEEPALIVES)
+                await self._heartbeat(listen_conn, listen_conn.execute(SERVER_KEEPALIVES))
                 await self._set_state("connected")
-                if not await self._acquire_lock(listen_conn, stop):
+                if not await self._acquire_lock(listen_conn, query_conn, stop):
                     return
-                log = EventLog(query_conn)
+                log = EventLog(query_conn, guard=self._guard(query_conn))
                 await self._listen(listen_conn)
                 await self._start_position(log)
                 replayed = await self._checkpoint(listen_conn, log, save=True, announce=True)
                 await self._set_state("live", replayed=replayed)
                 await self._serve(listen_conn, receiver, log, stop)
-                await self._checkpoint(listen_conn, log, save=True)
+                if await self._sink_has_taken_everything():  # else no position could be recorded anyway
+                    await self._checkpoint(listen_conn, log, save=True)
             finally:
                 self._notifier = None
+                self._connections = []
 
     async def _serve(self, listen_conn: psycopg.AsyncConnection, receiver: NotificationReceiver, log: EventLog,
                      stop: asyncio.Event) -> None:
@@ -154,6 +164,7 @@ class Listener(BaseListener):
             return
         elif notification.channel == "system" and notification.pid in self._own_pids:
             return  # our own state notice, already handed on locally
+        self.stats.record(notification)
         await self._hand_on(notification)
 
     async def _expand(self, notification: Notification, chunk: tuple[int, int, int], log: EventLog) -> None:
@@ -192,7 +203,6 @@ class Listener(BaseListener):
             logger.info("handed on %d events that arrived by the event log", handed)
         await self._advance(current, log, save=save or bool(handed))
         return handed
-
     async def _advance(self, current: Snapshot, log: EventLog, save: bool = False) -> None:
         """Make `current` the position, every event it covers having been handed on: flush the
         sink, then record the position (when something changed or a while has passed)."""
@@ -224,7 +234,6 @@ class Listener(BaseListener):
         if usage >= self.options.queue_warning > self.stats.queue_usage:
             logger.warning("notification queue is %.0f%% full: a listener is not keeping up", usage * 100)
         self.stats.queue_usage = usage
-
 
 def _mark_number(payload: str) -> int:
     return int(payload) if payload.isdigit() else 0

@@ -88,6 +88,7 @@ class WalListener(BaseListener):
 
     async def _session(self, stop: asyncio.Event) -> None:
         async with await self._connect("listen") as conn:
+            self._connections = [conn]
             self._own_pids = [conn.info.backend_pid]
             if self._connected_before:
                 self.stats.reconnects += 1
@@ -96,13 +97,14 @@ class WalListener(BaseListener):
             self._notifier = conn
             receiver = NotificationReceiver(conn)
             try:
-                await conn.execute(SERVER_KEEPALIVES)
+                await self._heartbeat(conn, conn.execute(SERVER_KEEPALIVES))
                 await self._set_state("connected")
-                if not await self._acquire_lock(conn, stop):
+                if not await self._acquire_lock(conn, conn, stop):
                     return
                 await self._listen(conn)
                 await self._prepare_slot(conn)
                 wal_conn = await self._connect_stream()
+                self._connections.append(wal_conn)
                 try:
                     self._own_pids.append(wal_conn.info.backend_pid)
                     await self._stream(conn, receiver, wal_conn, stop)
@@ -110,6 +112,7 @@ class WalListener(BaseListener):
                     await wal_conn.close()  # not `async with`: its exit would COMMIT on a streaming connection
             finally:
                 self._notifier = None
+                self._connections = []
 
     async def _connect_stream(self) -> psycopg.AsyncConnection:
         try:
@@ -122,19 +125,19 @@ class WalListener(BaseListener):
     async def _prepare_slot(self, conn: psycopg.AsyncConnection) -> None:
         """Check the publication, and make the slot: new at the current position for a new name,
         anew when max_slot_wal_keep_size invalidated it."""
-        cursor = await conn.execute(_PUBLICATION, [self.publication])
+        cursor = await self._heartbeat(conn, conn.execute(_PUBLICATION, [self.publication]))
         if not (await cursor.fetchone())[0]:
             raise WalSetupError(f"publication {self.publication!r} does not exist: run `manage.py migrate` with "
                                 "PGNOTIFY['SOURCE'] = 'wal'")
         self.slot = slot_name(self.options.name, conn.info.dbname)
-        info = await slot_info(conn, self.slot)
+        info = await self._heartbeat(conn, slot_info(conn, self.slot))
         try:
             if info is not None and info.invalidated:
                 await self._set_state(
                     "behind_retention", slot=self.slot,
                     warning=f"replication slot {self.slot} of '{self.options.name}' was invalidated "
                     "(max_slot_wal_keep_size): changes made meanwhile are lost; going on from the current position")
-                await drop_slot(conn, self.slot)
+                await self._heartbeat(conn, drop_slot(conn, self.slot))
                 self._received = self._confirmed = self._last_commit = 0
                 info = None
             elif info is None and self._received:
@@ -143,14 +146,15 @@ class WalListener(BaseListener):
                     warning=f"replication slot {self.slot} of '{self.options.name}' was dropped while in use: "
                     "changes made meanwhile are lost; going on from the current position")
                 self._received = self._confirmed = self._last_commit = 0
-            if info is None and await create_slot(conn, self.slot):
+            # Creating a slot waits for the transactions running at that moment to end.
+            if info is None and await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout):
                 logger.info("created replication slot %s for '%s'", self.slot, self.options.name)
         except _SETUP_ERRORS as error:
             raise WalSetupError(f"cannot create replication slot {self.slot}: {one_line(error)}") from error
 
     async def _stream(self, conn: psycopg.AsyncConnection, receiver: NotificationReceiver,
                       wal_conn: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
-        cursor = await conn.execute(_NEXT_XID)
+        cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
         self._next_xid, current = await cursor.fetchone()
         catch_up_until = parse_lsn(current)
         stream = ReplicationStream(wal_conn)
@@ -161,7 +165,7 @@ class WalListener(BaseListener):
                 await stream.start(self.slot, self.publication, self._received)
         except _SETUP_ERRORS as error:
             raise WalSetupError(f"cannot stream from slot {self.slot}: {one_line(error)}") from error
-        info = await slot_info(conn, self.slot)
+        info = await self._heartbeat(conn, slot_info(conn, self.slot))
         behind = max(0, catch_up_until - parse_lsn(info.confirmed_lsn)) if info and info.confirmed_lsn else 0
         live = behind == 0
         if live:
@@ -208,7 +212,7 @@ class WalListener(BaseListener):
     async def _decode(self, messages: list[bytes], transaction: _Transaction | None, catch_up_until: int,
                       received, conn, stream: ReplicationStream) -> _Transaction | None:
         shapes = self._shapes
-        hand_on = self._hand_on
+        hand_on, record = self._hand_on, self.stats.record
         for data in messages:
             lsn, message = parse_copy_data(data)
             kind = type(message)
@@ -228,7 +232,9 @@ class WalListener(BaseListener):
                 if table.channel is not None:
                     event = shape.event(message, lsn + self._change_ordinal, transaction.ts, transaction.txid)
                     if event is not None:
-                        await hand_on(Notification.of_event(table.channel, event, received, transaction.replayed))
+                        notification = Notification.of_event(table.channel, event, received, transaction.replayed)
+                        record(notification)
+                        await hand_on(notification)
             elif kind is Begin:
                 txid = full_xid(message.xid, self._next_xid)
                 transaction = _Transaction(message, txid, skip=message.commit_lsn <= self._last_commit,
@@ -236,7 +242,9 @@ class WalListener(BaseListener):
             elif kind is Commit:
                 if not transaction.skip:
                     for (table_name, op), tags in transaction.cache.items():
-                        await hand_on(_cache_notification(table_name, op, tags, received, transaction.replayed))
+                        notification = _cache_notification(table_name, op, tags, received, transaction.replayed)
+                        record(notification)
+                        await hand_on(notification)
                     self._last_commit = transaction.commit_lsn
                 self._received = max(self._received, message.end_lsn)
                 transaction = None
@@ -266,6 +274,7 @@ class WalListener(BaseListener):
                                "PGNOTIFY['SOURCE'] = 'wal' to remove it (its events are ignored)",
                                notification.channel)
             return
+        self.stats.record(notification)
         await self._hand_on(notification)
 
     # -- relations and types
@@ -305,12 +314,11 @@ class WalListener(BaseListener):
         cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
         self._next_xid, _ = await cursor.fetchone()
         await self._confirm(conn, stream)
-        info = await slot_info(conn, self.slot)
-        self._note_slot(info)
+        self._note_slot(await self._heartbeat(conn, slot_info(conn, self.slot)))
         moment = time.monotonic()
         if moment - self._pruned_at >= self.options.prune_interval:
             # Events a NOTIFY source logged before the switch still age out.
-            _, done = await EventLog(conn).prune(self.options.retention)
+            _, done = await EventLog(conn, guard=self._guard(conn)).prune(self.options.retention)
             self._pruned_at = moment if done else 0.0
 
     async def _confirm(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
@@ -327,7 +335,7 @@ class WalListener(BaseListener):
             else:
                 self._confirmed, self._confirmed_at = self._received, moment
                 if moment - self._saved_at >= self.options.position_save_interval:
-                    await save_position(conn, self.slot, lsn_text(self._confirmed))
+                    await self._heartbeat(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
                     self._saved_at = moment
         stream.confirm(self._confirmed, reply=True)
 
