@@ -113,6 +113,7 @@ def test_a_row_of_20000_characters_arrives_whole_and_keeps_its_toasted_value(wal
     assert updated["changed"] == ["name"] and updated["row"]["description"] == description
 
 
+@pytest.mark.slow
 async def test_a_statement_of_100000_rows_is_handed_on_whole(wal):
     rows = 100_000
     await asyncio.to_thread(execute, f"INSERT INTO shop_order (quantity) SELECT 1 FROM generate_series(1, {rows})")
@@ -189,6 +190,7 @@ def test_checks_say_what_the_wal_source_lacks(wal, settings):
     assert "(pgnotify.E034) The WAL source needs a role with REPLICATION" in result.stderr
 
 
+@pytest.mark.slow
 def test_wal_level_below_logical_is_an_error_and_an_invalidated_slot_is_reported(tmp_path):
     server = PrivateServer(tmp_path / "pgdata")
     try:
