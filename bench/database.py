@@ -28,15 +28,23 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-def recreate(url: str, name: str) -> str:
-    """Drops and creates database `name`, migrates it, and returns its URL."""
+def recreate(url: str, name: str, source: str = "notify") -> str:
+    """Drops and creates database `name`, migrates it for the event source `source`, and returns its URL."""
     with psycopg.connect(**conninfo_to_dict(url), autocommit=True) as conn:
+        drop_slots(conn, name)  # a database with replication slots cannot be dropped
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     database_url = with_database(url, name)
-    env = {**os.environ, "DATABASE_URL": database_url}
+    env = {**os.environ, "DATABASE_URL": database_url, "PGNOTIFY_SOURCE": source}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     return database_url
+
+
+def drop_slots(conn: psycopg.Connection, database: str) -> None:
+    conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = %s "
+                 "AND active_pid IS NOT NULL", [database])
+    conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
+                 [database])
 
 
 def add_plain_table(url: str) -> None:

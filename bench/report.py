@@ -29,6 +29,27 @@ TARGETS = [
      "layer, {peer_rate}/s, {peer_clients} dashboards ({channels_postgres_alone_p50_ms} vs "
      "{pgnotify_postgres_peer_point_p50_ms} ms; delivered {channels_postgres_alone_delivered_ratio} vs "
      "{pgnotify_postgres_peer_point_delivered_ratio})"),
+    # The WAL source (docs/sources.md), measured in the same run.
+    ("write_overhead_1_writer_wal", "≤ 0.05",
+     "WAL source: 1 − published/unpublished INSERT tps, 1 writer, a slot present, its consumer paused "
+     "({watched_insert_tps_1_writers_wal} vs {plain_insert_tps_1_writers_wal})"),
+    ("write_overhead_8_writers_wal", "≤ 0.10",
+     "the same, 8 writers ({watched_insert_tps_8_writers_wal} vs {plain_insert_tps_8_writers_wal})"),
+    ("write_overhead_8_writers_wal_live", "report",
+     "the same with `listen_notify` consuming live on these 2 cores ({watched_insert_tps_8_writers_wal_live} vs "
+     "{plain_insert_tps_8_writers_wal_live})"),
+    ("wal_vs_notify_8_writers_tps", "≥ 2.5",
+     "watched INSERT tps, 8 writers, each source's listener live: WAL ÷ NOTIFY "
+     "({watched_insert_tps_8_writers_wal_live} ÷ {watched_insert_tps_8_writers_notify_live})"),
+    ("bulk_update_ratio_wal", "≤ 1.5", "UPDATE of {bulk_update_rows} rows, replica identity FULL and published ÷ "
+     "unpublished ({bulk_update_watched_s_wal} s vs {bulk_update_plain_s_wal} s)"),
+    ("e2e_p50_ms_wal", "≤ 5", "commit → dashboard frame with the WAL source, Redis layer, {e2e_rate}/s, "
+     "{e2e_clients} dashboards ({e2e_delivered_ratio_wal} delivered within 10 s)"),
+    ("e2e_p99_ms_wal", "≤ 25", "the same, p99"),
+    ("wal_listener_events_per_s", "≥ 100,000",
+     "decoded into a no-op sink, medians of alternating rounds (bare replication stream, no decoding: "
+     "{wal_raw_stream_events_per_s}/s)"),
+    ("wal_catch_up_events_per_s", "≥ 50,000", "from the listener's start after a {bulk_update_rows}-change outage"),
     ("pgpubsub_vs_pgnotify_throughput", "report",
      "peer: django-pgpubsub listener events/s ÷ pgnotify's listener ({pgpubsub_events_per_s} ÷ "
      "{listener_events_per_s})"),

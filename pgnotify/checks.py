@@ -11,17 +11,20 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import FieldDoesNotExist
+from django.db import DatabaseError as DjangoDatabaseError
 from django.db import connections
 from django.utils.module_loading import import_string
 
 from . import conf
 from .extras import installed
 from .handlers.base import HANDLER_KEYS, valid_timeout
+from .listener.wal.slots import PUBLICATION
 from .sending import CHANNEL_PATTERN
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
 HINT_CHANNEL = "1 to 63 letters, digits, '_', '-', '.' or ':'."
-WATCH_OPTIONS = {"channel", "exclude"}
+WATCH_OPTIONS = {"channel", "exclude", "replica_identity"}
+REPLICA_IDENTITIES = ("full", "default")
 # Channel-layer backends whose package comes with an extra of pgnotify.
 LAYER_PACKAGES = {
     "channels_redis.": ("channels_redis", "redis"),
@@ -88,6 +91,11 @@ def check_watch(app_configs=None, **kwargs):
         if unknown:
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] has unknown options {sorted(unknown)}.",
                                 hint=f"Known options: {', '.join(sorted(WATCH_OPTIONS))}.", id="pgnotify.E004"))
+        if options.get("replica_identity", "full") not in REPLICA_IDENTITIES:
+            errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}]['replica_identity'] must be 'full' or 'default', "
+                                f"not {options['replica_identity']!r}.",
+                                hint="'default' writes less WAL, but the WAL source's events then lack `changed` "
+                                "(docs/sources.md).", id="pgnotify.E031"))
         exclude = options.get("exclude", [])
         if not isinstance(exclude, list | tuple) or not all(isinstance(name, str) for name in exclude):
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}]['exclude'] must be a list of field names.",
@@ -231,3 +239,56 @@ def check_channel_layer(app_configs=None, **kwargs):
                               "'channels_postgres'.", hint="Add 'channels_postgres' to INSTALLED_APPS and migrate.",
                               id="pgnotify.E013")]
     return []
+
+
+# -- the WAL source (PGNOTIFY["SOURCE"] = "wal"): what the server must allow
+
+_WAL_STATE = """
+    SELECT current_setting('wal_level'), current_setting('server_version_num')::int,
+           (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
+           current_setting('max_slot_wal_keep_size'),
+           (SELECT count(*) FROM pg_publication WHERE pubname = %s),
+           (SELECT count(*) FROM pg_trigger WHERE tgname = 'pgnotify_change' AND NOT tgisinternal)
+"""
+
+
+@register()
+def check_source(app_configs=None, **kwargs):
+    source = conf.get("SOURCE")
+    if source not in conf.SOURCES:
+        return [Error(f"PGNOTIFY['SOURCE'] must be 'notify' or 'wal', not {source!r}.",
+                      hint="'notify': triggers and NOTIFY (the default); 'wal': logical decoding (docs/sources.md).",
+                      id="pgnotify.E030")]
+    warning = conf.get("WAL_RETAINED_WARNING")
+    if isinstance(warning, bool) or not isinstance(warning, int) or warning <= 0:
+        return [Error(f"PGNOTIFY['WAL_RETAINED_WARNING'] must be a positive number of bytes, not {warning!r}.",
+                      hint="e.g. 1 << 30 (1 GiB).", id="pgnotify.E035")]
+    if source != "wal" or connections["default"].vendor != "postgresql":
+        return []
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(_WAL_STATE, [PUBLICATION])
+            wal_level, version, replication, keep_size, publications, triggers = cursor.fetchone()
+    except DjangoDatabaseError:
+        return []  # an unreachable database is reported where it is used
+    problems = []
+    if version < 150000:
+        problems.append(Error(f"The WAL source needs PostgreSQL 15 or newer (column lists); this server is "
+                              f"{version // 10000}.", hint="Upgrade, or use PGNOTIFY['SOURCE'] = 'notify'.",
+                              id="pgnotify.E033"))
+    if wal_level != "logical":
+        problems.append(Error(f"The WAL source needs wal_level = logical; the server has {wal_level}.",
+                              hint="ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL.",
+                              id="pgnotify.E032"))
+    if not replication:
+        problems.append(Error("The WAL source needs a role with REPLICATION; the database user has not.",
+                              hint="ALTER ROLE <user> REPLICATION.", id="pgnotify.E034"))
+    if keep_size == "-1":
+        problems.append(Warning("max_slot_wal_keep_size is unlimited: a listener name that is never run again "
+                                "keeps WAL until the disk is full.",
+                                hint="Set it (e.g. ALTER SYSTEM SET max_slot_wal_keep_size = '10GB') and drop retired "
+                                "names' slots with `manage.py pgnotify_slots --drop NAME`.", id="pgnotify.W030"))
+    if not publications or triggers:
+        problems.append(Warning("The database is not set up for the WAL source yet (publication missing or change "
+                                "triggers still attached).", hint="Run `manage.py migrate`.", id="pgnotify.W031"))
+    return problems

@@ -20,7 +20,14 @@ DEFAULTS = {
     "HANDLERS": [],
     # Alias in CACHES of the cache pgnotify.cache uses (shared by every process).
     "CACHE": "default",
+    # Where change events come from: "notify" (triggers, event log, NOTIFY) or "wal" (logical
+    # decoding through a replication slot per listener name; docs/sources.md).
+    "SOURCE": "notify",
+    # WAL source: warn when a listener's replication slot retains more WAL than this (bytes).
+    "WAL_RETAINED_WARNING": 1 << 30,
 }
+
+SOURCES = ("notify", "wal")
 
 # Always listened to: state notices, chat, cache invalidation.
 BUILTIN_CHANNELS = ["system", "chat", "cache_invalidate"]
@@ -45,6 +52,10 @@ def contributed(kind: str) -> dict | list:
             merged.update(getattr(config, attribute, None) or {})
         return merged
     return [entry for config in apps.get_app_configs() for entry in getattr(config, attribute, None) or []]
+
+
+def source() -> str:
+    return get("SOURCE")
 
 
 def watch() -> dict:

@@ -273,6 +273,10 @@ class Demo:
     def change_monitoring(self, inbox: Inbox) -> None:
         name = "change monitoring"
         self.write("6. Example: change monitoring...")
+        if conf.source() == "wal":
+            self.write("   skipped: with PGNOTIFY['SOURCE'] = 'wal' changes come from the write-ahead log, not by "
+                       "NOTIFY; `listen_notify` shows them (docs/sources.md)")
+            return
         label = "shop.Order"
         options = conf.watch().get(label)
         if not self.check(name, options is not None, f"{label} is not in PGNOTIFY['WATCH']"):

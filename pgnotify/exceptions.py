@@ -57,6 +57,10 @@ class ChatInputError(PgNotifyError, ValueError):
     """The client's chat frame was refused; the message says why, and goes back in an error frame."""
 
 
+class WalSetupError(PgNotifyError):
+    """The database is not set up for the WAL source: see `manage.py check`."""
+
+
 class ConnectionDeadError(psycopg.OperationalError):
     """The server did not answer the heartbeat in time: the connection is taken for dead."""
 

@@ -17,8 +17,10 @@ import time
 
 from .handlers.base import Dispatcher
 from .handlers.output import Output
-from .listener import Listener, ListenerOptions
+from .listener import ListenerOptions
+from .listener.base import BaseListener
 from .listener.throttle import ThrottledLog
+from .sources import make_listener
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +70,13 @@ def _quiet_about_left_tasks(loop, context) -> None:
 
 
 async def run_listener(conninfo: dict, options: ListenerOptions, output: Output, handlers=(),
-                       stats_interval: float = 0, stop: asyncio.Event | None = None) -> Listener:
+                       stats_interval: float = 0, stop: asyncio.Event | None = None) -> BaseListener:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     dispatcher = Dispatcher([output, *handlers])
-    listener = Listener(conninfo, options, dispatcher)
+    listener = make_listener(conninfo, options, dispatcher)
     for handler in handlers:
         if hasattr(handler, "attach"):
             handler.attach(listener)  # handlers that report the listener's statistics
@@ -94,7 +96,7 @@ async def run_listener(conninfo: dict, options: ListenerOptions, output: Output,
     return listener
 
 
-async def _run_until_stopped(listener: Listener, dispatcher: Dispatcher, stop: asyncio.Event) -> float:
+async def _run_until_stopped(listener: BaseListener, dispatcher: Dispatcher, stop: asyncio.Event) -> float:
     """Run the listener until it returns; after a stop, cut it off past its grace. Returns when
     the stop came (or the listener returned by itself)."""
     running = asyncio.create_task(listener.run(stop))
@@ -126,7 +128,7 @@ async def _flush_logs(stop: asyncio.Event) -> None:
         ThrottledLog.flush_all()
 
 
-async def _print_stats(listener: Listener, output: Output, interval: float, stop: asyncio.Event) -> None:
+async def _print_stats(listener: BaseListener, output: Output, interval: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), interval)

@@ -71,8 +71,11 @@ def _change_statements(table: str, arguments: dict, function: str | None) -> sql
 
 def desired_triggers(function: str | None = STATEMENT_FUNCTIONS[0]) -> dict[tuple[str, str], sql.Composed]:
     """(table, trigger name) -> CREATE statement(s), for every watched and cached model; `function`
-    is the statement-level change function (None: the row-level v1)."""
+    is the statement-level change function (None: the row-level v1). None with the WAL source,
+    whose publication (pgnotify.publication) takes their place."""
     wanted = {}
+    if conf.source() == "wal":
+        return wanted
     for label, options in conf.watch().items():
         model = apps.get_model(label)
         table = model._meta.db_table

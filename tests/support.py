@@ -39,6 +39,11 @@ class ManagedProcess:
     """A `manage.py` subprocess (of this project, or of the project in `cwd` run by `python`) whose
     output lines are collected by threads for waiting on."""
 
+    @staticmethod
+    def command() -> list[str]:
+        """The command line of this project's `manage.py`, to which a command and its arguments are added."""
+        return [sys.executable, str(ROOT / "manage.py")]
+
     def __init__(self, *args, env=None, stdin=None, python=sys.executable, cwd=ROOT, manage=True):
         self.args = args
         self.python, self.cwd, self.manage = python, cwd, manage

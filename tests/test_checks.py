@@ -16,7 +16,7 @@ GOOD = settings.PGNOTIFY
 
 PGNOTIFY_CHECKS = [checks.check_database, checks.check_settings, checks.check_watch, checks.check_cache_invalidate,
                    checks.check_listen, checks.check_retention, checks.check_handlers, checks.check_cache,
-                   checks.check_channel_layer]
+                   checks.check_channel_layer, checks.check_source]
 
 
 def errors_with(**pgnotify) -> list:
@@ -75,6 +75,10 @@ def test_the_demo_settings_pass():
     ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timeout": 0}]}, ["pgnotify.E010"]),
     ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timout": 5}]}, ["pgnotify.E010"]),
     ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "channels": ["orders"], "timeout": 2.5}]}, []),
+    ({"SOURCE": "kafka"}, ["pgnotify.E030"]),
+    (watching("shop.Order", {"channel": "orders", "replica_identity": "nothing"}), ["pgnotify.E031"]),
+    ({"WAL_RETAINED_WARNING": 0}, ["pgnotify.E035"]),
+    ({"WAL_RETAINED_WARNING": "1GB"}, ["pgnotify.E035"]),
 ], ids=lambda value: None if isinstance(value, dict) else str(value))
 def test_bad_settings_are_reported(pgnotify, expected):
     assert ids_with(**pgnotify) == expected

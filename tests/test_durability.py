@@ -13,7 +13,8 @@ import pytest
 from django.db import connection
 
 from pgnotify.connection import listener_conninfo
-from pgnotify.listener import Listener, ListenerOptions
+from pgnotify.listener import ListenerOptions
+from pgnotify.sources import make_listener
 from tests.faults import (
     PrivateServer,
     RecordingSink,
@@ -28,6 +29,7 @@ from tests.faults import (
     record_figures,
     sort_key,
 )
+from tests.sources import source_env
 from tests.support import ManagedProcess, process_env, start_listener
 from tests.support import test_database_url as database_url
 
@@ -39,14 +41,15 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def committed(url: str, since_event: int, since_row: int) -> tuple[dict[int, int], set[int]]:
-    """Events (id -> pk) of shop_order committed after the marks, and the rows themselves."""
+def committed(url: str, since_event: int, since_row: int) -> tuple[dict[int, int] | None, set[int]]:
+    """Events (id -> pk) of shop_order committed after the marks (None with the WAL source: no
+    event log), and the rows themselves."""
     with psycopg.connect(url, autocommit=True) as conn:
         events = dict(conn.execute(
             "SELECT id, (payload->>'pk')::bigint FROM pgnotify_event WHERE channel = 'orders' AND id > %s",
             [since_event]).fetchall())
         rows = {row for (row,) in conn.execute("SELECT id FROM shop_order WHERE id > %s", [since_row])}
-    return events, rows
+    return events or None, rows
 
 
 def marks(url: str) -> tuple[int, int]:
@@ -59,12 +62,17 @@ def delivered(runs: list[ManagedProcess]) -> list[list[dict]]:
     return [order_events(parse_output(run.stdout_lines)[0]) for run in runs]
 
 
-def wait_all_delivered(runs, expected_ids: set[int], timeout: float = 30.0) -> None:
+def wait_all_delivered(runs, url: str, since: tuple[int, int], timeout: float = 30.0) -> None:
+    """Until every committed row's event was handed on (by id from the event log; by primary key
+    with the WAL source)."""
+    events, rows = committed(url, *since)
     last = runs[-1]
 
     def complete(_):
-        seen = {event["id"] for events in delivered(runs) for event in events}
-        return expected_ids <= seen
+        seen = delivered(runs)
+        if events is None:
+            return rows <= {event["pk"] for run in seen for event in run}
+        return set(events) <= {event["id"] for run in seen for event in run}
 
     last.wait_for(complete, timeout=timeout)
 
@@ -76,8 +84,13 @@ def check_and_measure(runs, killed: int, url: str, since: tuple[int, int], rows_
     all_events = [event for events in per_run for event in events]
     ids = Counter(event["id"] for event in all_events)
     # At least once: the full sets of ids and of primary keys.
+    wal = events is None
+    if wal:  # the WAL source: one id per row, the same in every run that hands it on
+        events = {event["id"]: event["pk"] for event in all_events}
+        assert len(events) == len(rows), "a row's event came with two ids, or two rows' with one"
     assert set(ids) == set(events), f"lost: {sorted(set(events) - set(ids))[:20]}"
-    assert {event["pk"] for event in all_events} == rows
+    pks = {event["pk"] for event in all_events}
+    assert pks == rows, f"lost rows: {sorted(rows - pks)[:20]}"
     assert all(events[event["id"]] == event["pk"] for event in all_events)
     # Never twice within one process, reconnects included.
     for index, run_events in enumerate(per_run):
@@ -106,11 +119,11 @@ def check_and_measure(runs, killed: int, url: str, since: tuple[int, int], rows_
     }
 
 
-@pytest.mark.django_db(transaction=True)
-def test_kill_and_terminate_lose_nothing():
+def test_kill_and_terminate_lose_nothing(event_source):
     name = unique_name("durable")
     url = database_url()
-    runs = [start_listener("--name", name)]
+    env = source_env(event_source)
+    runs = [start_listener("--name", name, env=env)]
     since = marks(url)
     writers = Writers(url, WRITERS, ROWS).start()
     started = time.monotonic()
@@ -131,12 +144,11 @@ def test_kill_and_terminate_lose_nothing():
                 seen = len(runs[-1].stdout_lines)
                 runs[-1].wait_for(lambda lines, seen=seen: len(lines) >= seen + 200, timeout=20)
             runs[-1].kill()
-            runs.append(start_listener("--name", name))
+            runs.append(start_listener("--name", name, env=env))
         writers.wait_rows(ROWS, timeout=60)
         rows_written = writers.finish()
         written_in = time.monotonic() - started
-        expected, _ = committed(url, *since)
-        wait_all_delivered(runs, set(expected))
+        wait_all_delivered(runs, url, since)
     finally:
         writers.finish()
         for run in runs:
@@ -144,22 +156,23 @@ def test_kill_and_terminate_lose_nothing():
     figures = check_and_measure(runs, 3, url, since, rows_written)
     figures["writing_s"] = round(written_in, 1)
     figures["reconnects_after_terminate"] = 1
-    record_figures("kill_and_terminate", figures)
+    record_figures(f"kill_and_terminate_{event_source}", figures)
     assert figures["duplicates_across_runs"] <= figures["replayed"]
 
 
-def migrate(url: str) -> None:
-    process = ManagedProcess("migrate", "--noinput", env=process_env(DATABASE_URL=url))
+def migrate(url: str, source: str = "notify") -> None:
+    process = ManagedProcess("migrate", "--noinput", env=process_env(DATABASE_URL=url, PGNOTIFY_SOURCE=source))
     assert process.proc.wait(120) == 0, "\n".join(process.stderr_lines[-20:])
     process.stop()
 
 
-def test_database_restart_loses_nothing(tmp_path):
+@pytest.mark.parametrize("source", ["notify", "wal"])
+def test_database_restart_loses_nothing(tmp_path, source):
     server = PrivateServer(tmp_path / "pgdata")
     try:
         url = server.create_database("pgnotify_restart")
-        migrate(url)
-        env = process_env(DATABASE_URL=url)
+        migrate(url, source)
+        env = process_env(DATABASE_URL=url, PGNOTIFY_SOURCE=source)
         name = unique_name("restart")
         listener = start_listener("--name", name, env=env)
         since = marks(url)
@@ -172,37 +185,37 @@ def test_database_restart_loses_nothing(tmp_path):
             listener.wait_for(lambda lines: sum(": live" in line for line in lines) >= 2, timeout=20, stream="stderr")
             writers.wait_rows(ROWS, timeout=60)
             rows_written = writers.finish()
-            expected, _ = committed(url, *since)
-            wait_all_delivered([listener], set(expected))
+            wait_all_delivered([listener], url, since)
         finally:
             writers.finish()
             listener.stop()
         figures = check_and_measure([listener], 0, url, since, rows_written)
         figures["writer_errors_during_restart"] = writers.errors
         assert figures["duplicates_across_runs"] == 0, "one process handed an event on twice"
-        record_figures("database_restart", figures)
+        record_figures(f"database_restart_{source}", figures)
     finally:
         server.stop()
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_silent_connection_is_detected_within_10_s():
-    """The LISTEN connection's peer vanishes without a word (the proxy goes silent): the
-    listener notices within 10 s, ends its stale backend (it still holds the lock) and goes on."""
+async def test_silent_connection_is_detected_within_10_s(event_source):
+    """The LISTEN connection's peer (the replication connection's, with the WAL source) vanishes
+    without a word (the proxy goes silent): the listener notices within 10 s, ends its stale
+    backend (it still holds the lock, or the slot) and goes on."""
     conninfo = listener_conninfo()
     name = unique_name("silent")
     with SilenceableProxy(conninfo["host"] or "127.0.0.1", conninfo.get("port") or 5432) as proxy:
         via_proxy = {**conninfo, "host": "127.0.0.1", "port": proxy.port, "sslmode": "disable"}
         sink, stop = RecordingSink(), asyncio.Event()
-        listener = Listener(via_proxy, ListenerOptions(channels=["orders"], name=name,
-                                                       retention=timedelta(hours=1)), sink)
+        listener = make_listener(via_proxy, ListenerOptions(channels=["orders"], name=name,
+                                                            retention=timedelta(hours=1)), sink)
+        role = "listen" if event_source == "notify" else "wal"
         task = asyncio.create_task(listener.run(stop))
         async with await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as writer:
             try:
                 await sink.wait_for(lambda: "live" in sink.states())
                 await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
                 await sink.wait_for(lambda: len(sink.events()) == 1)
-                assert proxy.silence(f"pgnotify listen{listener._token}{name}") == 1
+                assert proxy.silence(f"pgnotify {role}{listener._token}{name}") == 1
                 silenced_at = time.monotonic()
                 await writer.execute("INSERT INTO shop_order DEFAULT VALUES")  # while the connection is dead
                 await sink.wait_for(lambda: "lost" in sink.states(), within=12)
@@ -217,5 +230,5 @@ async def test_silent_connection_is_detected_within_10_s():
     assert len(ids) == len(set(ids)) == 3
     assert detected_s < 10
     assert listener.stats.reconnects == 1
-    record_figures("silent_connection", {"detected_s": round(detected_s, 2),
+    record_figures(f"silent_connection_{event_source}", {"detected_s": round(detected_s, 2),
                                          "states": " > ".join(sink.states())})

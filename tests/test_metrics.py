@@ -1,6 +1,7 @@
 """`listen_notify --metrics-port`: Prometheus metrics scraped from a real listener process."""
 
 import socket
+import time
 import urllib.request
 
 import pytest
@@ -8,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from notifyproject.shop.models import Order
 from pgnotify import notify
+from tests.sources import source_env
 from tests.support import ManagedProcess, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,9 +24,9 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-def test_metrics_count_events_by_channel_and_operation(listener):
+def test_metrics_count_events_by_channel_and_operation(listener, event_source):
     port = free_port()
-    process = listener("--name", "metrics", "--metrics-port", str(port))
+    process = listener("--name", "metrics", "--metrics-port", str(port), env=source_env(event_source))
     order = Order.objects.create()
     order.status = "paid"
     order.save()
@@ -44,6 +46,14 @@ def test_metrics_count_events_by_channel_and_operation(listener):
     assert metrics[("pgnotify_replay_backlog", ())] == 0
     assert 0 <= metrics[("pgnotify_notification_queue_usage", ())] < 0.5
     assert metrics[("pgnotify_listener_live", ())] == 1
+    if event_source == "wal":  # the replication slot's retained WAL, from the first checkpoint on
+        deadline = time.monotonic() + 5
+        while not (slots := {labels: value for (name, labels), value in scrape(port).items()
+                             if name == "pgnotify_slot_retained_bytes"}):
+            assert time.monotonic() < deadline, "no slot gauge"
+            time.sleep(0.1)
+        ((labels, retained),) = slots.items()
+        assert labels[0][1].startswith("pgnotify_metrics_") and retained >= 0
     assert process.stop() == 0
 
 

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.faults import order_events, parse_output, record_figures
+from tests.sources import source_env
 from tests.support import ManagedProcess, start_listener
 from tests.support import test_database_url as database_url
 
@@ -25,12 +26,12 @@ def write_every(url: str, interval: float, stop: threading.Event, pks: list[int]
             pks.append(conn.execute("INSERT INTO shop_order DEFAULT VALUES RETURNING id").fetchone()[0])
 
 
-@pytest.mark.django_db(transaction=True)
-def test_standby_takes_over_within_2_s():
+def test_standby_takes_over_within_2_s(event_source):
     name = f"takeover-{uuid.uuid4().hex[:8]}"
     url = database_url()
-    active = start_listener("--name", name)
-    standby = ManagedProcess("listen_notify", "--json", "--stats-interval", "0", "--name", name)
+    env = source_env(event_source)
+    active = start_listener("--name", name, env=env)
+    standby = ManagedProcess("listen_notify", "--json", "--stats-interval", "0", "--name", name, env=env)
     pks: list[int] = []
     stop = threading.Event()
     writer = threading.Thread(target=write_every, args=(url, 0.05, stop, pks), daemon=True)
@@ -62,7 +63,7 @@ def test_standby_takes_over_within_2_s():
     takeover_ms = (datetime.fromisoformat(first_new["received"]) - killed_at).total_seconds() * 1000
     first_line_ms = (datetime.fromisoformat(parse_output(standby.stdout_lines)[0][0]["received"])
                      - killed_at).total_seconds() * 1000
-    record_figures("takeover", {
+    record_figures(f"takeover_{event_source}", {
         "rows_written": len(pks),
         "delivered": len(before) + len(after),
         "duplicates": len(before) + len(after) - len({e["id"] for e in before + after}),

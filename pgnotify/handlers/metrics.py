@@ -34,7 +34,18 @@ class _ListenerState:
         queue.add_metric([], stats.queue_usage if stats else 0.0)
         live = GaugeMetricFamily("pgnotify_listener_live", "1 while the listener hands on live notifications.")
         live.add_metric([], 1.0 if stats and stats.state == "live" else 0.0)
-        return [reconnects, queue, live]
+        families = [reconnects, queue, live]
+        wal = stats.wal if stats else None
+        if wal:  # the WAL source: what its replication slot keeps on the server
+            retained = GaugeMetricFamily("pgnotify_slot_retained_bytes",
+                                         "WAL the listener's replication slot keeps on the server.", labels=["slot"])
+            retained.add_metric([wal["slot"]], float(wal.get("retained_bytes") or 0))
+            age = GaugeMetricFamily("pgnotify_slot_confirmed_age_seconds",
+                                    "Seconds the slot's confirmed position has not covered everything received.",
+                                    labels=["slot"])
+            age.add_metric([wal["slot"]], float(wal.get("confirmed_age_s") or 0))
+            families += [retained, age]
+        return families
 
 
 class Metrics:

@@ -34,7 +34,16 @@ def stats_lines(stats: dict) -> list[str]:
         extra = f", {channel['non_json']} not JSON" if channel["non_json"] else ""
         lines.append(f"   - {name}: {count} notification{'s' if count != 1 else ''}, "
                      f"{channel['rate']:.1f}/s{latency}{extra}")
+    if stats.get("wal"):
+        lines.append(f"   - {slot_text(stats['wal'])}")
     return lines
+
+
+def slot_text(wal: dict) -> str:
+    """The WAL source's replication slot: what it retains on the server."""
+    retained = wal.get("retained_bytes") or 0
+    return (f"slot {wal['slot']}: retains {retained / 2**20:,.1f} MB of WAL, position {wal.get('confirmed_lsn')} "
+            f"held back {wal.get('confirmed_age_s') or 0:.0f} s")
 
 
 def summary_line(stats: dict) -> str:
@@ -43,7 +52,7 @@ def summary_line(stats: dict) -> str:
     last = stats["last_event_id"]
     return (f"📊 listener {stats['state']}: notifications {counts}; last event "
             f"{'-' if last is None else '#' + str(last)}, reconnects {stats['reconnects']}, "
-            f"queue {stats['queue_usage']:.1%}")
+            + (f"queue {stats['queue_usage']:.1%}" if not stats.get("wal") else slot_text(stats["wal"])))
 
 
 class Output:

@@ -38,19 +38,34 @@ class NotificationReceiver:
             batch.append((n.relname.decode(encoding), n.extra.decode(encoding), n.be_pid))
         return batch
 
+    def poll(self) -> list[tuple[str, str, int]]:
+        """The notifications that arrived, reading the socket without waiting."""
+        self.pgconn.consume_input()
+        return self._take()
+
+    def take(self) -> list[tuple[str, str, int]]:
+        """The notifications already read from the socket."""
+        return self._take()
+
     async def _readable(self, wait: float) -> bool:
-        loop = asyncio.get_running_loop()
-        ready = loop.create_future()
+        return await readable(wait, self.pgconn.socket)
 
-        def settle(value: bool) -> None:
-            if not ready.done():
-                ready.set_result(value)
 
-        fd = self.pgconn.socket
+async def readable(wait: float, *fds: int) -> bool:
+    """Wait up to `wait` seconds for one of the sockets `fds` to be readable; False when none was."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def settle(value: bool) -> None:
+        if not ready.done():
+            ready.set_result(value)
+
+    for fd in fds:
         loop.add_reader(fd, settle, True)
-        timer = loop.call_later(wait, settle, False)
-        try:
-            return await ready
-        finally:
+    timer = loop.call_later(wait, settle, False)
+    try:
+        return await ready
+    finally:
+        for fd in fds:
             loop.remove_reader(fd)
-            timer.cancel()
+        timer.cancel()

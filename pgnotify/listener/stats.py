@@ -52,6 +52,8 @@ class ListenerStats:
     replayed: int = 0
     duplicates_dropped: int = 0
     started: float = field(default_factory=time.monotonic)
+    # The WAL source's replication slot: its name, retained WAL and confirmed position.
+    wal: dict | None = None
     channels: dict[str, ChannelStats] = field(default_factory=dict)
 
     def record(self, notification) -> None:
@@ -97,6 +99,7 @@ class ListenerStats:
             "duplicates_dropped": self.duplicates_dropped,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "channels": channels,
+            **({"wal": dict(self.wal)} if self.wal is not None else {}),
         }
 
 

@@ -236,7 +236,15 @@
     setText(pill.querySelector(".text"), "listener " + (stats.name ? stats.name + ": " : "") + stats.state);
     if (stats.last_event_id !== undefined) setText($("kpi-last-id"), stats.last_event_id === null ? "–" : "#" + stats.last_event_id);
     setText($("kpi-reconnects"), plural(stats.reconnects || 0, "reconnect"));
-    if (stats.queue_usage !== undefined) {
+    if (stats.wal) {
+      // The WAL source: what its replication slot keeps on the server, and for how long.
+      var mb = (stats.wal.retained_bytes || 0) / 1048576;
+      setText($("kpi-queue-label"), "Slot retains");
+      setText($("kpi-queue"), (mb < 10 ? mb.toFixed(1) : fmt(Math.round(mb))) + " MB");
+      $("kpi-queue").title = "replication slot " + stats.wal.slot + ", position " + stats.wal.confirmed_lsn +
+        ", held back " + (stats.wal.confirmed_age_s || 0) + " s";
+      $("queue-bar").style.width = Math.min(100, Math.max(mb / 10.24, 0.5)) + "%";  // full at 1 GiB
+    } else if (stats.queue_usage !== undefined) {
       var pct = stats.queue_usage * 100;
       setText($("kpi-queue"), (pct < 1 && pct > 0 ? pct.toFixed(2) : Math.round(pct)) + "%");
       $("queue-bar").style.width = Math.min(100, Math.max(pct, 0.5)) + "%";

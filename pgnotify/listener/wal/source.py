@@ -1,0 +1,361 @@
+"""The WAL source: change events decoded from the write-ahead log, no trigger on the writer's path.
+
+One logical replication slot per listener name (and database) streams, with pgoutput, the
+changes of the tables in the publication `pgnotify`. A name's first start creates its slot at
+the current position, so it starts at the newest change. Each change becomes the same event the
+NOTIFY source makes (changes.py, values.py) and goes to the same sink.
+
+Position: the slot's confirmed position. Every `checkpoint_interval` the listener flushes the
+sink and only then confirms the end of the last transaction handed on (or, between
+transactions, the server's position of its last keepalive), so what the server may forget has
+been taken by every handler. After a restart or a reconnect the server sends everything after
+the confirmed position again (at least once, with the same ids); within one process a
+transaction is never handed on twice (commit LSNs only grow). A slot invalidated by
+`max_slot_wal_keep_size` is reported as `behind_retention` and made anew at the current position.
+
+Beside the stream, a normal connection holds the advisory lock (one active process per name, the
+others standbys), LISTENs on the extra channels (system, chat, cache_invalidate, ...) whose
+notifications pass as they come, and runs the checkpoint's query, which is also its heartbeat;
+the status update asks the server for a reply, the replication connection's heartbeat.
+"""
+
+import asyncio
+import json
+import logging
+import time
+
+import psycopg
+from psycopg import errors
+
+from ...exceptions import ConnectionDeadError, PgNotifyError, WalSetupError, one_line
+from ..base import SERVER_KEEPALIVES, BaseListener, ListenerOptions, Sink
+from ..eventlog import EventLog
+from ..notification import Notification, now
+from ..receiving import NotificationReceiver, readable
+from .changes import Shape, WalTable, commit_ts, full_xid
+from .protocol import Begin, Change, Commit, Keepalive, Relation, Truncate, lsn_text, parse_copy_data, parse_lsn
+from .slots import PUBLICATION, SlotInfo, create_slot, drop_slot, save_position, slot_info, slot_name
+from .stream import SESSION_OPTIONS, ReplicationStream
+from .values import SCALARS, Convert, array_of, as_text
+
+logger = logging.getLogger(__name__)
+
+_NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, pg_current_wal_lsn()::text"
+_PUBLICATION = "SELECT count(*) FROM pg_publication WHERE pubname = %s"
+_TYPE = """
+    SELECT t.typtype, t.typcategory, t.typelem, t.typbasetype, coalesce(e.typdelim, ',')
+      FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem WHERE t.oid = %s
+"""
+# Setup errors no retry mends: told in one line, and the command stops.
+_SETUP_ERRORS = (errors.ObjectNotInPrerequisiteState, errors.InsufficientPrivilege, errors.FeatureNotSupported)
+
+
+class _Transaction:
+    __slots__ = ("cache", "commit_lsn", "replayed", "skip", "ts", "txid")
+
+    def __init__(self, begin: Begin, txid: int, skip: bool, replayed: bool):
+        self.commit_lsn = begin.commit_lsn
+        self.ts = commit_ts(begin.commit_time_us)
+        self.txid = txid
+        self.skip = skip
+        self.replayed = replayed
+        self.cache: dict[tuple[str, str], tuple[str, ...]] = {}  # (table, op) -> tags
+
+
+class WalListener(BaseListener):
+    def __init__(self, conninfo: dict, options: ListenerOptions, sink: Sink, tables: list[WalTable],
+                 publication: str = PUBLICATION, retained_warning: int = 1 << 30):
+        super().__init__(conninfo, options, sink)
+        self.tables = tables
+        self.publication = publication
+        self.retained_warning = retained_warning
+        self.slot: str | None = None
+        self._received = 0  # where the server may resume once the sink has taken everything
+        self._confirmed = 0  # what the server was told
+        self._last_commit = 0  # commit LSN of the last transaction handed on: none twice in a process
+        self._types: dict[int, Convert] = dict(SCALARS)
+        self._shapes: dict[int, Shape | None] = {}
+        self._next_xid = 0
+        self._change_lsn = 0
+        self._change_ordinal = 0
+        self._saved_at = 0.0
+        self._confirmed_at = time.monotonic()  # when the position last covered everything received
+        self._pruned_at = 0.0
+        self._warned_retained = False
+        self._leftover_triggers = 0
+
+    # -- the session
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        async with await self._connect("listen") as conn:
+            self._connections = [conn]
+            self._own_pids = [conn.info.backend_pid]
+            if self._connected_before:
+                self.stats.reconnects += 1
+                await self._end_earlier_backends(conn)
+            self._connected_before = True
+            self._notifier = conn
+            receiver = NotificationReceiver(conn)
+            try:
+                await self._heartbeat(conn, conn.execute(SERVER_KEEPALIVES))
+                await self._set_state("connected")
+                if not await self._acquire_lock(conn, conn, stop):
+                    return
+                await self._listen(conn)
+                await self._prepare_slot(conn)
+                wal_conn = await self._connect_stream()
+                self._connections.append(wal_conn)
+                try:
+                    self._own_pids.append(wal_conn.info.backend_pid)
+                    await self._stream(conn, receiver, wal_conn, stop)
+                finally:
+                    await wal_conn.close()  # not `async with`: its exit would COMMIT on a streaming connection
+            finally:
+                self._notifier = None
+                self._connections = []
+
+    async def _connect_stream(self) -> psycopg.AsyncConnection:
+        try:
+            return await self._connect("wal", replication="database", options=SESSION_OPTIONS)
+        except psycopg.OperationalError as error:
+            if error.sqlstate == "42501":  # a role without REPLICATION
+                raise WalSetupError(f"the WAL source needs a role with REPLICATION: {one_line(error)}") from error
+            raise
+
+    async def _prepare_slot(self, conn: psycopg.AsyncConnection) -> None:
+        """Check the publication, and make the slot: new at the current position for a new name,
+        anew when max_slot_wal_keep_size invalidated it."""
+        cursor = await self._heartbeat(conn, conn.execute(_PUBLICATION, [self.publication]))
+        if not (await cursor.fetchone())[0]:
+            raise WalSetupError(f"publication {self.publication!r} does not exist: run `manage.py migrate` with "
+                                "PGNOTIFY['SOURCE'] = 'wal'")
+        self.slot = slot_name(self.options.name, conn.info.dbname)
+        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        try:
+            if info is not None and info.invalidated:
+                await self._set_state(
+                    "behind_retention", slot=self.slot,
+                    warning=f"replication slot {self.slot} of '{self.options.name}' was invalidated "
+                    "(max_slot_wal_keep_size): changes made meanwhile are lost; going on from the current position")
+                await self._heartbeat(conn, drop_slot(conn, self.slot))
+                self._received = self._confirmed = self._last_commit = 0
+                info = None
+            elif info is None and self._received:
+                await self._set_state(
+                    "behind_retention", slot=self.slot,
+                    warning=f"replication slot {self.slot} of '{self.options.name}' was dropped while in use: "
+                    "changes made meanwhile are lost; going on from the current position")
+                self._received = self._confirmed = self._last_commit = 0
+            # Creating a slot waits for the transactions running at that moment to end.
+            if info is None and await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout):
+                logger.info("created replication slot %s for '%s'", self.slot, self.options.name)
+        except _SETUP_ERRORS as error:
+            raise WalSetupError(f"cannot create replication slot {self.slot}: {one_line(error)}") from error
+
+    async def _stream(self, conn: psycopg.AsyncConnection, receiver: NotificationReceiver,
+                      wal_conn: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
+        cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
+        self._next_xid, current = await cursor.fetchone()
+        catch_up_until = parse_lsn(current)
+        stream = ReplicationStream(wal_conn)
+        # A slot still in use (ObjectInUse: the previous consumer is going away) is a recoverable
+        # error: the session is retried after a short backoff.
+        try:
+            async with asyncio.timeout(self.options.heartbeat_timeout):
+                await stream.start(self.slot, self.publication, self._received)
+        except _SETUP_ERRORS as error:
+            raise WalSetupError(f"cannot stream from slot {self.slot}: {one_line(error)}") from error
+        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        behind = max(0, catch_up_until - parse_lsn(info.confirmed_lsn)) if info and info.confirmed_lsn else 0
+        live = behind == 0
+        if live:
+            await self._set_state("live")
+        else:
+            await self._set_state("replaying", wal_bytes=behind)
+        await self._serve(conn, receiver, stream, stop, catch_up_until, live)
+        await self._confirm(conn, stream)
+
+    async def _serve(self, conn, receiver: NotificationReceiver, stream: ReplicationStream, stop: asyncio.Event,
+                     catch_up_until: int, live: bool) -> None:
+        options = self.options
+        next_checkpoint = time.monotonic() + options.checkpoint_interval
+        heard_at = time.monotonic()
+        fds = (stream.pgconn.socket, conn.pgconn.socket)
+        transaction: _Transaction | None = None
+        while not stop.is_set():
+            deadline = min(time.monotonic() + options.poll_interval, next_checkpoint)
+            while (remaining := deadline - time.monotonic()) > 0:
+                messages = stream.take()
+                notes = receiver.poll() if not messages else receiver.take()
+                if not messages and not notes:
+                    if not await readable(remaining, *fds):
+                        break
+                    messages, notes = stream.poll(), receiver.poll()
+                received = now()
+                for channel, payload, pid in notes:
+                    await self._pass_on(Notification(channel, payload, pid, received=received))
+                if messages:
+                    heard_at = time.monotonic()
+                    transaction = await self._decode(messages, transaction, catch_up_until, received, conn, stream)
+                    if not live and transaction is None and self._received >= catch_up_until:
+                        live = True
+                        await self._confirm(conn, stream)  # the catch-up recorded, as the NOTIFY source does
+                        await self._set_state("live")
+            moment = time.monotonic()
+            if moment >= next_checkpoint:
+                if moment - heard_at > options.heartbeat_timeout + options.checkpoint_interval:
+                    stream.pgconn.finish()
+                    raise ConnectionDeadError(f"no message on the replication connection for {moment - heard_at:.0f} s")
+                await self._checkpoint(conn, stream)
+                next_checkpoint = moment + options.checkpoint_interval
+
+    async def _decode(self, messages: list[bytes], transaction: _Transaction | None, catch_up_until: int,
+                      received, conn, stream: ReplicationStream) -> _Transaction | None:
+        shapes = self._shapes
+        hand_on, record = self._hand_on, self.stats.record
+        for data in messages:
+            lsn, message = parse_copy_data(data)
+            kind = type(message)
+            if kind is Change:
+                if transaction.skip:
+                    continue
+                shape = shapes.get(message.relation_oid)
+                if shape is None:
+                    continue
+                if lsn == self._change_lsn:
+                    self._change_ordinal += 1
+                else:
+                    self._change_lsn, self._change_ordinal = lsn, 0
+                table = shape.table
+                if table.tags:
+                    transaction.cache.setdefault((shape.relation.name, message.op), table.tags)
+                if table.channel is not None:
+                    event = shape.event(message, lsn + self._change_ordinal, transaction.ts, transaction.txid)
+                    if event is not None:
+                        notification = Notification.of_event(table.channel, event, received, transaction.replayed)
+                        record(notification)
+                        await hand_on(notification)
+            elif kind is Begin:
+                txid = full_xid(message.xid, self._next_xid)
+                transaction = _Transaction(message, txid, skip=message.commit_lsn <= self._last_commit,
+                                           replayed=message.commit_lsn < catch_up_until)
+            elif kind is Commit:
+                if not transaction.skip:
+                    for (table_name, op), tags in transaction.cache.items():
+                        notification = _cache_notification(table_name, op, tags, received, transaction.replayed)
+                        record(notification)
+                        await hand_on(notification)
+                    self._last_commit = transaction.commit_lsn
+                self._received = max(self._received, message.end_lsn)
+                transaction = None
+            elif kind is Relation:
+                shapes[message.oid] = await self._shape(message, conn)
+            elif kind is Keepalive:
+                if transaction is None:  # between transactions: everything before it was sent
+                    self._received = max(self._received, message.wal_end)
+                if message.reply:
+                    stream.confirm(self._confirmed)
+            elif kind is Truncate:
+                if not transaction.skip:
+                    for oid in message.relation_oids:
+                        if (shape := shapes.get(oid)) is not None and shape.table.tags:
+                            transaction.cache.setdefault((shape.relation.name, "TRUNCATE"), shape.table.tags)
+        return transaction
+
+    async def _pass_on(self, notification: Notification) -> None:
+        """A notification that came by LISTEN: passed on as it is."""
+        if notification.channel == "system" and notification.pid in self._own_pids:
+            return  # our own state notice, already handed on locally
+        if notification.event is not None and any(t.channel == notification.channel for t in self.tables):
+            # A change trigger left on a watched table: its events come by the WAL already.
+            self._leftover_triggers += 1
+            if self._leftover_triggers == 1:
+                logger.warning("a change trigger still notifies on %s: run `manage.py migrate` with "
+                               "PGNOTIFY['SOURCE'] = 'wal' to remove it (its events are ignored)",
+                               notification.channel)
+            return
+        self.stats.record(notification)
+        await self._hand_on(notification)
+
+    # -- relations and types
+
+    def _table_of(self, relation: Relation) -> WalTable | None:
+        for table in self.tables:
+            if table.table == relation.name and table.schema in (None, relation.schema):
+                return table
+        return None
+
+    async def _shape(self, relation: Relation, conn) -> Shape | None:
+        table = self._table_of(relation)
+        if table is None:
+            return None
+        converters = [await self._converter(column.type_oid, conn) for column in relation.columns]
+        return Shape.of(relation, table, converters)
+
+    async def _converter(self, oid: int, conn) -> Convert:
+        """How to_jsonb renders a type: its category, through domains and arrays."""
+        if (known := self._types.get(oid)) is not None:
+            return known
+        cursor = await conn.execute(_TYPE, [oid])
+        row = await cursor.fetchone()
+        converter: Convert = as_text
+        if row is not None:
+            typtype, category, element, base, delimiter = row
+            if typtype == "d":
+                converter = await self._converter(base, conn)
+            elif category == "A" and element:
+                converter = array_of(await self._converter(element, conn), delimiter)
+        self._types[oid] = converter
+        return converter
+
+    # -- position
+
+    async def _checkpoint(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
+        cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
+        self._next_xid, _ = await cursor.fetchone()
+        await self._confirm(conn, stream)
+        self._note_slot(await self._heartbeat(conn, slot_info(conn, self.slot)))
+        moment = time.monotonic()
+        if moment - self._pruned_at >= self.options.prune_interval:
+            # Events a NOTIFY source logged before the switch still age out.
+            _, done = await EventLog(conn, guard=self._guard(conn)).prune(self.options.retention)
+            self._pruned_at = moment if done else 0.0
+
+    async def _confirm(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
+        """Flush the sink, then confirm what it has taken; a status update in any case (asking
+        for a reply: the replication connection's heartbeat)."""
+        moment = time.monotonic()
+        if self._received <= self._confirmed:
+            self._confirmed_at = moment
+        else:
+            try:
+                await self.sink.flush()
+            except PgNotifyError as error:  # a handler has not taken everything: keep the old position
+                logger.debug("position of %s held back: %s", self.options.name, error)
+            else:
+                self._confirmed, self._confirmed_at = self._received, moment
+                if moment - self._saved_at >= self.options.position_save_interval:
+                    await self._heartbeat(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
+                    self._saved_at = moment
+        stream.confirm(self._confirmed, reply=True)
+
+    def _note_slot(self, info: SlotInfo | None) -> None:
+        if info is None:
+            return
+        # The age of what the slot holds for us: how long the position has not covered everything.
+        self.stats.wal = {**info.as_dict(), "confirmed_lsn": lsn_text(self._confirmed),
+                          "confirmed_age_s": round(time.monotonic() - self._confirmed_at, 1)}
+        retained = info.retained_bytes or 0
+        if retained > self.retained_warning and not self._warned_retained:
+            logger.warning("replication slot %s retains %d MB of WAL (more than %d MB): the listener is not "
+                           "keeping up", self.slot, retained >> 20, self.retained_warning >> 20)
+            self._warned_retained = True
+        elif retained <= self.retained_warning and self._warned_retained:
+            logger.info("replication slot %s retains %d MB of WAL again", self.slot, retained >> 20)
+            self._warned_retained = False
+
+
+def _cache_notification(table: str, op: str, tags: tuple[str, ...], received, replayed: bool) -> Notification:
+    """What the cache trigger sends on cache_invalidate, for a table a transaction changed."""
+    payload = json.dumps({"op": op, "tags": list(tags), "table": table})
+    return Notification("cache_invalidate", payload, received=received, replayed=replayed)

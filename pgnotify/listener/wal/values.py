@@ -1,0 +1,160 @@
+"""Column values as pgoutput sends them (text output, proto_version 1) turned into what the NOTIFY
+source's `to_jsonb` gives once its JSON is parsed: the same Python values, so both sources hand
+on equal events.
+
+to_jsonb renders by type category: booleans and numbers as JSON (numbers go through jsonb's
+numeric, so float8 1e+100 becomes an integer of 101 digits and -0 becomes 0; NaN and Infinity stay
+strings), date/timestamp/timestamptz in ISO 8601 with a 'T' (an offset always with minutes),
+json/jsonb as JSON, arrays as nested lists (bounds dropped), everything else (text, uuid, time,
+interval, bytea, enums, money, ...) as its text. The replication connection runs with
+DateStyle ISO and TimeZone UTC (see stream.py), so timestamptz values are in UTC.
+"""
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+
+import orjson
+
+Convert = Callable[[str], object]
+
+# Built-in scalar types whose to_jsonb is not their text (type OIDs, fixed since PostgreSQL 7).
+BOOL, INT8, INT2, INT4, JSON, FLOAT4, FLOAT8, NUMERIC = 16, 20, 21, 23, 114, 700, 701, 1700
+DATE, TIMESTAMP, TIMESTAMPTZ, JSONB = 1082, 1114, 1184, 3802
+
+
+def as_text(text: str) -> str:
+    return text
+
+
+def as_bool(text: str) -> bool:
+    return text == "t"
+
+
+def as_int(digits: str):
+    """An integer as the listener's JSON parser (orjson) gives it: past 64 bits, a float (past
+    the float range orjson refuses the payload and the standard library's exact int is used)."""
+    value = int(digits)
+    if -(1 << 63) <= value < (1 << 64):
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        return value
+
+
+def _numeric_value(digits: str):
+    """A plain decimal string (no exponent) as the JSON parser gives it: int without a point."""
+    return float(digits) if "." in digits else as_int(digits)
+
+
+def as_number(text: str):
+    """int2/4/8, numeric, float4/8: the value jsonb's numeric holds, as parsing its text gives it."""
+    if text.isdigit():
+        return as_int(text)
+    last = text[-1]
+    if last == "N" or last == "y":  # NaN, Infinity, -Infinity: not JSON numbers, so strings
+        return text
+    if "e" in text:  # float output for large and small magnitudes: numeric writes every digit
+        text = format(Decimal(text), "f")
+    return _numeric_value(text)  # "-0" (float8) is the int 0, as numeric has no -0
+
+
+def as_date(text: str) -> str:
+    return text
+
+
+def as_timestamp(text: str) -> str:
+    return text.replace(" ", "T", 1)
+
+
+def as_timestamptz(text: str) -> str:
+    """'2026-01-01 10:00:00.5+00' -> '2026-01-01T10:00:00.5+00:00' (BC and infinity kept)."""
+    if text[-3] == "+" and text[10] == " ":  # the common case, UTC: a listener's hot path
+        return f"{text[:10]}T{text[11:]}:00"
+    if not text[:1].isdigit():
+        return text  # infinity, -infinity
+    era = ""
+    if text.endswith(" BC"):
+        text, era = text[:-3], " BC"
+    text = text.replace(" ", "T", 1)
+    sign = max(text.rfind("+"), text.rfind("-"), text.find("T"))
+    if len(text) - sign == 3:  # '+HH': JSON always carries the minutes
+        text += ":00"
+    return text + era
+
+
+def _jsonb_number(text: str):
+    return as_number(format(Decimal(text), "f"))
+
+
+def _jsonb_object(pairs: list[tuple[str, object]]) -> dict:
+    """An object as jsonb holds it: the last of duplicate keys, keys by length, then bytes."""
+    last = dict(pairs)
+    return {key: last[key] for key in sorted(last, key=lambda key: (len(key.encode()), key.encode()))}
+
+
+def as_json(text: str):
+    """json: jsonb keeps the last of duplicate keys, orders keys, and stores numbers as numeric."""
+    return json.loads(text, parse_float=_jsonb_number, parse_int=as_int, object_pairs_hook=_jsonb_object)
+
+
+def as_jsonb(text: str):
+    # jsonb's own output: numbers are numeric already. orjson refuses integers past 64 bits.
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+SCALARS: dict[int, Convert] = {
+    BOOL: as_bool, INT2: int, INT4: int, INT8: int, FLOAT4: as_number, FLOAT8: as_number,
+    NUMERIC: as_number, DATE: as_date, TIMESTAMP: as_timestamp, TIMESTAMPTZ: as_timestamptz, JSON: as_json,
+    JSONB: as_jsonb,
+}
+
+
+def array_of(element: Convert, delimiter: str = ",") -> Convert:
+    """A converter of an array's text ('{1,2}', '{{"a b",NULL}}', '[0:1]={1,2}') into nested lists."""
+
+    def convert(text: str) -> list:
+        if text.startswith("["):  # explicit bounds: to_jsonb drops them
+            text = text[text.index("=") + 1:]
+        value, _ = _parse_array(text, 0, element, delimiter)
+        return value
+
+    return convert
+
+
+def _parse_array(text: str, start: int, element: Convert, delimiter: str) -> tuple[list, int]:
+    """Parse the array that opens at text[start] ('{'); returns it and the index after its '}'."""
+    items: list = []
+    i = start + 1
+    if text[i] == "}":
+        return items, i + 1
+    while True:
+        char = text[i]
+        if char == "{":
+            item, i = _parse_array(text, i, element, delimiter)
+            items.append(item)
+        elif char == '"':
+            chars = []
+            i += 1
+            while (char := text[i]) != '"':
+                if char == "\\":
+                    i += 1
+                    char = text[i]
+                chars.append(char)
+                i += 1
+            items.append(element("".join(chars)))
+            i += 1
+        else:
+            end = i
+            while text[end] != delimiter and text[end] != "}":
+                end += 1
+            word = text[i:end].strip()
+            items.append(None if word == "NULL" else element(word))
+            i = end
+        if text[i] == "}":
+            return items, i + 1
+        i += 1  # the delimiter
