@@ -220,9 +220,11 @@ class Socket:
     async def close(self) -> None:
         if self.task:
             self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.connection.close(), 2)
+            self.connection.transport.abort()  # a host that was cut off never finishes the closing handshake
 
 
 async def until(predicate, within: float, what: str):
@@ -331,12 +333,14 @@ async def scenario(network: Network, database: DatabaseHost, sessions: dict, pro
     def delivered() -> dict[int, int]:
         return {e["pk"]: e["id"] for run in (active, standby) for e in order_events(parse_output(run.stdout_lines)[0])}
 
-    await until(lambda: set(pks) <= set(delivered()), 15, "every committed row to be handed on")
-    delivered = delivered()
-    ids = {delivered[pk] for pk in pks}
-    await until(lambda: ids <= dashboards["app2"].event_ids(), 15, "every event on the surviving dashboard")
-    for socket in sockets:
-        await socket.close()
+    try:
+        await until(lambda: set(pks) <= set(delivered()), 15, "every committed row to be handed on")
+        delivered = delivered()
+        ids = {delivered[pk] for pk in pks}
+        await until(lambda: ids <= dashboards["app2"].event_ids(), 15, "every event on the surviving dashboard")
+    finally:
+        for socket in sockets:
+            await socket.close()
     record_figures("netns_takeover", {
         "rows_written": len(pks), "takeover_s": round(takeover_s, 2), "standby_live_s": round(live_s, 2),
         "dashboard_app2_events": len(dashboards["app2"].event_ids() & ids),
