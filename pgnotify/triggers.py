@@ -152,9 +152,9 @@ def sync_triggers(using: str = "default") -> SyncResult:
         facts = inspect(cursor, tables)
         wanted = {}
         for name, table in tables.items():
-            problem = refusal(table, facts[name])
-            if problem:
-                result.problems.append(f"could not watch {', '.join(map(repr, table.models))}: {problem}")
+            refused = refusal(table, facts[name])
+            if refused:
+                result.problems.append(f"could not watch {', '.join(map(repr, table.models))}: {refused[1]}")
                 continue
             wanted.update(_wanted(table, facts[name], function))
             parent = facts[name].relation

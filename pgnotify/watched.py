@@ -86,18 +86,19 @@ def watched_tables() -> tuple[dict[TableName, WatchedTable], list[str]]:
     return tables, problems
 
 
-def refusal(table: WatchedTable, facts: TableFacts | None) -> str | None:
-    """Why the triggers of this table cannot be attached, or None."""
+def refusal(table: WatchedTable, facts: TableFacts | None) -> tuple[str, str] | None:
+    """Why the triggers of this table cannot be attached, as (reason, one line), or None. Reasons:
+    "missing" (no such relation), "kind" (not a table), "key" (rows cannot be told apart)."""
     if facts is None:
-        return f"table {table.name} does not exist (yet): migrate the app that creates it"
+        return "missing", f"table {table.name} does not exist (yet): migrate the app that creates it"
     relation = facts.relation
     if relation.kind not in {"r", "p"}:
-        return f"{relation.display} is a {relation.kind_name}: triggers cannot report its changes"
+        return "kind", f"{relation.display} is a {relation.kind_name}: no trigger can report its changes"
     if table.targets:
         missing = [column for column in table.key if column not in facts.columns]
         if missing:
-            return f"{relation.display} has no column {missing[0]!r} (the model's primary key)"
+            return "key", f"{relation.display} has no column {missing[0]!r} (the model's primary key)"
         if not facts.unique_on(table.key):
-            return (f"{relation.display} has no primary key or unique index on ({', '.join(table.key)}): "
-                    "old and new rows cannot be paired")
+            return "key", (f"{relation.display} has no primary key or unique index on ({', '.join(table.key)}): "
+                           "old and new rows cannot be paired")
     return None
