@@ -26,12 +26,12 @@ from django.db import DatabaseError, connections, transaction
 from psycopg import sql
 
 from .exceptions import one_line
+from .listener.partitions import CHANGE_TRIGGER
 from .tables import Relation, TableFacts, inspect
 from .watched import WatchedTable, refusal, watched_tables
 
 logger = logging.getLogger(__name__)
 
-CHANGE_TRIGGER = "pgnotify_change"
 CACHE_TRIGGER = "pgnotify_cache"
 
 CHANGE_PARTS = {"pgnotify_change_insert": "INSERT", "pgnotify_change_delete": "DELETE"}
