@@ -87,7 +87,7 @@ SELECT w.schema, w.name, c.oid, n.nspname, c.relname, c.relkind::text,
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                   AND 'interval'::regtype IN (t.oid, t.typelem, t.typbasetype)),
        (SELECT coalesce(json_agg(json_build_array(
-                   pc.oid, pn.nspname, pc.relname, pc.relkind,
+                   pc.oid::bigint, pn.nspname, pc.relname, pc.relkind,
                    to_regclass(quote_ident(pc.relname)) IS NOT DISTINCT FROM pc.oid::regclass)
                  ORDER BY p.level, pc.relname), '[]')::text
           FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid
