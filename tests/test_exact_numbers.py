@@ -33,8 +33,10 @@ def test_the_parsed_event_and_what_is_made_of_it_keep_every_digit():
         assert json.loads(text, parse_float=Decimal) != json.loads(text)  # a float parse would round them
 
 
-def test_not_strict_json_still_parses():
+def test_not_strict_json_still_parses_and_what_is_not_json_is_passed_on_raw():
     assert Notification("c", '{"x": NaN}').is_json and Notification("c", "plain text").is_json is False
+    deep = Notification("c", "[" * 100_000)  # more nesting than a parser's stack: raw text, not an error
+    assert deep.is_json is False and deep.payload == "[" * 100_000
 
 
 @pytest.mark.django_db(transaction=True)

@@ -17,12 +17,15 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 def loads(text: str | bytes):
-    """The value of a JSON text; ValueError when it is not JSON."""
+    """The value of a JSON text; ValueError when it is not JSON (or nested too deeply to read)."""
     try:
-        return _decoder.decode(text)
-    except msgspec.DecodeError:
-        # Not strict JSON (NaN, Infinity), or not JSON at all: the standard library decides.
-        return json.loads(text, parse_float=Decimal)
+        try:
+            return _decoder.decode(text)
+        except msgspec.DecodeError:
+            # Not strict JSON (NaN, Infinity), or not JSON at all: the standard library decides.
+            return json.loads(text, parse_float=Decimal)
+    except RecursionError as error:  # anyone may NOTIFY '[[[[...': not JSON we can use
+        raise ValueError("JSON nested too deeply") from error
 
 
 def dumps(value) -> str:
