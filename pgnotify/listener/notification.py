@@ -10,12 +10,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _event_of(data) -> dict | None:
-    if type(data) is dict and type(data.get("id")) is int and type(data.get("txid")) is int:
-        return data
-    return None
-
-
 @dataclass(slots=True)
 class Notification:
     channel: str
@@ -23,22 +17,25 @@ class Notification:
     pid: int | None = None
     replayed: bool = False
     received: datetime = field(default_factory=now)
-    data: object = None
-    is_json: bool = False
-    # The change event (SPEC §4) this notification carries, if it carries one: set by parse().
-    event: dict | None = None
-
-    def __post_init__(self):
-        self.parse()
+    # Set by parse(): the parsed JSON, whether the payload is JSON, and the change event (SPEC §4)
+    # this notification carries, if it carries one.
+    data: object = field(init=False)
+    is_json: bool = field(init=False)
+    event: dict | None = field(init=False)
 
     def parse(self) -> None:
-        # The listener's hot path: numbers exact (integers of any size, decimals as Decimal), in C.
+        # The listener's hot path, once per notification: numbers exact (integers of any size,
+        # decimals as Decimal), in C; the event test inline (a call costs as much as the test).
         try:
             data = exactjson.loads(self.payload)
         except ValueError:
             self.data, self.is_json, self.event = None, False, None
             return
-        self.data, self.is_json, self.event = data, True, _event_of(data)
+        self.data, self.is_json = data, True
+        self.event = (data if type(data) is dict and type(data.get("id")) is int and type(data.get("txid")) is int
+                      else None)
+
+    __post_init__ = parse
 
     @property
     def chunk(self) -> tuple[int, int, int] | None:
