@@ -27,7 +27,8 @@ migrate: db
 run: migrate
 	$(PY) manage.py demo_setup
 	@echo "Demo traffic, in another terminal: $(PY) manage.py shop_traffic --rate 20"
-	$(PY) manage.py serve_demo --host $(HOST) --port $(PORT)$(if $(VERBOSE), -v 2)
+	# The demo runs with DEBUG unless told otherwise.
+	DEBUG=$${DEBUG:-1} $(PY) manage.py serve_demo --host $(HOST) --port $(PORT)$(if $(VERBOSE), -v 2)
 
 # Debian's chromium for the browser tests (Playwright's own browser download cannot be used).
 browser:

@@ -75,6 +75,31 @@ async def listener_drain(url: str, count: int, name: str) -> float:
     return (count - 1) / (sink.last - sink.first)
 
 
+class NoOpHandler:
+    async def handle(self, notification):
+        pass
+
+
+async def dispatcher_drain(url: str, count: int, name: str) -> float:
+    """Events/s through the Listener and the Dispatcher with three handlers (two no-ops and the
+    counter), as `listen_notify` hands events on: what the dispatcher's fan-out costs."""
+    from pgnotify.handlers.base import Dispatcher  # Django's settings: bench.run sets them up
+
+    counter = CountingSink(count)
+    dispatcher = Dispatcher([NoOpHandler(), NoOpHandler(), counter])
+    stop = asyncio.Event()
+    listener = Listener(conninfo_to_dict(url), ListenerOptions(channels=["orders"], name=name), dispatcher)
+    task = asyncio.create_task(listener.run(stop))
+    await asyncio.wait_for(_until_live(listener), 30)
+    await asyncio.to_thread(insert_rows, url, "shop_order", count)
+    await asyncio.wait_for(counter.done.wait(), 120)
+    stop.set()
+    await task
+    if hasattr(dispatcher, "close"):
+        await dispatcher.close(1.0)
+    return (count - 1) / (counter.last - counter.first)
+
+
 async def replay_rate(url: str, count: int, name: str) -> float:
     """Events/s replayed from the log for a listener that was away while `count` rows were written."""
     warm = Listener(conninfo_to_dict(url), ListenerOptions(channels=["orders"], name=name), CountingSink(1))

@@ -10,11 +10,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import pgnotify.routing  # noqa: E402
+from pgnotify.web.security import OriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(pgnotify.routing.websocket_urlpatterns))),
+    # Origin checked with scheme, host and port (channels' AllowedHostsOriginValidator ignores the port).
+    "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(pgnotify.routing.websocket_urlpatterns))),
 })

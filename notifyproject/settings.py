@@ -5,11 +5,38 @@ from pathlib import Path
 
 import dj_database_url
 
+from notifyproject import secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "pgnotify-local-development-only-not-a-secret")
-DEBUG = os.environ.get("DEBUG", "1").lower() in {"1", "true", "yes", "on"}
-ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "")
+    return value.strip().lower() in {"1", "true", "yes", "on"} if value.strip() else default
+
+
+def _list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Safe defaults (docs/security.md): DEBUG only when asked (`make run` asks), a key nobody else knows.
+DEBUG = _flag("DEBUG")
+SECRET_KEY = secret_key.load(BASE_DIR)
+ALLOWED_HOSTS = _list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS")  # also trusted as websocket origins
+
+# Production switches, all off by default so that a local login over plain HTTP works. HTTPS=1
+# turns on the secure cookies, the redirect to https and a year of HSTS; each can be set alone.
+HTTPS = _flag("HTTPS")
+SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = _flag("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_SSL_REDIRECT = _flag("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS") or (365 * 24 * 3600 if HTTPS else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _flag("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = _flag("SECURE_HSTS_PRELOAD")
+# Behind a TLS-terminating proxy: "HTTP_X_FORWARDED_PROTO,https" (only if the proxy sets that header).
+SECURE_PROXY_SSL_HEADER = tuple(_list("SECURE_PROXY_SSL_HEADER")) or None
 
 INSTALLED_APPS = [
     "daphne",
@@ -69,6 +96,11 @@ def _database_url() -> str:
 DATABASES = {"default": dj_database_url.parse(_database_url())}
 # Web processes share a psycopg pool; listeners open their own dedicated connection.
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 10}
+# A server that vanishes (a dead network, no FIN) frees a thread waiting on it within ~30 s instead
+# of never; a server that does not answer a connection attempt, within 5 s.
+for _option, _value in {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                        "keepalives_count": 3, "tcp_user_timeout": 30_000}.items():
+    DATABASES["default"]["OPTIONS"].setdefault(_option, _value)
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
@@ -90,7 +122,9 @@ else:
         "default": {
             # channels_postgres, made to survive lost connections; it uses the default database.
             "BACKEND": "pgnotify.channel_layer.PostgresChannelLayer",
-            "CONFIG": {"prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi")},
+            "CONFIG": {"prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
+                       # Seconds a crashed process's group memberships outlive it.
+                       "group_expiry": int(os.environ.get("CHANNEL_LAYER_GROUP_EXPIRY", "120"))},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}}

@@ -20,13 +20,13 @@ from . import tables as database_tables
 from .connection import listener_conninfo
 from .exceptions import one_line
 from .extras import installed
+from .handlers.base import HANDLER_KEYS, valid_timeout
 from .sending import CHANNEL_PATTERN
 from .watched import key_columns, refusal, watched_tables
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
 HINT_CHANNEL = "1 to 63 letters, digits, '_', '-', '.' or ':'."
 WATCH_OPTIONS = {"channel", "exclude"}
-HANDLER_KEYS = {"handler", "channels", "options"}
 # Channel-layer backends whose package comes with an extra of pgnotify.
 LAYER_PACKAGES = {
     "channels_redis.": ("channels_redis", "redis"),
@@ -226,6 +226,9 @@ def _handler_problem(entry) -> str | None:
     if channels is not None and (isinstance(channels, str) or not isinstance(channels, list | tuple)
                                  or not all(_valid_channel(c) for c in channels)):
         return f"'channels' of {path!r} must be a list of channel names"
+    timeout = entry.get("timeout")
+    if timeout is not None and not valid_timeout(timeout):
+        return f"'timeout' of {path!r} must be a number of seconds above 0 (at most a day), not {timeout!r}"
     try:
         target = import_string(path)
     except ImportError as error:
@@ -263,7 +266,8 @@ def check_handlers(app_configs=None, **kwargs):
         problem = _handler_problem(entry)
         if problem:
             errors.append(Error(f"PGNOTIFY['HANDLERS']: {problem}.",
-                                hint='A dotted path, or {"handler": path, "channels": [...], "options": {...}}.',
+                                hint='A dotted path, or {"handler": path, "channels": [...], "options": {...}, '
+                                     '"timeout": seconds}.',
                                 id="pgnotify.E010"))
     return errors
 

@@ -103,8 +103,8 @@ class Demo:
         self.write("1. Connecting to the database...")
         params = listener_conninfo()
         try:
-            connection = psycopg.Connection.connect(autocommit=True, connect_timeout=5,
-                                                    application_name="pgnotify demo", **params)
+            connection = psycopg.Connection.connect(
+                autocommit=True, **{"connect_timeout": 5, **params, "application_name": "pgnotify demo"})
         except psycopg.OperationalError as error:
             first_line = (str(error).strip().splitlines() or [""])[0]
             raise DemoError(f"cannot connect to the database: {first_line}") from error

@@ -41,6 +41,10 @@ class HandlersBehindError(PgNotifyError):
     """A handler has not taken every event yet: the listener's position is held back."""
 
 
+class HandlerTimeoutError(PgNotifyError, TimeoutError):
+    """A handler did not answer within its timeout: the call is given up and retried."""
+
+
 class MetricsPortError(PgNotifyError):
     """The metrics server could not bind its address: choose another --metrics-port."""
 

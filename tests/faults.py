@@ -3,6 +3,7 @@ silent, a private PostgreSQL that can be restarted, and a sink that records what
 hands on."""
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -190,7 +191,9 @@ class SilenceableProxy:
     """Relays 127.0.0.1:<port> to a PostgreSQL (TCP host/port or Unix socket directory).
     `silence(marker)` stops relaying, in both directions, every open connection whose first
     client bytes contain `marker` (libpq's startup packet carries application_name); the
-    sockets stay open, so the client sees a peer that has vanished. New connections pass."""
+    sockets stay open, so the client sees a peer that has vanished. New connections pass.
+    `freeze()` silences every open connection, as a network that dies without a word; `thaw()`
+    relays again what the silenced connections held back."""
 
     def __init__(self, host: str, port: int):
         self.upstream = (host, int(port))
@@ -211,10 +214,25 @@ class SilenceableProxy:
 
     def silence(self, marker: str) -> int:
         """Silence the open connections carrying `marker`; returns how many."""
-        matching = [c for c in list(self._connections) if marker.encode() in c["first"]]
-        for connection in matching:
-            connection["silenced"] = True
-        return len(matching)
+        async def silence() -> int:  # on the proxy's loop, so nothing is relayed once this returns
+            matching = [c for c in self._connections if marker.encode() in c["first"] and not c["closed"]]
+            for connection in matching:
+                connection["relaying"].clear()
+            return len(matching)
+
+        return asyncio.run_coroutine_threadsafe(silence(), self._loop).result(5)
+
+    def freeze(self) -> int:
+        """Silence every open connection; returns how many."""
+        return self.silence("")
+
+    def thaw(self) -> None:
+        """Relay again on every silenced connection."""
+        async def thaw() -> None:
+            for connection in self._connections:
+                connection["relaying"].set()
+
+        asyncio.run_coroutine_threadsafe(thaw(), self._loop).result(5)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -242,7 +260,10 @@ class SilenceableProxy:
 
     async def _serve(self, client_reader, client_writer) -> None:
         server_reader, server_writer = await self._open_upstream()
-        connection = {"first": bytearray(), "silenced": False, "writers": [client_writer, server_writer]}
+        relaying = asyncio.Event()
+        relaying.set()
+        connection = {"first": bytearray(), "relaying": relaying, "closed": False,
+                      "writers": [client_writer, server_writer]}
         self._connections.append(connection)
 
         async def pump(reader, writer, record: bool):
@@ -252,14 +273,16 @@ class SilenceableProxy:
                     break
                 if record and len(connection["first"]) < 4096:
                     connection["first"].extend(data)
-                if connection["silenced"]:
-                    await asyncio.Event().wait()  # relay nothing, answer nothing, close nothing: a dead peer
+                # Silenced: relay nothing, answer nothing, close nothing (a dead peer) until thawed.
+                await relaying.wait()
                 writer.write(data)
                 await writer.drain()
             writer.close()
 
-        await asyncio.gather(pump(client_reader, server_writer, True), pump(server_reader, client_writer, False),
-                             return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy stopping
+            await asyncio.gather(pump(client_reader, server_writer, True), pump(server_reader, client_writer, False),
+                                 return_exceptions=True)
+        connection["closed"] = True
 
 
 
@@ -297,3 +320,44 @@ class PrivateServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
         return self.url(name)
+
+
+# -- handlers that misbehave, for PGNOTIFY['HANDLERS'] of a listener subprocess
+
+def hang_forever(notification) -> None:
+    """A sync handler whose call never returns (a stuck HTTP call, a lock never released)."""
+    threading.Event().wait()
+
+
+async def hang_forever_async(notification) -> None:
+    """An async handler whose call never returns."""
+    await asyncio.Event().wait()
+
+
+def always_fail(notification) -> None:
+    raise ConnectionError("downstream unreachable")
+
+
+class HangsOnce:
+    """A sync handler that hangs on its first call, then appends each event id it takes to `record`."""
+
+    def __init__(self, record: str):
+        self.record = Path(record)
+        self.calls = 0
+
+    def handle(self, notification) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            threading.Event().wait()
+        if notification.event is not None:
+            with self.record.open("a") as file:
+                file.write(f"{notification.event['id']}\n")
+
+
+def settings_with_handlers(directory: Path, handlers: list) -> dict:
+    """Environment for a manage.py subprocess whose PGNOTIFY['HANDLERS'] are `handlers`."""
+    module = f"handler_settings_{os.getpid()}_{random.randrange(10**6)}"
+    (directory / f"{module}.py").write_text(
+        "from notifyproject.settings import *  # noqa: F403\n"
+        f"PGNOTIFY = {{**PGNOTIFY, 'HANDLERS': {handlers!r}}}  # noqa: F405\n")
+    return {"DJANGO_SETTINGS_MODULE": module, "PYTHONPATH": str(directory)}

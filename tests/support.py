@@ -41,8 +41,9 @@ class ManagedProcess:
 
     def __init__(self, *args, env=None, stdin=None, python=sys.executable, cwd=ROOT, manage=True):
         self.args = args
+        self.python, self.cwd, self.manage = python, cwd, manage
         self.proc = subprocess.Popen(
-            [str(python), *([str(Path(cwd) / "manage.py")] if manage else []), *args],
+            self._command(),
             cwd=cwd, env=env or process_env(), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
         )
@@ -55,6 +56,9 @@ class ManagedProcess:
         ]
         for pump in self._pumps:
             pump.start()
+
+    def _command(self) -> list[str]:
+        return [str(self.python), *([str(Path(self.cwd) / "manage.py")] if self.manage else []), *self.args]
 
     def _pump(self, stream, sink):
         with stream:

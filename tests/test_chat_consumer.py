@@ -9,7 +9,6 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -17,6 +16,7 @@ from django.test import Client
 from pgnotify.contrib.chat import rules as chat
 from pgnotify.contrib.chat.models import ChatMessage, ChatPresence
 from pgnotify.routing import websocket_urlpatterns
+from pgnotify.web.security import OriginValidator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +38,7 @@ async def channel_layer():
 @pytest.fixture
 def application():
     """The websocket side of notifyproject.asgi (its HTTP side is not needed here)."""
-    return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    return OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 
 
 @pytest.fixture
@@ -69,6 +69,15 @@ class Chat:
             await self.close()  # the refused consumer ends; nothing is left running
         return connected, code
 
+    async def refused_with(self) -> int:
+        """Refusals accept, then close with a code the browser sees (4403, 4404)."""
+        connected, _ = await self.communicator.connect(timeout=TIMEOUT)
+        assert connected
+        output = await self.communicator.receive_output(timeout=TIMEOUT)
+        assert output["type"] == "websocket.close", output
+        await self.communicator.disconnect(timeout=TIMEOUT)
+        return output["code"]
+
     async def send(self, frame):
         text = frame if isinstance(frame, str) else json.dumps(frame)
         await self.communicator.send_to(text_data=text)
@@ -94,15 +103,13 @@ async def joined(client: Chat) -> list[dict]:
 
 
 async def test_anonymous_user_is_refused(application):
-    connected, code = await Chat(application, "lobby").connect()
-    assert not connected and code == 4403
+    assert await Chat(application, "lobby").refused_with() == 4403
 
 
 @pytest.mark.parametrize("room", ["", "a" * 51, "has space", "dot.ted", "sl/ash", "é", "<b>", "a%2Fb"])
 async def test_bad_room_names_are_refused(application, session_cookie, room):
     cookie = await database_sync_to_async(session_cookie)("alice")
-    connected, code = await Chat(application, room, cookie).connect()
-    assert not connected and code == 4404
+    assert await Chat(application, room, cookie).refused_with() == 4404
 
 
 async def test_foreign_origin_is_refused(application, session_cookie):

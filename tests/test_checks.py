@@ -14,12 +14,16 @@ from tests import support
 GOOD = settings.PGNOTIFY
 
 
+PGNOTIFY_CHECKS = [checks.check_database, checks.check_settings, checks.check_watch, checks.check_cache_invalidate,
+                   checks.check_listen, checks.check_retention, checks.check_handlers, checks.check_cache,
+                   checks.check_channel_layer]
+
+
 def errors_with(**pgnotify) -> list:
     with override_settings(PGNOTIFY={**GOOD, **pgnotify}):
-        found = [*checks.check_database(), *checks.check_watch(), *checks.check_cache_invalidate(),
-                 *checks.check_listen()]
+        found = [error for check in PGNOTIFY_CHECKS for error in check()]
     for error in found:
-        assert error.level == django_checks.ERROR and "\n" not in error.msg
+        assert error.level >= django_checks.WARNING and "\n" not in error.msg
     return found
 
 
@@ -54,6 +58,23 @@ def test_the_demo_settings_pass():
     ({"CACHE_INVALIDATE": {"shop.Product": "catalog"}}, ["pgnotify.E006"]),
     ({"CACHE_INVALIDATE": {"shop.Product": [""]}}, ["pgnotify.E006"]),
     ({"LISTEN": ["system", "bad name"]}, ["pgnotify.E007"]),
+    ({"LISTEN": "system"}, ["pgnotify.E007"]),
+    ({"RETENSION": 3600}, ["pgnotify.E008"]),
+    ({"RETENTION": "a day"}, ["pgnotify.E009"]),
+    ({"RETENTION": 0}, ["pgnotify.E009"]),
+    ({"RETENTION": True}, ["pgnotify.E009"]),
+    ({"HANDLERS": "tests.test_handlers.record_sync"}, ["pgnotify.E010"]),
+    ({"HANDLERS": ["tests.nowhere.handler"]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.test_handlers.record_sync", "channel": ["orders"]}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.test_handlers.record_sync", "options": {"x": 1}}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "pgnotify.forwarding.RedisStreamForwarder", "options": {"maxlength": 9}}]},
+     ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.test_handlers.record_sync", "channels": ["bad name"]}]}, ["pgnotify.E010"]),
+    ({"CACHE": "nope"}, ["pgnotify.E011"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timeout": "5"}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timeout": 0}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "timout": 5}]}, ["pgnotify.E010"]),
+    ({"HANDLERS": [{"handler": "tests.faults.hang_forever", "channels": ["orders"], "timeout": 2.5}]}, []),
 ], ids=lambda value: None if isinstance(value, dict) else str(value))
 def test_bad_settings_are_reported(pgnotify, expected):
     assert ids_with(**pgnotify) == expected
@@ -84,3 +105,27 @@ def test_manage_py_check_fails_cleanly(tmp_path):
     assert result.returncode == 1
     assert "pgnotify.E003" in result.stderr and "'shop.Nope'" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_good_handler_entries_and_a_timedelta_retention_pass():
+    from datetime import timedelta
+
+    assert ids_with(RETENTION=timedelta(days=7), HANDLERS=[
+        "tests.test_handlers.record_sync",
+        {"handler": "pgnotify.forwarding.RedisStreamForwarder", "channels": ["orders"], "options": {"maxlen": 10}},
+    ]) == []
+
+
+def test_a_process_local_cache_is_a_warning():
+    caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=caches):
+        (warning,) = checks.check_cache()
+    assert warning.id == "pgnotify.W001" and warning.level == django_checks.WARNING
+
+
+def test_the_channel_layer_needs_its_app():
+    layers = {"default": {"BACKEND": "pgnotify.channel_layer.PostgresChannelLayer"}}
+    apps = [app for app in settings.INSTALLED_APPS if app != "channels_postgres"]
+    with override_settings(CHANNEL_LAYERS=layers, INSTALLED_APPS=apps):
+        (error,) = checks.check_channel_layer()
+    assert error.id == "pgnotify.E013" and "channels_postgres" in error.hint

@@ -1,7 +1,7 @@
 """The chat end to end: real daphne, `listen_notify`, PostgreSQL, channel layer and Chromium."""
 
+import asyncio
 import http.client
-import socket
 import statistics
 import threading
 from pathlib import Path
@@ -11,6 +11,7 @@ from django.db import connections
 from django.test import Client
 
 from tests.web import Daphne, WebStack, chromium, login, make_user, web_stack  # noqa: F401
+from tests.wsclient import Closed, Refused, WebSocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -168,17 +169,26 @@ def test_two_web_processes_share_a_room(postgres_stack, browser):
         second.stop()
 
 
-def handshake_status(port: int, path: str, cookie: str | None = None) -> int:
-    """HTTP status daphne answers a websocket upgrade request with (101 = accepted)."""
-    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
-             f"Origin: http://127.0.0.1:{port}"]
-    if cookie:
-        lines.append(f"Cookie: {cookie}")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        status_line = sock.makefile("rb").readline().decode()
-    return int(status_line.split()[1])
+def refusal(port: int, path: str, cookie: str | None = None) -> int:
+    """How daphne answers a websocket: 101 for a socket that stays open, the close code for one
+    accepted then closed (refusals: 4403, 4404), or the HTTP status of a refused handshake."""
+    async def open_socket():
+        try:
+            socket = await WebSocket.connect(port, path, cookie)
+        except Refused as refused:
+            return refused.status
+        try:
+            await socket.receive(wait=1.5)
+        except Closed as closed:
+            return closed.code
+        except TimeoutError:
+            return 101
+        finally:
+            socket.abort()
+            await asyncio.sleep(0)  # the transport finishes closing before the loop does
+        return 200  # a message instead of a close: not a refusal
+
+    return asyncio.run(open_socket())
 
 
 def page_status(port: int, path: str, cookie: str | None = None) -> tuple[int, str]:
@@ -191,16 +201,16 @@ def page_status(port: int, path: str, cookie: str | None = None) -> tuple[int, s
         conn.close()
 
 
-def test_refusals_over_daphne_are_403_or_404_never_500(postgres_stack):
+def test_refusals_over_daphne_are_4403_or_4404_never_500(postgres_stack):
     client = Client()
     client.force_login(make_user("carol"))
     cookie = f"sessionid={client.cookies['sessionid'].value}"
     port = postgres_stack.daphne.port
 
-    assert handshake_status(port, "/ws/chat/lobby/") == 403  # anonymous
+    assert refusal(port, "/ws/chat/lobby/") == 4403  # anonymous
     for bad in ("bad%20name", "a" * 51, "dot.ted", "a/b", "%3Cscript%3E", ""):
-        assert handshake_status(port, f"/ws/chat/{bad}/", cookie) in (403, 404), bad
-    assert handshake_status(port, "/ws/chat/lobby/", cookie) == 101
+        assert refusal(port, f"/ws/chat/{bad}/", cookie) == 4404, bad
+    assert refusal(port, "/ws/chat/lobby/", cookie) == 101
 
     status, location = page_status(port, "/chat/lobby/")
     assert status == 302 and location.startswith("/accounts/login/?next=/chat/lobby/")

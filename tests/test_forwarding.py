@@ -166,7 +166,7 @@ async def test_nothing_is_lost_while_redis_is_stopped(tmp_path):
     sink = RecordingSink()
     forwarder = RedisStreamForwarder(url=server.url, prefix="pgnotify:", timeout=2.0)
     listener, stop, task = start_listener(name, ["orders"], [sink, forwarder])
-    slot = listener.sink.slots[1]
+    lane = listener.sink.lanes[1]
     try:
         await sink.wait_for(lambda: "live" in sink.states())
         before = await write_rows(10)
@@ -176,7 +176,7 @@ async def test_nothing_is_lost_while_redis_is_stopped(tmp_path):
         server.stop()
         total = before + await write_rows(15)
         await sink.wait_for(lambda: len(sink.events()) == total)  # the other handler goes on
-        await until(lambda: slot.attempt >= 3)  # several checkpoints have failed to flush
+        await until(lambda: lane.attempt >= 3)  # several checkpoints have failed to flush
         down_ids = [n.event["id"] for n in sink.events()[before:]]
         assert await asyncio.to_thread(position_sees, name, down_ids) == 0  # the position waits
 

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import psycopg
@@ -177,7 +178,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 import pgnotify.routing  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator as OriginValidator  # noqa: E402
+from pgnotify.web.security import OriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
@@ -238,3 +239,19 @@ def test_redis_install_serves_the_dashboard_under_daphne(wheel, database, tmp_pa
     finally:
         listener.stop()
         daphne.stop()
+
+
+def test_the_distribution_holds_what_the_app_needs_and_passes_twine(tmp_path):
+    run(sys.executable, "-m", "build", "--outdir", tmp_path, ROOT, cwd=ROOT)
+    (wheel,), (sdist,) = tmp_path.glob("*.whl"), tmp_path.glob("*.tar.gz")
+    run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist, cwd=ROOT)
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ["pgnotify/sql/notify_change_v3.sql", "pgnotify/migrations/0001_initial.py",
+                   "pgnotify/templates/pgnotify/dashboard.html", "pgnotify/static/pgnotify/dashboard.js",
+                   "pgnotify/contrib/chat/migrations/0001_initial.py",
+                   "pgnotify/contrib/chat/templates/pgnotify_chat/chat.html", "pgnotify/py.typed"]:
+        assert needed in names
+    assert not [name for name in names if name.startswith(("notifyproject/", "tests/", "bench/"))]
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "Classifier: Framework :: Django :: 5.2" in metadata and "License-Expression: MIT" in metadata
+    assert 'Provides-Extra: redis' in metadata and "channels-redis<4.4" in metadata.replace(" ", "")

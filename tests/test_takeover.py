@@ -2,6 +2,8 @@
 is written every 50 ms; the standby, silent until then, hands on the first new event within
 2 s and nothing is lost."""
 
+import re
+import socket
 import threading
 import uuid
 from collections import Counter
@@ -69,3 +71,23 @@ def test_standby_takes_over_within_2_s():
         "replayed_by_standby": sum(e["replayed"] for e in after),
     })
     assert takeover_ms < 2000, f"the standby took {takeover_ms:.0f} ms"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_standby_says_who_holds_its_name_and_how_to_run_another():
+    name = f"holder-{uuid.uuid4().hex[:8]}"
+    active = start_listener("--name", name)
+    standby = ManagedProcess("listen_notify", "--json", "--stats-interval", "0", "--name", name)
+    try:
+        line = standby.wait_for_line(": standby", timeout=20, stream="stderr")
+    finally:
+        standby.stop()
+        active.stop()
+    held_by = re.search(r"held_by=pid (\d+) on (\S+)(?: \([^)]*\))?, connected since "
+                        r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)", line)
+    assert held_by, line
+    assert int(held_by.group(1)) == active.proc.pid
+    assert held_by.group(2) == socket.gethostname()[:20]
+    since = datetime.strptime(held_by.group(3), "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - since).total_seconds()) < 120
+    assert "another name (listen_notify --name OTHER)" in line

@@ -2,65 +2,74 @@
 (output, websocket groups, cache invalidation, the ones in PGNOTIFY["HANDLERS"]).
 
 A handler is a callable taking the Notification (sync or async) or an object with any of
-`handle(notification)`, `notice(dict)` and `flush()`. A handler that raises is logged on one
-line and retried with capped exponential backoff; the events after the failed one wait behind
-it, in order, and the other handlers go on meanwhile.
+`handle(notification)`, `notice(dict)` and `flush()`. Each handler has a lane of its own
+(pgnotify.handlers.lanes): its own queue, its own task, its own thread for sync code. Handing a
+notification on only queues it, so a handler that is slow, fails or hangs holds up nobody else:
+the output and the other handlers go on. A call that raises, or overruns the handler's
+`timeout`, is logged (at most one line per handler every 10 s, with a count) and retried with
+capped exponential backoff; the events after it wait behind it, in its lane, in order.
 
 The listener calls `flush()` before it records its position, so the position only advances
-over events that every handler has taken. `flush()` retries what is waiting and calls each
-handler's own `flush()`; when a handler is still failing after `patience` seconds, it raises
-HandlersBehindError and the listener keeps its previous position, at every checkpoint, until
-the handler recovers. Waiting events are kept in memory (nothing is dropped); past
-`max_backlog` of them, the dispatcher waits for the failing handler before it takes the next
-event, holding the listener back rather than losing anything.
+over events that every handler has taken. `flush()` puts a barrier in every lane and waits up to
+`patience` seconds for the lanes that kept up to pass it (a lane passes once it has taken
+everything before the barrier and its handler's own `flush()` succeeded); when a lane has not,
+it raises HandlersBehindError and the listener keeps its previous position, at every checkpoint,
+until the slowest handler catches up. A lane that was already behind and has taken nothing since
+is not waited for, so a hung handler costs the listener nothing. Waiting events are kept in memory (nothing is dropped);
+past `max_backlog` of them in one lane, the dispatcher waits for that handler before it takes the
+next event, holding the listener back rather than losing anything, until the listener stops.
 """
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
-from collections import deque
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .. import conf
-from ..exceptions import HandlerConfigError, HandlersBehindError, one_line
-from ..listener.backoff import backoff_delay
+from ..exceptions import HandlerConfigError, HandlersBehindError
+from ..listener.throttle import ThrottledLog
+from .lanes import Lane
 
 logger = logging.getLogger(__name__)
 
-RETRY_INITIAL = 0.1  # seconds before the first retry of a failed handler
-RETRY_MAX = 5.0  # retries of a handler that keeps failing: one every 5 s at most
-FLUSH_PATIENCE = 1.0  # seconds a flush waits on a failing handler before holding the position back
-MAX_BACKLOG = 100_000  # events kept per failing handler before the listener is held back
+FLUSH_PATIENCE = 1.0  # seconds a flush waits for the handlers that kept up before holding the position back
+MAX_BACKLOG = 100_000  # events waiting in one lane before the listener is held back
+
+
+HANDLER_KEYS = {"handler", "channels", "options", "timeout"}
 
 
 class Filtered:
-    """A configured handler that only sees notifications on some channels."""
+    """A configured handler that only sees notifications on some channels, or has a timeout."""
 
-    def __init__(self, handler, channels):
+    def __init__(self, handler, channels=None, timeout: float | None = None):
         self.handler = handler
-        self.channels = frozenset(channels)
+        self.channels = None if channels is None else frozenset(channels)
+        self.timeout = timeout
 
     def attach(self, listener) -> None:
         if hasattr(self.handler, "attach"):
             self.handler.attach(listener)
 
     def __repr__(self) -> str:
-        return f"{_name(self.handler)} on {', '.join(sorted(self.channels))}"
+        on = "every channel" if self.channels is None else ", ".join(sorted(self.channels))
+        return f"{_name(self.handler)} on {on}" + (f" (timeout {self.timeout:g} s)" if self.timeout else "")
 
 
 def load_handler(entry):
     """A handler from a PGNOTIFY['HANDLERS'] entry: "dotted.path" or
-    {"handler": "dotted.path", "channels": [...], "options": {...}}. A class is instantiated
-    (with the options as keyword arguments); a function is the handler itself."""
+    {"handler": "dotted.path", "channels": [...], "options": {...}, "timeout": seconds}. A class is
+    instantiated (with the options as keyword arguments); a function is the handler itself.
+    `timeout` bounds each call of the handler (see the module's docstring)."""
     if isinstance(entry, str):
         entry = {"handler": entry}
     if not isinstance(entry, dict) or not isinstance(entry.get("handler"), str):
         raise HandlerConfigError(f"invalid handler entry {entry!r}: use a dotted path or a dict with 'handler'")
-    unknown = set(entry) - {"handler", "channels", "options"}
+    unknown = set(entry) - HANDLER_KEYS
     if unknown:
         raise HandlerConfigError(f"handler entry {entry['handler']!r} has unknown keys: {', '.join(sorted(unknown))}")
     try:
@@ -74,12 +83,19 @@ def load_handler(entry):
         raise HandlerConfigError(f"handler {entry['handler']!r} is a function: it takes no options")
     else:
         handler = target
-    channels = entry.get("channels")
-    if channels is None:
-        return handler
-    if isinstance(channels, str) or not all(isinstance(c, str) for c in channels):
+    channels, timeout = entry.get("channels"), entry.get("timeout")
+    if channels is not None and (isinstance(channels, str) or not all(isinstance(c, str) for c in channels)):
         raise HandlerConfigError(f"'channels' of handler {entry['handler']!r} must be a list of channel names")
-    return Filtered(handler, channels)
+    if timeout is not None and not valid_timeout(timeout):
+        raise HandlerConfigError(f"'timeout' of handler {entry['handler']!r} must be a number of seconds above 0, "
+                                 f"not {timeout!r}")
+    if channels is None and timeout is None:
+        return handler
+    return Filtered(handler, channels, timeout)
+
+
+def valid_timeout(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 86400
 
 
 def websocket_layer_configured() -> bool:
@@ -105,138 +121,107 @@ def _name(handler) -> str:
     return getattr(handler, "__qualname__", None) or type(handler).__qualname__
 
 
-def _as_async(function):
-    """The function as a coroutine function: sync ones run in a worker thread (they may use the ORM)."""
-    call = getattr(function, "__call__", None)  # noqa: B004 - callable objects with an async __call__
-    if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(call):
-        return function
-    return sync_to_async(function, thread_sensitive=True)
-
-
-class _Slot:
-    """One handler and its retry state."""
-
-    __slots__ = ("attempt", "backlog", "channels", "flush", "handle", "handler", "name", "notice", "retry_at")
-
-    def __init__(self, handler):
-        channels = None
-        if isinstance(handler, Filtered):
-            channels, handler = handler.channels, handler.handler
-        elif isinstance(getattr(handler, "channels", None), frozenset | set):
-            channels = frozenset(handler.channels)  # a handler class may declare the channels it wants
-        self.handler = handler
-        self.name = _name(handler)
-        self.channels = channels
-        if hasattr(handler, "handle"):
-            self.handle = _as_async(handler.handle)
-        elif callable(handler) and not inspect.isclass(handler):
-            self.handle = _as_async(handler)
-        else:
-            self.handle = None
-        self.notice = _as_async(handler.notice) if hasattr(handler, "notice") else None
-        self.flush = _as_async(handler.flush) if hasattr(handler, "flush") else None
-        self.backlog: deque = deque()  # events waiting behind a failed one, oldest first
-        self.attempt = 0
-        self.retry_at = 0.0
-
-    def failed(self, error: BaseException, what: str) -> None:
-        self.attempt += 1
-        delay = backoff_delay(self.attempt - 1, RETRY_INITIAL, RETRY_MAX, jitter=False)
-        self.retry_at = time.monotonic() + delay
-        logger.warning("handler %s failed on %s (attempt %d, %d waiting, retry in %.1f s): %s",
-                       self.name, what, self.attempt, len(self.backlog), delay, one_line(error))
-
-    @property
-    def failing(self) -> bool:
-        return self.attempt > 0
+def _lane(handler, on_pass) -> Lane:
+    channels = timeout = None
+    if isinstance(handler, Filtered):
+        channels, timeout, handler = handler.channels, handler.timeout, handler.handler
+    if channels is None and isinstance(getattr(handler, "channels", None), frozenset | set):
+        channels = frozenset(handler.channels)  # a handler class may declare the channels it wants
+    if timeout is None and valid_timeout(getattr(handler, "timeout", None)) and not inspect.isfunction(handler):
+        timeout = handler.timeout  # ... and its own timeout
+    return Lane(handler, _name(handler), channels, timeout, on_pass)
 
 
 class Dispatcher:
-    """The listener's sink: fans each notification out to the handlers that want its channel."""
+    """The listener's sink: fans each notification out to the lanes of the handlers that want its channel."""
 
     def __init__(self, handlers, patience: float = FLUSH_PATIENCE, max_backlog: int = MAX_BACKLOG):
-        self.slots = [_Slot(handler) for handler in handlers]
+        self.lanes = [_lane(handler, self._passed) for handler in handlers]
         self.patience = patience
         self.max_backlog = max_backlog
-        self._handling = [slot for slot in self.slots if slot.handle is not None]
+        self._handling = [lane for lane in self.lanes if lane.handle is not None]
+        self._noticing = [lane for lane in self.lanes if lane.notice is not None]
+        self._barrier = 0
+        self._progress = asyncio.Event()
+        self._stopping = False
+        self._held = ThrottledLog(logger, "holding the listener back %d times: a handler has too many events "
+                                          "waiting", 10.0)
 
     @property
     def handlers(self) -> list:
-        return [slot.handler for slot in self.slots]
+        return [lane.handler for lane in self.lanes]
 
     async def handle(self, notification) -> None:
         channel = notification.channel
-        for slot in self._handling:
-            if slot.channels is not None and channel not in slot.channels:
-                continue
-            if slot.backlog:  # failing: this event waits behind the one that failed
-                slot.backlog.append(notification)
-                if len(slot.backlog) > self.max_backlog:
-                    await self._wait_for(slot)
-                elif time.monotonic() >= slot.retry_at:
-                    await self._retry(slot)
-                continue
-            try:
-                await slot.handle(notification)
-            except Exception as error:
-                slot.backlog.append(notification)
-                slot.failed(error, f"a notification on {channel}")
+        for lane in self._handling:
+            if lane.channels is None or channel in lane.channels:
+                lane.put(notification)
+                if len(lane.queue) > self.max_backlog and not self._stopping:
+                    await self._wait_for_room(lane)
 
     async def notice(self, notice: dict) -> None:
-        for slot in self.slots:
-            if slot.notice is not None:
-                try:
-                    await slot.notice(notice)
-                except Exception as error:
-                    logger.warning("handler %s failed on a state notice: %s", slot.name, one_line(error))
+        """Queue the notice behind what each handler has to take: never waits (the listener sends
+        notices on its way back from a lost connection, which a handler may depend on)."""
+        for lane in self._noticing:
+            lane.put(notice)
 
     async def flush(self) -> None:
-        """Return once every handler has taken everything; raise HandlersBehindError when one
-        has not within `patience` seconds (the listener then keeps its previous position)."""
+        """Return once every handler has taken everything handed on so far; raise
+        HandlersBehindError when one has not (the listener then keeps its previous position)."""
+        self._barrier += 1
+        number = self._barrier
+        # Waited for: the lanes that kept up, or took something since the last flush. One that did
+        # neither (hung, or failing) would only cost the listener its patience at every checkpoint.
+        kept_up = [lane for lane in self.lanes if lane.passed >= number - 1 or lane.taken != lane.taken_at_flush]
+        for lane in self.lanes:
+            lane.taken_at_flush = lane.taken
+        for lane in self.lanes:
+            lane.put_barrier(number)
         deadline = time.monotonic() + self.patience
-        behind = [slot.name for slot in self.slots if not await self._settle(slot, deadline)]
+        while any(lane.passed < number for lane in kept_up):
+            self._progress.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                break
+        behind = [lane.name for lane in self.lanes if lane.passed < number]
         if behind:
             raise HandlersBehindError(f"handler {', '.join(behind)} has not taken every event yet")
 
-    # -- retries
+    def stopping(self) -> None:
+        """The listener is stopping: no more waiting for room in a lane (what a handler has not
+        taken stays after the recorded position)."""
+        self._stopping = True
+        for lane in self.lanes:
+            if lane.room is not None:
+                lane.room.set()
 
-    async def _retry(self, slot: _Slot) -> None:
-        """Hand the waiting events on in order, up to the first that fails again."""
-        backlog = slot.backlog
-        while backlog:
+    async def close(self, wait: float = 1.0) -> None:
+        """Give the lanes up to `wait` seconds to take what they have (the last notices), then stop
+        them; a call stuck in a handler's thread is left behind, never waited for."""
+        self.stopping()
+        with contextlib.suppress(HandlersBehindError):
+            patience, self.patience = self.patience, wait
             try:
-                await slot.handle(backlog[0])
-            except Exception as error:
-                slot.failed(error, f"a notification on {backlog[0].channel}")
-                return
-            backlog.popleft()
-        slot.attempt = 0
+                await self.flush()
+            finally:
+                self.patience = patience
+        await asyncio.gather(*(lane.close() for lane in self.lanes))
+        self._held.flush(force=True)
 
-    async def _settle(self, slot: _Slot, deadline: float) -> bool:
-        """Retry `slot` (waiting out its backoff) until it has taken everything; False when its
-        next retry would come after `deadline`."""
-        while True:
-            if slot.failing:
-                delay = slot.retry_at - time.monotonic()
-                if time.monotonic() + max(delay, 0.0) > deadline:
-                    return False
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            if slot.backlog:
-                await self._retry(slot)
-                if slot.backlog:
-                    continue
-            if slot.flush is None:
-                return True
-            try:
-                await slot.flush()
-            except Exception as error:
-                slot.failed(error, "flush")
-                continue
-            slot.attempt = 0
-            return True
+    def _passed(self) -> None:
+        self._progress.set()
 
-    async def _wait_for(self, slot: _Slot) -> None:
-        logger.warning("handler %s has %d events waiting: holding the listener until it recovers",
-                       slot.name, len(slot.backlog))
-        await self._settle(slot, float("inf"))
+    async def _wait_for_room(self, lane: Lane) -> None:
+        self._held.add(1, f"handler {lane.name} has {len(lane.queue):,} events waiting; the listener waits "
+                          "until it takes some")
+        lane.room, lane.low_water = asyncio.Event(), self.max_backlog * 9 // 10
+        try:
+            while len(lane.queue) > lane.low_water and not self._stopping:
+                lane.room.clear()
+                await lane.room.wait()
+        finally:
+            lane.room = None

@@ -8,10 +8,15 @@ import re
 from asgiref.sync import sync_to_async
 
 from ..cache import invalidate, invalidate_all, stop_heartbeat, write_heartbeat
+from ..exceptions import one_line
+from .threads import leave_current_behind
 
 logger = logging.getLogger(__name__)
 
 INVALIDATE_CHANNEL = "cache_invalidate"
+# Seconds one cache call may take. A backend that does not answer (a database or Redis behind a
+# dead network) counts as failing: readers bypass the cache, and the listener goes on.
+CALL_TIMEOUT = 5.0
 _SPLIT = re.compile(r"[\s,]+")
 
 
@@ -32,8 +37,9 @@ def tags_of(notification) -> list[str]:
 
 class CacheInvalidator:
     """Listener handler: bumps the tags named on `cache_invalidate`, bumps the generation when
-    the listener goes live and keeps the heartbeat while it is live. Cache calls run in a
-    worker thread (Django's cache API is sync); a burst of notifications is one write."""
+    the listener goes live and keeps the heartbeat while it is live. Cache calls run in the
+    handler's thread (Django's cache API is sync), each within CALL_TIMEOUT; a burst of
+    notifications is one write."""
 
     channels = frozenset({INVALIDATE_CHANNEL})
 
@@ -78,11 +84,16 @@ class CacheInvalidator:
     async def _drain(self) -> None:
         while self._pending:
             tags, self._pending = list(self._pending), set()
-            if await self._call(invalidate, tags, self.using):
+            done = False
+            try:
+                done = await self._call(invalidate, tags, self.using)
+            finally:
+                if not done:  # failed, or cancelled half-way: the generation bump will cover these tags
+                    self._must_bump_generation = True
+            if done:
                 self.bumps += 1
                 logger.debug("invalidated cache tags %s", tags)
             else:
-                self._must_bump_generation = True  # the generation bump will cover these tags
                 await self._call(stop_heartbeat, self.using)
 
     async def _beat(self) -> None:
@@ -94,10 +105,15 @@ class CacheInvalidator:
 
     async def _call(self, function, *args) -> bool:
         try:
-            await sync_to_async(function, thread_sensitive=True)(*args)
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await sync_to_async(function, thread_sensitive=True)(*args)
         except Exception as error:  # cache backends raise their own errors; the listener goes on
+            if isinstance(error, TimeoutError):
+                leave_current_behind()  # the next call gets a fresh thread, and a fresh connection
+                error = TimeoutError(f"no answer from the cache within {CALL_TIMEOUT:g} s")
             if not self._failing:
-                logger.warning("cache invalidation failed, cached reads bypass the cache until it works: %s", error)
+                logger.warning("cache invalidation failed, cached reads bypass the cache until it works: %s",
+                               one_line(error))
             self._failing = True
             return False
         if self._failing:

@@ -15,6 +15,9 @@ from collections import deque
 
 from channels.layers import get_channel_layer
 
+from ..exceptions import one_line
+from ..listener.backoff import backoff_delay
+from ..listener.throttle import ThrottledLog
 from ..web.frames import DASHBOARD_GROUP, frame, notice_frame
 from ..web.layers import dispatch
 
@@ -28,6 +31,8 @@ STATS_INTERVAL = 1.0
 # (Redis) would otherwise carry one event per message, and its receiving side (several round trips
 # per message, per process) falls behind and drops past the channel's capacity.
 MIN_FRAME_INTERVAL = 0.004
+RETRY_INITIAL, RETRY_MAX = 0.25, 5.0  # after a failed send, events wait this long before the next try
+LOG_INTERVAL = 10.0  # one line per kind of trouble per interval, with a count
 
 
 class GroupForwarder:
@@ -48,6 +53,11 @@ class GroupForwarder:
         self.frames_sent = 0
         self.events_sent = 0
         self.dropped = 0
+        self._failures = 0  # failed sends in a row
+        self._retry_at = 0.0
+        self._dropped_log = ThrottledLog(logger, "channel layer not keeping up: dropped %s dashboard events",
+                                         LOG_INTERVAL)
+        self._failed_log = ThrottledLog(logger, f"group_send to {group} failed %s times", LOG_INTERVAL)
 
     @property
     def layer(self):
@@ -70,8 +80,8 @@ class GroupForwarder:
             overflow = len(self._pending) - MAX_PENDING
             del self._pending[:overflow]
             self.dropped += overflow
-            logger.warning("channel layer not keeping up: dropped %d dashboard events", overflow)
-        if self._sender is None or self._sender.done():
+            self._dropped_log.add(overflow)
+        if (self._sender is None or self._sender.done()) and time.monotonic() >= self._retry_at:
             self._sender = asyncio.create_task(self._drain())
 
     async def notice(self, notice: dict) -> None:
@@ -94,6 +104,8 @@ class GroupForwarder:
             await self._drain()
         if time.monotonic() - self._stats_sent >= STATS_INTERVAL:
             await self._send_stats()
+        self._dropped_log.flush()
+        self._failed_log.flush()
 
     # -- sending
 
@@ -137,7 +149,15 @@ class GroupForwarder:
         try:
             async with asyncio.timeout(SEND_TIMEOUT):  # (wait_for would first start a task of its own)
                 await dispatch.group_send(self.layer, group, message)
-            return True
         except Exception as error:  # the layer's own errors vary by backend; the listener must go on
-            logger.warning("group_send to %s failed: %s", group, error)
+            if isinstance(error, TimeoutError):
+                error = TimeoutError(f"no answer within {SEND_TIMEOUT:g} s")
+            self._failed_log.add(1, one_line(error))
+            self._retry_at = time.monotonic() + backoff_delay(self._failures, RETRY_INITIAL, RETRY_MAX)
+            self._failures += 1
             return False
+        if self._failures:
+            self._failed_log.flush(force=True)
+            logger.info("group_send to %s works again", group)
+            self._failures = 0
+        return True

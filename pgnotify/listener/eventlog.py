@@ -14,7 +14,7 @@ transactions that overlapped, the later-committing one having written first, can
 in the opposite order of their commits; the live stream is always in commit order.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import psycopg
@@ -52,34 +52,45 @@ _PRUNE = """
 """
 
 
-class EventLog:
-    """Queries on the event log and positions, on one autocommit connection."""
+async def _unguarded(query: Awaitable, slow: bool = False):
+    return await query
 
-    def __init__(self, connection: psycopg.AsyncConnection):
+
+class EventLog:
+    """Queries on the event log and positions, on one autocommit connection.
+
+    `guard(query, slow)` awaits each query: the listener's bounds it in time (a connection whose
+    server stops answering is taken for dead); `slow` marks the queries that may read many rows."""
+
+    def __init__(self, connection: psycopg.AsyncConnection, guard: Callable[..., Awaitable] = _unguarded):
         self.connection = connection
+        self._guard = guard
+
+    async def _execute(self, query: str, params=None, slow: bool = False) -> psycopg.AsyncCursor:
+        return await self._guard(self.connection.execute(query, params), slow)
 
     async def current(self) -> tuple[Snapshot, float]:
         """The current snapshot and the notification queue usage (0..1)."""
-        cursor = await self.connection.execute(_CURRENT)
+        cursor = await self._execute(_CURRENT)
         text, usage = await cursor.fetchone()
         return Snapshot.parse(text), usage
 
     async def load_position(self, name: str) -> tuple[Snapshot | None, timedelta | None]:
-        cursor = await self.connection.execute(_LOAD, [name])
+        cursor = await self._execute(_LOAD, [name])
         row = await cursor.fetchone()
         return (Snapshot.parse(row[0]), row[1]) if row else (None, None)
 
     async def start_position(self, name: str, snapshot: Snapshot) -> Snapshot:
         """Record a new name's position (unless another process just did) and return it."""
-        await self.connection.execute(_START, [name, snapshot.text])
+        await self._execute(_START, [name, snapshot.text])
         position, _ = await self.load_position(name)
         return position
 
     async def save_position(self, name: str, snapshot: Snapshot) -> None:
-        await self.connection.execute(_SAVE, [snapshot.text, name])
+        await self._execute(_SAVE, [snapshot.text, name])
 
     async def count_pending(self, old: Snapshot, new: Snapshot) -> int:
-        cursor = await self.connection.execute(_COUNT, {"old": old.text, "new": new.text})
+        cursor = await self._execute(_COUNT, {"old": old.text, "new": new.text}, slow=True)
         return (await cursor.fetchone())[0]
 
     async def pending(self, old: Snapshot, new: Snapshot, skip: list[int] = ()) -> AsyncIterator[tuple[str, str]]:
@@ -87,7 +98,7 @@ class EventLog:
         order, a page at a time, leaving out the ids in `skip`."""
         params = {"old": old.text, "new": new.text, "skip": list(skip), "limit": CATCH_UP_BATCH, "txid": 0, "id": 0}
         while True:
-            cursor = await self.connection.execute(_PENDING, params)
+            cursor = await self._execute(_PENDING, params, slow=True)
             rows = await cursor.fetchall()
             for _, _, channel, payload in rows:
                 yield channel, payload
@@ -96,13 +107,13 @@ class EventLog:
             params["txid"], params["id"] = rows[-1][0], rows[-1][1]
 
     async def payload(self, event_id: int) -> str | None:
-        cursor = await self.connection.execute(_PAYLOAD, [event_id])
+        cursor = await self._execute(_PAYLOAD, [event_id], slow=True)
         row = await cursor.fetchone()
         return row[0] if row else None
 
     async def chunk(self, first_id: int, last_id: int, txid: int) -> list[str]:
         """Payloads of the events of transaction `txid` with ids from `first_id` to `last_id`."""
-        cursor = await self.connection.execute(_CHUNK, [first_id, last_id, txid])
+        cursor = await self._execute(_CHUNK, [first_id, last_id, txid], slow=True)
         return [payload for (payload,) in await cursor.fetchall()]
 
     async def prune(self, retention: timedelta, batch: int = 1000, max_batches: int = 20) -> tuple[int, bool]:
@@ -111,7 +122,7 @@ class EventLog:
         Returns how many were deleted and whether none older is left."""
         deleted = 0
         for _ in range(max_batches):
-            cursor = await self.connection.execute(_PRUNE, [retention, batch])
+            cursor = await self._execute(_PRUNE, [retention, batch], slow=True)
             deleted += cursor.rowcount
             if cursor.rowcount < batch:
                 return deleted, True

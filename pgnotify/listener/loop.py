@@ -13,11 +13,20 @@ covers its transaction or its id was handed on since.
 
 The checkpoint's snapshot query is also the heartbeat of the LISTEN connection: without a
 reply within `heartbeat_timeout` the connection is taken for dead and closed at once, and
-the listener reconnects with capped exponential backoff and jitter. A silently dead session
+the listener reconnects with capped exponential backoff and jitter. Every other query is
+bounded the same way (`query_timeout` for those that may read many rows), and the sink is
+handed things without waiting on them (a Dispatcher only queues), so nothing the listener
+awaits on its way back depends on the network that just died. A silently dead session
 still holds the advisory lock on the server, so on reconnect the process terminates its own
 earlier backends (tagged with a per-process token in application_name) before it waits for
 the lock; the server also drops dead TCP peers of the LISTEN session by keepalive, so a
-standby elsewhere can take over when the active host vanishes.
+standby elsewhere can take over when the active host vanishes (within about 10 s).
+
+What belongs to the NOTIFY source and what any source shares: the lock on the name
+(listener.lock), state notices (`_set_state`), the hand-over to the sink (`_hand_on`) and
+recording a position once the sink has taken everything it covers (`_advance`) are shared; the
+LISTEN session, markers, chunks and the event log (`_session`, `_serve`, `_deliver`,
+`_checkpoint`) are the NOTIFY source's.
 """
 
 import asyncio
@@ -35,6 +44,7 @@ import psycopg
 from psycopg import sql
 
 from ..exceptions import ConnectionDeadError, PgNotifyError, one_line
+from . import lock
 from .backoff import backoff_delay
 from .eventlog import EventLog
 from .notification import Notification, now
@@ -54,15 +64,17 @@ KEEPALIVES = {
     "tcp_user_timeout": 9000,
     "connect_timeout": 5,
 }
-# Server side, on the session holding the lock: a vanished client releases it within ~10 s.
-_SERVER_KEEPALIVES = "SET tcp_keepalives_idle = 4; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 2"
+# Server side, on the session holding the lock: a vanished client releases it within ~10 s, idle
+# (keepalive) or not (tcp_user_timeout: notifications sent to it and never acknowledged).
+_SERVER_KEEPALIVES = ("SET tcp_keepalives_idle = 4; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 2; "
+                      "SET tcp_user_timeout = 9000")
 _TERMINATE_OWN = """
     SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
      WHERE datname = current_database() AND position(%s in application_name) > 0 AND pid <> ALL(%s)
 """
-_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
 # The live checkpoint: a snapshot, and a marker queued behind everything the snapshot sees.
 _MARK = "SELECT pg_current_snapshot()::text, pg_notification_queue_usage(), pg_notify(%s, %s)"
+_NOTIFY_SYSTEM = "SELECT pg_notify('system', %s)"
 
 
 RECOVERABLE = (psycopg.Error, OSError, TimeoutError)
@@ -73,9 +85,12 @@ _CONNECTED_STATES = {"connected", "standby", "replaying", "live", "behind_retent
 class Sink(Protocol):
     """Where the listener hands things on."""
 
-    async def handle(self, notification: Notification) -> None: ...
+    async def handle(self, notification: Notification) -> None:
+        """Take a notification; should not wait on anything slow (a Dispatcher only queues it)."""
 
-    async def notice(self, notice: dict) -> None: ...
+    async def notice(self, notice: dict) -> None:
+        """Take a state notice; must not wait on the network (the listener sends notices on its
+        way back from a lost connection)."""
 
     async def flush(self) -> None:
         """Called before a position is recorded: everything handed on must be taken."""
@@ -94,6 +109,8 @@ class ListenerOptions:
     backoff_max: float = 10.0
     prune_interval: float = 60.0
     queue_warning: float = 0.5
+    query_timeout: float = 60.0  # an event-log query that reads many rows (a catch-up page, a count)
+    holder_interval: float = 10.0  # a standby looks up who holds its name this often
 
 
 class Listener:
@@ -111,6 +128,7 @@ class Listener:
         self._partitions_checked_at = 0.0
         self._own_pids: list[int] = []
         self._notifier: psycopg.AsyncConnection | None = None
+        self._connections: list[psycopg.AsyncConnection] = []
         self._connected_before = False
         self._mark_channel = ""  # set per session: it names the LISTEN backend
         self._marks_sent = 0
@@ -121,23 +139,32 @@ class Listener:
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-                attempt = 0
-            except RECOVERABLE as error:
-                was = self.stats.state
-                if was == "live":
+        try:
+            while not stop.is_set():
+                try:
+                    await self._session(stop)
                     attempt = 0
-                delay = backoff_delay(attempt, self.options.backoff_initial, self.options.backoff_max)
-                attempt += 1
-                await self._set_state("lost" if was in _CONNECTED_STATES else "unreachable",
-                                      error=one_line(error), retry_in_s=round(delay, 2), attempt=attempt)
-                await _wait(stop, delay)
-        await self._set_state("stopped")
+                except RECOVERABLE as error:
+                    was = self.stats.state
+                    if was == "live":
+                        attempt = 0
+                    delay = backoff_delay(attempt, self.options.backoff_initial, self.options.backoff_max)
+                    attempt += 1
+                    await self._set_state("lost" if was in _CONNECTED_STATES else "unreachable",
+                                          error=one_line(error), retry_in_s=round(delay, 2), attempt=attempt)
+                    await _wait(stop, delay)
+        finally:
+            await self._set_state("stopped")
+
+    def abort(self) -> None:
+        """Close the connections at once, without a word to the server: for a stop that cannot
+        wait any longer (the task running `run` is to be cancelled next)."""
+        for conn in self._connections:
+            conn.pgconn.finish()
 
     async def _session(self, stop: asyncio.Event) -> None:
         async with await self._connect("listen") as listen_conn, await self._connect("query") as query_conn:
+            self._connections = [listen_conn, query_conn]
             self._own_pids = [listen_conn.info.backend_pid, query_conn.info.backend_pid]
             if self._connected_before:
                 self.stats.reconnects += 1
@@ -146,19 +173,21 @@ class Listener:
             self._notifier = query_conn
             receiver = NotificationReceiver(listen_conn)  # before LISTEN: it collects from the start
             try:
-                await listen_conn.execute(_SERVER_KEEPALIVES)
+                await self._heartbeat(listen_conn, listen_conn.execute(_SERVER_KEEPALIVES))
                 await self._set_state("connected")
-                if not await self._acquire_lock(listen_conn, stop):
+                if not await self._acquire_lock(listen_conn, query_conn, stop):
                     return
-                log = EventLog(query_conn)
+                log = EventLog(query_conn, guard=self._guard(query_conn))
                 await self._listen(listen_conn)
                 await self._start_position(log)
                 replayed = await self._checkpoint(listen_conn, log, save=True, announce=True)
                 await self._set_state("live", replayed=replayed)
                 await self._serve(listen_conn, receiver, log, stop)
-                await self._checkpoint(listen_conn, log, save=True)
+                if await self._sink_has_taken_everything():  # else no position could be recorded anyway
+                    await self._checkpoint(listen_conn, log, save=True)
             finally:
                 self._notifier = None
+                self._connections = []
 
     async def _serve(self, listen_conn: psycopg.AsyncConnection, receiver: NotificationReceiver, log: EventLog,
                      stop: asyncio.Event) -> None:
@@ -193,47 +222,71 @@ class Listener:
                 next_checkpoint = moment + self.options.checkpoint_interval
 
     async def _connect(self, role: str) -> psycopg.AsyncConnection:
-        application_name = f"pgnotify {role}{self._token}{self.options.name}"[:63]
+        application_name = lock.application_name(role, self._token, self.options.name)
         params = {**KEEPALIVES, **self.conninfo, "application_name": application_name}
         return await psycopg.AsyncConnection.connect(autocommit=True, **params)
 
     async def _end_earlier_backends(self, conn: psycopg.AsyncConnection) -> None:
         """A session we took for dead may live on in the server, holding our lock: end it."""
-        cursor = await conn.execute(_TERMINATE_OWN, [self._token, self._own_pids])
+        cursor = await self._heartbeat(conn, conn.execute(_TERMINATE_OWN, [self._token, self._own_pids]))
         ended = (await cursor.fetchone())[0]
         if ended:
             logger.info("ended %d backends of an earlier session of this listener", ended)
 
-    async def _acquire_lock(self, conn: psycopg.AsyncConnection, stop: asyncio.Event) -> bool:
-        key = f"pgnotify.listener:{self.options.name}"
+    # -- shared by every event source: the lock on the name, bounded queries
+
+    async def _acquire_lock(self, conn: psycopg.AsyncConnection, query_conn: psycopg.AsyncConnection,
+                            stop: asyncio.Event) -> bool:
+        """Take the name's lock on `conn`, waiting as a standby that says who holds it."""
+        name = self.options.name
+        announced, looked_up = None, 0.0
         while not stop.is_set():
-            cursor = await self._heartbeat(conn, conn.execute(_LOCK, [key]))
-            if (await cursor.fetchone())[0]:
+            if await self._heartbeat(conn, lock.try_lock(conn, name)):
                 return True
-            if self.stats.state != "standby":
-                await self._set_state("standby")
+            if time.monotonic() - looked_up >= self.options.holder_interval:
+                looked_up = time.monotonic()
+                held_by = await self._heartbeat(query_conn, lock.holder(query_conn, name)) or "another session"
+                if held_by != announced:
+                    announced = held_by
+                    await self._set_state("standby", held_by=held_by, hint=(
+                        "this listener takes over when that one stops; to run another listener beside it, "
+                        "give it another name (listen_notify --name OTHER)"))
             await _wait(stop, self.options.poll_interval)
         return False
 
-    async def _heartbeat(self, conn: psycopg.AsyncConnection, query):
+    def _guard(self, conn: psycopg.AsyncConnection):
+        """Bounds for the event log's queries on `conn` (see EventLog)."""
+        def guard(query, slow: bool = False):
+            return self._heartbeat(conn, query, self.options.query_timeout if slow else None)
+
+        return guard
+
+    async def _heartbeat(self, conn: psycopg.AsyncConnection, query, seconds: float | None = None):
         """Await a query on `conn`; without a reply in time, close the connection and raise.
 
         A cancel request would need the server that does not answer, so the socket is closed."""
+        timeout = seconds or self.options.heartbeat_timeout
         task = asyncio.ensure_future(query)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.options.heartbeat_timeout)
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
             conn.pgconn.finish()
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-            raise ConnectionDeadError(f"no reply from the server within {self.options.heartbeat_timeout} s") from None
+            raise ConnectionDeadError(f"no reply from the server within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+
+    # -- the NOTIFY source
 
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         self._mark_channel = f"pgnotify_checkpoint_{conn.info.backend_pid}"
         channels = [*self.options.channels, self._mark_channel]
         statement = sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in channels)
-        await conn.execute(statement)  # autocommit: the LISTEN is committed before any state is read
+        # autocommit: the LISTEN is committed before any state is read
+        await self._heartbeat(conn, conn.execute(statement))
         logger.debug("listening on %s", ", ".join(self.options.channels))
 
     async def _start_position(self, log: EventLog) -> None:
@@ -275,10 +328,7 @@ class Listener:
         elif notification.channel == "system" and notification.pid in self._own_pids:
             return  # our own state notice, already handed on locally
         self.stats.record(notification)
-        try:
-            await self.sink.handle(notification)
-        except Exception:
-            logger.exception("a handler failed on %s notification", notification.channel)
+        await self._hand_on(notification)
 
     async def _expand(self, notification: Notification, chunk: tuple[int, int, int], log: EventLog) -> None:
         """Hand on the events a bulk statement's chunk notification stands for (one query)."""
@@ -316,6 +366,22 @@ class Listener:
             logger.info("handed on %d events that arrived by the event log", handed)
         await self._advance(current, log, save=save or bool(handed))
         return handed
+
+    # -- shared by every event source: the hand-over to the sink, positions, state notices
+
+    async def _hand_on(self, notification: Notification) -> None:
+        try:
+            await self.sink.handle(notification)
+        except Exception:
+            logger.exception("the sink failed on a %s notification", notification.channel)
+
+    async def _sink_has_taken_everything(self) -> bool:
+        try:
+            await self.sink.flush()
+            return True
+        except PgNotifyError as error:
+            logger.debug("position of %s held back: %s", self.options.name, error)
+            return False
 
     async def _advance(self, current: Snapshot, log: EventLog, save: bool = False) -> None:
         """Make `current` the position, every event it covers having been handed on: flush the
@@ -366,14 +432,17 @@ class Listener:
         # The sink prints notices; the log gets them at DEBUG so the output has one line each.
         logger.debug("listener %s: %s %s", self.options.name, state, detail)
         if self._notifier is not None and state not in {"lost", "unreachable"}:
+            notifier = self._notifier
             try:
-                await self._notifier.execute("SELECT pg_notify('system', %s)", [json.dumps(notice)])
+                await self._heartbeat(notifier, notifier.execute(_NOTIFY_SYSTEM, [json.dumps(notice)]))
             except RECOVERABLE:
                 pass  # the connection is going; the notice still reaches the output and the sink
         try:
-            await self.sink.notice(notice)
+            # A sink's notice must not wait on the network; bounded all the same.
+            async with asyncio.timeout(self.options.heartbeat_timeout):
+                await self.sink.notice(notice)
         except Exception:
-            logger.exception("a handler failed on a state notice")
+            logger.exception("the sink failed on a state notice")
 
 
 def _mark_number(payload: str) -> int:

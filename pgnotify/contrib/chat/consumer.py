@@ -9,7 +9,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
-from ...exceptions import ChatInputError
+from ...exceptions import ChatInputError, one_line
+from ...web import rights
 from . import presence
 from . import rules as chat
 from .rules import chat_group
@@ -25,20 +26,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     Messages are not sent to the group from here: they are stored, and come back to every
     consumer of the room (this one included) through PostgreSQL and the listener.
+
+    Whatever ends the consumer (a disconnect, an error in a handler, the server cancelling it),
+    it leaves the room: group membership, presence row and heartbeat go with it (see `__call__`).
     """
 
     group = None
     heartbeat_task = None
+    closed = False
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Shielded: a consumer cancelled by the server still leaves the room completely.
+            await asyncio.shield(self.leave_room())
 
     async def connect(self):
         kwargs = self.scope["url_route"]["kwargs"]
         self.room = kwargs.get("room", "")
         user = self.scope.get("user")
         if kwargs.get("rest") != "/" or not chat.valid_room(self.room):
-            await self.close(code=NOT_FOUND)
+            await self.refuse(NOT_FOUND)
             return
         if user is None or not user.is_authenticated:
-            await self.close(code=FORBIDDEN)
+            await self.refuse(FORBIDDEN)
             return
         self.user_id, self.username = user.pk, user.get_username()
         self.limiter = chat.RateLimiter()
@@ -46,6 +58,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.group = chat_group(self.room)
         # Join the group before reading history, so nothing falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        rights.watch(self)
         await self.accept()
         frames = await database_sync_to_async(chat.history)(self.room)
         self.history_ids = {frame["id"] for frame in frames}
@@ -55,17 +68,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.announce(f"{self.username} joined" if joined else None)
         self.heartbeat_task = asyncio.create_task(self.heartbeat())
 
+    async def refuse(self, code: int) -> None:
+        # Accepted, then closed with the reason's code: a browser sees 4403/4404 (a refused
+        # handshake reaches it as 1006, which it cannot tell from a network failure).
+        await self.accept()
+        await self.close(code=code)
+
     async def disconnect(self, code):
-        if self.group is None:
+        self.closed = True
+        await self.leave_room()
+
+    async def leave_room(self) -> None:
+        """Leaves the room once, whatever fails: each step is attempted."""
+        group, self.group = self.group, None
+        if group is None:
             return
+        rights.unwatch(self)
         if self.heartbeat_task is not None:
             self.heartbeat_task.cancel()
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as error:  # the layer is away: its group expiry removes the membership
+            logger.warning("chat membership of %s in %s not removed: %s", self.username, self.room, one_line(error))
         try:
             left = await database_sync_to_async(presence.leave)(self.channel_name)
-            await self.announce(f"{self.username} left" if left else None)
-        except DatabaseError as error:  # the row ages out by itself (presence.EXPIRY)
-            logger.warning("chat presence of %s in %s not removed: %s", self.username, self.room, error)
+            await self.announce(f"{self.username} left" if left else None, group)
+        except Exception as error:  # the row ages out by itself (presence.EXPIRY)
+            logger.warning("chat presence of %s in %s not removed: %s", self.username, self.room, one_line(error))
 
     async def receive(self, text_data=None, bytes_data=None):
         try:
@@ -78,8 +107,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             await database_sync_to_async(chat.store)(self.room, self.user_id, self.username, text)
-        except DatabaseError:
-            logger.exception("chat message in room %s not stored", self.room)
+        except DatabaseError as error:
+            logger.warning("chat message in room %s not stored: %s", self.room, one_line(error))
             await self.send_error("message not sent: the database is unavailable, try again")
 
     # -- group messages
@@ -100,15 +129,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # -- helpers
 
-    async def announce(self, notice: str | None) -> None:
+    async def announce(self, notice: str | None, group: str | None = None) -> None:
         """Sends the join or leave notice (if any) and the room's new user list to the room."""
+        group = group or self.group
         if notice:
-            await self.channel_layer.group_send(self.group, {
+            await self.channel_layer.group_send(group, {
                 "type": "chat.system", "room": self.room, "message": notice,
                 "ts": datetime.now(UTC).isoformat(),
             })
         users, as_of = await database_sync_to_async(presence.users)(self.room)
-        await self.channel_layer.group_send(self.group, {
+        await self.channel_layer.group_send(group, {
             "type": "chat.users", "room": self.room, "users": users, "as_of": as_of,
         })
 
@@ -118,10 +148,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             try:
                 await database_sync_to_async(presence.heartbeat)(self.channel_name)
             except DatabaseError as error:
-                logger.warning("chat presence heartbeat failed: %s", error)
+                logger.warning("chat presence heartbeat failed: %s", one_line(error))
 
     async def send_frame(self, frame: dict) -> None:
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        if self.closed:
+            return
+        try:
+            await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        except Exception as error:  # the socket closed meanwhile (daphne: "send on a closed protocol")
+            self.closed = True
+            logger.debug("chat frame not sent to a closed socket: %s", one_line(error))
 
     async def send_error(self, message: str) -> None:
         await self.send_frame({"type": "error", "message": message})

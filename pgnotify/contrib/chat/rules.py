@@ -9,6 +9,7 @@ So every web process connected to the same database and channel layer shares the
 import json
 import re
 import time
+import unicodedata
 from collections import deque
 
 from ...exceptions import ChatInputError
@@ -22,6 +23,11 @@ HISTORY_SIZE = 50
 MAX_LENGTH = 2000
 RATE_LIMIT = 10  # accepted messages ...
 RATE_WINDOW = 1.0  # ... in any window of this many seconds, per connection
+# A frame carrying the longest message, every character escaped (\\uXXXX\\uXXXX), fits; a longer
+# one is refused before it is parsed (so a deep nesting never reaches the JSON parser).
+MAX_FRAME = 12 * MAX_LENGTH + 100
+# Letters and symbols that show nothing, besides whitespace and format characters (category Cf).
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 _room = re.compile(ROOM_PATTERN)
 
@@ -52,18 +58,32 @@ def valid_room(room: str) -> bool:
 
 def parse_message(text: str | None) -> str:
     """The message text of a client frame `{"message": "..."}`, or ChatInputError."""
+    if text is None:
+        raise ChatInputError('frames must be JSON text: {"message": "text"}')
+    if len(text) > MAX_FRAME:
+        raise ChatInputError(f"frame too long: {len(text)} characters, at most {MAX_FRAME}")
     try:
-        data = json.loads(text) if text is not None else None
-    except ValueError:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         raise ChatInputError('frames must be JSON: {"message": "text"}') from None
     if not isinstance(data, dict) or not isinstance(data.get("message"), str):
         raise ChatInputError('frames must be a JSON object with a "message" string')
     message = data["message"]
-    if not message.strip():
-        raise ChatInputError("empty message")
     if len(message) > MAX_LENGTH:
         raise ChatInputError(f"message too long: {len(message)} characters, at most {MAX_LENGTH}")
+    if "\x00" in message:
+        raise ChatInputError("message contains a NUL character")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. "\\ud800" in the JSON
+        raise ChatInputError("message is not valid Unicode text (a lone surrogate)") from None
+    if not any(_visible(character) for character in message):
+        raise ChatInputError("empty message")
     return message
+
+
+def _visible(character: str) -> bool:
+    return not (character.isspace() or character in INVISIBLE or unicodedata.category(character) in ("Cf", "Cc"))
 
 
 class RateLimiter:

@@ -1,14 +1,11 @@
-import asyncio
-
 from django.core.management.base import BaseCommand, CommandError
 
-from pgnotify import conf
+from pgnotify import conf, runner
 from pgnotify.connection import listener_conninfo
 from pgnotify.exceptions import PgNotifyError
 from pgnotify.handlers.base import configured_handlers, websocket_layer_configured
 from pgnotify.handlers.output import Output
 from pgnotify.listener import ListenerOptions
-from pgnotify.runner import run_listener
 from pgnotify.sending import validate_channel
 
 
@@ -52,8 +49,10 @@ class Command(BaseCommand):
                 from pgnotify.handlers.metrics import serve_metrics  # prometheus_client only when asked for
 
                 handlers = [*handlers, serve_metrics(options["metrics_port"], options["metrics_host"])]
-            asyncio.run(run_listener(listener_conninfo(), listener_options, output,
-                                     handlers=handlers,
-                                     stats_interval=options["stats_interval"]))
+            runner.run(runner.run_listener(listener_conninfo(), listener_options, output,
+                                           handlers=handlers,
+                                           stats_interval=options["stats_interval"]))
         except PgNotifyError as error:
             raise CommandError(str(error)) from error
+        if getattr(self, "_called_from_command_line", False):
+            runner.exit_backstop()  # a thread stuck in a handler's call must not hold the exit

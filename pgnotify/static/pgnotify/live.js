@@ -35,8 +35,9 @@
       self.handlers.onFrame(data);
     };
     socket.onclose = function (event) {
-      if (event.code === 4403) {  // not allowed: retrying will not help
-        self.setState("forbidden");
+      if (event.code === 4403 || event.code === 4404) {  // refused by the server: retrying will not help
+        self.setState(event.code === 4403 ? "forbidden" : "not found");
+        self.showRefusal(event.code);
         return;
       }
       self.attempt += 1;
@@ -44,6 +45,32 @@
       self.setState("reconnecting", { retryInMs: Math.round(delay) });
       setTimeout(function () { self.connect(); }, delay);
     };
+  };
+
+  // A refused socket stays closed; the page says why and, for 4403 (logged out, or the right was
+  // lost), links to the log-in page, which brings the user back here.
+  LiveSocket.prototype.showRefusal = function (code) {
+    var banner = document.getElementById("live-refused") || document.createElement("div");
+    banner.id = "live-refused";
+    banner.setAttribute("role", "alert");
+    banner.style.cssText = "position:fixed;left:50%;top:14px;transform:translateX(-50%);z-index:2000;" +
+      "background:#2a1215;color:#ffd9d9;border:1px solid #fc6d6d;border-radius:10px;padding:10px 16px;" +
+      "font:14px/1.4 system-ui,sans-serif;box-shadow:0 6px 18px rgba(0,0,0,0.3)";
+    banner.replaceChildren();
+    if (code === 4403) {
+      var holder = document.querySelector("[data-login-url]");
+      var login = document.createElement("a");
+      login.id = "live-login";
+      login.href = (holder ? holder.dataset.loginUrl : "/accounts/login/") +
+        "?next=" + encodeURIComponent(window.location.pathname + window.location.search);
+      login.textContent = "Log in again";
+      login.style.color = "#4fd1c5";
+      banner.appendChild(document.createTextNode("Live updates stopped: your session ended or you no longer have access. "));
+      banner.appendChild(login);
+    } else {
+      banner.textContent = "Live updates stopped: this live view does not exist.";
+    }
+    if (!banner.parentNode) document.body.appendChild(banner);
   };
 
   // Frames carry numbers with all their digits (a numeric of 29 digits, an integer beyond 2^64).

@@ -3,14 +3,21 @@
 Reaches into channels_postgres internals (verified against channels-postgres 1.1.4; the upper
 bound in pyproject.toml keeps untested versions out): its listener task and advisory-lock
 bookkeeping (`_get_or_create_listener_task`, `listener_task_is_running`, `_channel_advisory_locks`,
-`_get_or_create_queue`) and its DatabaseLayer. `INTERNALS_USED` names them; a test fails when one
-is missing.
+`_get_or_create_channel_advisory_lock`, `_get_or_create_queue`) and its DatabaseLayer.
+`INTERNALS_USED` names them; a test fails when one is missing.
 
 Upstream's LISTEN task ends for good when its connection dies (a terminated backend, a database
 restart): the consumers of that process then never receive another message. This layer runs the
 LISTEN loop under a supervisor that reconnects with capped exponential backoff and jitter and,
 once listening again, re-reads from the message table every unexpired message of its own
 channels, so messages sent while it was away arrive too. Messages are de-duplicated by id.
+
+Group memberships expire (`group_expiry`, seconds; upstream keeps them forever by default): each
+process renews the memberships it added every quarter of that time, a group message goes only to
+unexpired members, and expired ones are deleted. So the memberships of a process that died
+without a goodbye (SIGKILL, a lost host) stop receiving copies of every group message within
+`group_expiry` seconds. `group_expiry=0` keeps upstream's behaviour (never expire); do not mix
+this layer with upstream's on one database with expiry on, as upstream's rows look expired.
 
 It also takes its connection settings from Django's default database when none are given
 (so tests use the test database), keeps one connection pool per event loop, checks pooled
@@ -40,13 +47,15 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "channels_postgres_messages"
 APPLICATION_NAME = "pgnotify channel layer"
 CLEANUP_INTERVAL = 60.0  # seconds between deletions of expired messages
+GROUP_EXPIRY = 120  # default seconds a membership lives unless its process renews it
 HEARTBEAT = 5.0  # seconds without a notification before the LISTEN connection is probed
 BACKOFF_INITIAL, BACKOFF_MAX = 0.2, 5.0
 VERIFIED_WITH = "channels-postgres 1.1.4"
 INTERNALS_USED = {
     core.PostgresChannelLayer: ["_get_or_create_listener_task", "_get_or_create_queue", "_group_key",
+                                "_get_or_create_channel_advisory_lock",
                                 "require_valid_group_name", "require_valid_channel_name", "serialize"],
-    DatabaseLayer: ["retrieve_group_channels", "get_db_pool"],
+    DatabaseLayer: ["get_db_pool"],
 }
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 4, "keepalives_interval": 2, "keepalives_count": 2,
               "connect_timeout": 5}
@@ -124,11 +133,14 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
         options = dict(kwargs.get("OPTIONS") or {})
         options.pop("pool", None)  # Django's pool setting, not a libpq parameter
         kwargs["OPTIONS"] = options
+        kwargs.setdefault("group_expiry", GROUP_EXPIRY)
         super().__init__(*args, **kwargs)
         self.django_db = PooledDatabaseLayer(kwargs.get("PSYCOPG_OPTIONS", {}), self.db_params, logger=logger)
         self._delivered: dict[int, float] = {}  # message id -> its expiry (epoch seconds)
         self._supervisor: asyncio.Task | None = None
         self._cleaned_at = time.time()
+        self._memberships: set[tuple[str, str]] = set()  # (group key, channel) added here, to renew
+        self._renewed_at = time.time()
         self.reconnects = 0
 
     # -- the supervised LISTEN loop
@@ -162,18 +174,33 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
             # Listening first, then reading the table: a message sent meanwhile is seen at least once.
             for message_id, channel, message, expire in await self.django_db.unexpired_messages(self._own_channels()):
                 self._dispatch(f"{message_id}:{channel}:{base64.b64encode(message).decode()}:{expire}")
+            self._renewed_at = 0.0  # renewed at the first heartbeat: memberships may have expired meanwhile
             if self.listener_task_is_running.is_set():
                 self.reconnects += 1
                 logger.info("channel layer listening again (reconnect %d)", self.reconnects)
             self.listener_task_is_running.set()
+            heartbeat = min(HEARTBEAT, self.group_expiry / 4) if self.group_expiry > 0 else HEARTBEAT
             while True:
-                async for event in conn.notifies(timeout=HEARTBEAT):
+                async for event in conn.notifies(timeout=heartbeat):
                     if event.payload == "1:shutdown":
                         self.listener_task_is_running.clear()
                         return
                     self._dispatch(event.payload)
                 await conn.execute("SELECT 1")  # a dead connection raises here
                 await self._forget_expired(conn)
+                await self._renew_memberships(conn)
+
+    async def _get_or_create_channel_advisory_lock(self, channel: str) -> bool:
+        # A channel's first receive() may come after the listener started (for another channel):
+        # what was stored for it before is read here, once its lock is held (notifications for
+        # it are dispatched from then on, so the two overlap and de-duplication by id does the rest).
+        if self._channel_advisory_locks.get(channel, False):
+            return True
+        locked = await super()._get_or_create_channel_advisory_lock(channel)
+        if locked:
+            for message_id, name, message, expire in await self.django_db.unexpired_messages([channel]):
+                self._dispatch(f"{message_id}:{name}:{base64.b64encode(message).decode()}:{expire}")
+        return locked
 
     def _own_channels(self) -> list[str]:
         return [channel for channel, locked in self._channel_advisory_locks.items() if locked]
@@ -196,10 +223,49 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
             self._cleaned_at = now
             await conn.execute(sql.SQL("DELETE FROM {} WHERE expire < now()").format(sql.Identifier(MESSAGE_TABLE)))
 
+    async def _renew_memberships(self, conn: psycopg.AsyncConnection) -> None:
+        """Every quarter of group_expiry: this process's memberships live on (and come back if
+        another process deleted them as expired, after this one was away), expired ones go."""
+        if self.group_expiry <= 0 or time.time() - self._renewed_at < self.group_expiry / 4:
+            return
+        self._renewed_at = time.time()
+        table = sql.Identifier(GROUP_CHANNEL_TABLE)
+        if self._memberships:
+            keys, channels = (list(column) for column in zip(*self._memberships, strict=True))
+            await conn.execute(sql.SQL(
+                "UPDATE {} SET expire = now() + make_interval(secs => %s) "
+                "WHERE (group_key, channel) IN (SELECT * FROM unnest(%s::text[], %s::text[]))").format(table),
+                (self.group_expiry, keys, channels))
+            cursor = await conn.execute(sql.SQL(
+                "INSERT INTO {0} (group_key, channel, expire) "
+                "SELECT m.group_key, m.channel, now() + make_interval(secs => %s) "
+                "FROM unnest(%s::text[], %s::text[]) AS m(group_key, channel) WHERE NOT EXISTS "
+                "(SELECT 1 FROM {0} g WHERE g.group_key = m.group_key AND g.channel = m.channel) "
+                "RETURNING group_key, channel").format(table),
+                (self.group_expiry, keys, channels))
+            # A group_discard that ran meanwhile must not be undone by the re-insert.
+            for group_key, channel in await cursor.fetchall():
+                if (group_key, channel) not in self._memberships:
+                    await self.django_db.delete_channel_group(group_key, channel)
+        await conn.execute(sql.SQL("DELETE FROM {} WHERE expire < now()").format(table))
+
+    async def group_add(self, group: str, channel: str) -> None:
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        group_key = self._group_key(group)
+        # Expiry in the database's time (renewals and the group_send filter use it too).
+        insert = sql.SQL("INSERT INTO {} (group_key, channel, expire) "
+                         "VALUES (%s, %s, now() + make_interval(secs => %s))").format(
+            sql.Identifier(GROUP_CHANNEL_TABLE))
+        async with (await self.django_db.get_db_pool()).connection() as conn:
+            await conn.execute(insert, (group_key, channel, self.group_expiry))
+        self._memberships.add((group_key, channel))
+
     async def group_discard(self, group: str, channel: str, expire=None) -> None:
         # Upstream also schedules a clean-up task that sleeps for minutes; the supervisor cleans instead.
         assert self.require_valid_group_name(group), "Group name not valid"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
+        self._memberships.discard((self._group_key(group), channel))
         await self.django_db.delete_channel_group(self._group_key(group), channel)
 
     async def close(self) -> None:
@@ -213,16 +279,14 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
         self._supervisor = None
         await self.django_db.close()
 
-    # -- sending: one query for the members, one insert for all of them
+    # -- sending: one statement for the members and the copies
 
     async def group_send(self, group: str, message: dict) -> None:
         assert self.require_valid_group_name(group), "Group name not valid"
-        group_key = self._group_key(group)
-        channels = await self.django_db.retrieve_group_channels(group_key)
-        if not channels:
-            return  # nobody listens: nothing to store
+        unexpired = sql.SQL(" AND expire > now()") if self.group_expiry > 0 else sql.SQL("")
         insert = sql.SQL("INSERT INTO {} (channel, message, expire) "
-                         "SELECT unnest(%s::text[]), %s, now() + make_interval(secs => %s)").format(
-            sql.Identifier(MESSAGE_TABLE))
+                         "SELECT DISTINCT channel, %s::bytea, now() + make_interval(secs => %s) "
+                         "FROM {} WHERE group_key = %s{}").format(
+            sql.Identifier(MESSAGE_TABLE), sql.Identifier(GROUP_CHANNEL_TABLE), unexpired)
         async with (await self.django_db.get_db_pool()).connection() as conn:
-            await conn.execute(insert, (channels, self.serialize(message), self.expiry))
+            await conn.execute(insert, (self.serialize(message), self.expiry, self._group_key(group)))

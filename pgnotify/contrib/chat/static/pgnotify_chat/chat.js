@@ -135,7 +135,7 @@
 
   var labels = { connecting: "connecting", open: "connected", reconnecting: "reconnecting…", forbidden: "not allowed" };
   function onState(state, detail) {
-    connection.dataset.state = state === "open" ? "ok" : (state === "forbidden" ? "bad" : "warn");
+    connection.dataset.state = state === "open" ? "ok" : (state === "forbidden" || state === "not found" ? "bad" : "warn");
     var label = labels[state] || state;
     if (state === "reconnecting" && detail && detail.retryInMs) label += " (" + Math.ceil(detail.retryInMs / 1000) + " s)";
     connection.querySelector(".text").textContent = label;

@@ -1,0 +1,129 @@
+"""Rights checked again while a websocket stays open, not only at its handshake.
+
+A socket's user may lose the right to it while it is open: logged out (session deleted), made
+inactive, no longer staff, password changed (the session's hash no longer matches). Every
+websocket consumer that needs a right registers here; one task per process (per event loop)
+checks all of them every CHECK_INTERVAL seconds, with one query for their sessions and one for
+their users whatever their number, and closes those whose user lost the right with code 4403.
+"""
+
+import asyncio
+import logging
+from importlib import import_module
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+
+from ..exceptions import one_line
+
+logger = logging.getLogger(__name__)
+
+CHECK_INTERVAL = 2.0  # seconds: a lost right closes the socket within this plus one round of queries
+FORBIDDEN = 4403
+
+# event loop -> {consumer: needs staff}
+_watched: dict[asyncio.AbstractEventLoop, dict[object, bool]] = {}
+_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+def watch(consumer, staff: bool = False) -> None:
+    """From now on `consumer` is closed (4403) once its user loses the right to it."""
+    loop = asyncio.get_running_loop()
+    for closed in [other for other in _watched if other.is_closed()]:
+        _watched.pop(closed, None)
+        _tasks.pop(closed, None)
+    _watched.setdefault(loop, {})[consumer] = staff
+    if loop not in _tasks or _tasks[loop].done():
+        _tasks[loop] = loop.create_task(_check_forever(_watched[loop]))
+
+
+def unwatch(consumer) -> None:
+    for consumers in _watched.values():
+        consumers.pop(consumer, None)
+
+
+def watched() -> int:
+    """How many sockets of this event loop are watched (tests, metrics)."""
+    return len(_watched.get(asyncio.get_running_loop(), {}))
+
+
+async def _check_forever(consumers: dict[object, bool]) -> None:
+    while True:
+        await asyncio.sleep(CHECK_INTERVAL)
+        if not consumers:
+            continue
+        sockets = {consumer: (_session_key(consumer), _user_id(consumer), staff)
+                   for consumer, staff in list(consumers.items())}
+        try:
+            allowed = await database_sync_to_async(still_allowed)(set(sockets.values()))
+        except Exception as error:  # the database is away: the rights stay as they were until it is back
+            logger.warning("websocket rights not checked: %s", one_line(error))
+            continue
+        for consumer, key in sockets.items():
+            if key not in allowed and consumers.pop(consumer, None) is not None:
+                logger.info("websocket of user %s closed: the right to it was lost", key[1])
+                try:
+                    await consumer.close(code=FORBIDDEN)
+                except Exception as error:  # already closing
+                    logger.debug("websocket already closed: %s", one_line(error))
+
+
+def _session_key(consumer) -> str | None:
+    session = consumer.scope.get("session")
+    return getattr(session, "session_key", None) if session is not None else None
+
+
+def _user_id(consumer):
+    user = consumer.scope.get("user")
+    return getattr(user, "pk", None) if user is not None else None
+
+
+def still_allowed(sockets: set[tuple]) -> set[tuple]:
+    """The (session key, user id, needs staff) triples whose session still logs that user in (same
+    password), and whose user is still active (and staff, where needed)."""
+    users = {user.pk: user for user in get_user_model()._default_manager.filter(
+        pk__in={user_id for _, user_id, _ in sockets if user_id is not None})}
+    sessions = _sessions({key for key, _, _ in sockets if key})
+    allowed = set()
+    for key, user_id, staff in sockets:
+        user, data = users.get(user_id), sessions.get(key)
+        if user is None or data is None or str(data.get(SESSION_KEY)) != str(user.pk):
+            continue
+        if not getattr(user, "is_active", True) or (staff and not user.is_staff):
+            continue
+        if not _same_password(user, data.get(HASH_SESSION_KEY)):
+            continue
+        allowed.add((key, user_id, staff))
+    return allowed
+
+
+def _sessions(keys: set[str]) -> dict[str, dict]:
+    """Session data by key, for the keys that still exist: one query on the database backends."""
+    from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
+
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if issubclass(store_class, DatabaseStore):
+        store = store_class()
+        rows = store_class.get_model_class()._default_manager.filter(
+            session_key__in=keys, expire_date__gt=timezone.now()).values_list("session_key", "session_data")
+        return {key: store.decode(data) for key, data in rows}
+    found = {}
+    for key in keys:  # cache, file or signed-cookie sessions: no query to batch
+        data = store_class(key).load()
+        if data:
+            found[key] = data
+    return found
+
+
+def _same_password(user, session_hash) -> bool:
+    """As django.contrib.auth.get_user: a password change ends the sessions made before it."""
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    if session_hash and constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return True
+    fallbacks = getattr(user, "get_session_auth_fallback_hash", None)
+    return bool(session_hash and fallbacks and any(
+        constant_time_compare(session_hash, fallback) for fallback in fallbacks()))
