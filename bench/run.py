@@ -3,7 +3,8 @@
     make bench            # or: .venv/bin/python -m bench.run [--quick]
 
 Writes bench/results.json, bench/results.md and docs/e2e-latency.png. Uses DATABASE_URL, else the
-embedded server, in databases of its own (pgnotify_bench, pgnotify_bench_e2e), created afresh.
+embedded server, in databases of its own (pgnotify_bench, pgnotify_bench_forward, pgnotify_bench_e2e),
+created afresh; the forwarders' figures use the machine's Redis, RabbitMQ and NATS (bench/forwarding.py).
 """
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import database, stack, throughput, writes  # noqa: E402
+from bench import database, forwarding, report, stack, throughput, writes  # noqa: E402
 from bench.peers import peer_figures  # noqa: E402
 from bench.plot import plot_sweep  # noqa: E402
 from bench.report import markdown  # noqa: E402
@@ -28,6 +29,8 @@ from bench.web import CLIENTS, web_figures  # noqa: E402
 
 BENCH_DB = "pgnotify_bench"
 E2E_DB = "pgnotify_bench_e2e"
+FORWARD_DB = "pgnotify_bench_forward"
+report.TARGETS.extend(forwarding.TARGETS)  # the forwarders' rows, after the others
 
 
 def core_figures(url: str, quick: bool) -> dict:
@@ -63,18 +66,22 @@ def core_figures(url: str, quick: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter runs, for a smoke run")
-    parser.add_argument("--only", choices=["core", "web"], help="run one part (development)")
+    parser.add_argument("--only", choices=["core", "web", "forwarding"], help="run one part (development)")
     args = parser.parse_args()
     started = time.monotonic()
     server = database.base_url()
     results = {}
 
-    if args.only != "web":
+    if args.only in (None, "core"):
         url = database.recreate(server, BENCH_DB)
         database.add_plain_table(url)
         results.update(core_figures(url, args.quick))
         print(f"core figures done after {time.monotonic() - started:.0f} s", flush=True)
-    if args.only != "core":
+    if args.only in (None, "forwarding"):
+        forward_url = database.recreate(server, FORWARD_DB)
+        results.update(forwarding.forwarding_figures(forward_url, args.quick))
+        print(f"forwarding figures done after {time.monotonic() - started:.0f} s", flush=True)
+    if args.only in (None, "web"):
         e2e_url = database.recreate(server, E2E_DB)
         database.add_plain_table(e2e_url)
         stack.create_staff_user(stack.stack_env(e2e_url, "postgres"))

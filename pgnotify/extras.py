@@ -1,22 +1,13 @@
 """Optional dependencies, imported only by the part that uses them.
 
 `require("channels_redis", "redis", "the Redis channel layer")` imports the module or raises
-MissingExtraError, whose one line names the extra to install. `EXTRAS` is what each extra holds
-(pyproject.toml declares the same), for the system checks and the docs.
+MissingExtraError, whose one line names the extra to install (pyproject.toml declares the extras).
 """
 
 import importlib
 import importlib.util
 
 from .exceptions import MissingExtraError
-
-# extra -> the modules it provides
-EXTRAS = {
-    "redis": ["channels_redis", "redis"],
-    "postgres-layer": ["channels_postgres"],
-    "metrics": ["prometheus_client"],
-    "daphne": ["daphne"],
-}
 
 
 def require(module: str, extra: str, feature: str):

@@ -1,7 +1,8 @@
 """Forwarders: handlers that deliver change events to other systems (pgnotify.handlers.forwarding).
 
 Each is imported on first use, so that only the one a project configures needs its client library:
-`{"handler": "pgnotify.forwarding.RedisStreamForwarder", ...}` in PGNOTIFY["HANDLERS"].
+`{"handler": "pgnotify.forwarding.Webhook", ...}` in PGNOTIFY["HANDLERS"]. docs/forwarding.md says
+what every forwarder promises and what a consumer does.
 """
 
 import importlib
@@ -9,6 +10,9 @@ import importlib
 # public name -> module under pgnotify.handlers.forwarding
 _FORWARDERS = {
     "RedisStreamForwarder": "redis_streams",
+    "Webhook": "webhook",
+    "RabbitMQ": "rabbitmq",
+    "JetStream": "jetstream",
 }
 
 __all__ = list(_FORWARDERS)

@@ -34,6 +34,7 @@ logger = logging.getLogger("pgnotify.handlers")
 RETRY_INITIAL = 0.1  # seconds before the first retry of a failed call
 RETRY_MAX = 5.0  # a handler that keeps failing is retried every 5 s at most
 NOTICE_TIMEOUT = 10.0  # seconds a state notice may take when the handler sets no timeout
+CLOSE_TIMEOUT = 2.0  # seconds a handler's close() may take when the listener stops
 FAILURE_LOG_INTERVAL = 10.0  # one warning line per handler per interval while it fails
 YIELD_EVERY = 256  # items taken in a row before the lane lets the listener run
 
@@ -102,10 +103,18 @@ class Lane:
         return len(self.queue)
 
     async def close(self) -> None:
-        """Stop the lane now; a call stuck in its thread is left behind (never waited for)."""
+        """Stop the lane now, then let the handler close its connections (its async `close()`, if
+        it has one, for at most CLOSE_TIMEOUT); a call stuck in its thread is left behind."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        close = getattr(self.handler, "close", None)
+        if inspect.iscoroutinefunction(close):
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await close()
+            except Exception as error:  # closing what may be gone already: say so, go on stopping
+                logger.info("handler %s did not close cleanly: %s", self.name, one_line(error))
         self.thread.shutdown(wait=False, cancel_futures=True)
         self._failures.flush(force=True)
 

@@ -1,8 +1,8 @@
-"""Forwarding to a message queue: change events appended to Redis Streams.
+"""Forwarding to Redis Streams: change events appended to one stream per channel.
 
-One stream per channel (`pgnotify:orders`, ...), one entry per notification with the fields
-`id` (the event's id in the event log; absent for notifications that are not change events),
-`channel` and `payload` (the JSON text). Enable it in settings:
+One stream per channel (`pgnotify:orders`, ...), one entry per change event with the fields `id`
+(the event's id in the event log), `channel` and `payload` (the change event as JSON). Enable it in
+settings (docs/forwarding/redis-streams.md has a consumer):
 
     PGNOTIFY = {
         "HANDLERS": [
@@ -12,19 +12,17 @@ One stream per channel (`pgnotify:orders`, ...), one entry per notification with
         ],
     }
 
-At-least-once, tied to the listener's position: `handle` only buffers; `flush`, which the
-listener calls before it records its position, writes the buffer in one pipeline and raises
-when Redis does not take it, so the position does not advance past events that are not in
-their stream. The dispatcher retries with backoff; after a crash the listener replays from its
-position. So an entry may be written twice (a retry after a write whose reply was lost, or a
-replay): consumers de-duplicate by `id`.
+Each batch is one pipeline of XADDs; the listener's position moves once Redis has answered it
+(pgnotify.handlers.forwarding.base). An entry may be written twice (a retry after a reply that was
+lost, or a replay after a crash): consumers de-duplicate by `id`. Notifications that are not
+change events are skipped unless `raw=True`: then `id` is "n-<32 hex digits>" and `payload` the
+shape documented in base.py.
 """
-
-import logging
 
 from django.conf import settings
 
 from ...extras import require
+from .base import Forwarder, Message, common_problems, redact, refuse, url_problem
 
 require("redis", "redis", "RedisStreamForwarder")
 
@@ -32,49 +30,63 @@ import redis.asyncio as redis  # noqa: E402
 from redis.asyncio.retry import Retry  # noqa: E402
 from redis.backoff import NoBackoff  # noqa: E402
 
-logger = logging.getLogger(__name__)
-
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
-class RedisStreamForwarder:
-    """Listener handler: XADD every notification to the stream of its channel."""
+class RedisStreamForwarder(Forwarder):
+    """Listener handler: XADD every change event to the stream of its channel."""
 
     def __init__(self, url: str | None = None, prefix: str = "pgnotify:", maxlen: int | None = 100_000,
-                 approximate: bool = True, max_buffer: int = 10_000, timeout: float = 5.0):
-        self.url = url or getattr(settings, "REDIS_URL", "") or DEFAULT_URL
+                 approximate: bool = True, max_buffer: int = 10_000, timeout: float = 5.0, batch: int = 1000,
+                 raw: bool = False):
+        url = url or getattr(settings, "REDIS_URL", "") or DEFAULT_URL
+        refuse(self.check_options(url=url, prefix=prefix, maxlen=maxlen, approximate=approximate,
+                                  max_buffer=max_buffer, timeout=timeout, batch=batch, raw=raw))
+        super().__init__(raw=raw, batch=batch, timeout=timeout, max_buffer=max_buffer)
+        self.url = url
         self.prefix = prefix
         self.maxlen = maxlen  # per stream; None keeps everything
         self.approximate = approximate  # MAXLEN ~: trimming whole macro nodes is much cheaper
-        self.max_buffer = max_buffer
-        # No retries inside the client: the dispatcher retries with backoff and holds the position.
+        # No retries inside the client: the lane retries with backoff and the position holds.
         self._client = redis.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                             retry=Retry(NoBackoff(), 0))
-        self._buffer: list[tuple[str, dict]] = []
-        self.written = 0
+
+    @classmethod
+    def check_options(cls, url=None, prefix="pgnotify:", maxlen=100_000, approximate=True, max_buffer=10_000,
+                      timeout=5.0, batch=1000, raw=False) -> list[str]:
+        problems = []
+        if url is not None and (problem := url_problem(url, ("redis", "rediss", "unix"), "url")):
+            problems.append(problem)
+        if not isinstance(prefix, str):
+            problems.append(f"prefix must be a string, not {prefix!r}")
+        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1):
+            problems.append(f"maxlen must be a whole number of at least 1, or None, not {maxlen!r}")
+        if not isinstance(approximate, bool):
+            problems.append(f"approximate must be True or False, not {approximate!r}")
+        return problems + common_problems(batch, timeout, max_buffer, raw)
+
+    @property
+    def destination(self) -> str:
+        return f"{redact(self.url)} {self.prefix}*"
+
+    @property
+    def written(self) -> int:
+        """Entries Redis has taken (the name earlier versions used)."""
+        return self.forwarded
 
     def stream(self, channel: str) -> str:
         return self.prefix + channel
 
-    async def handle(self, notification) -> None:
-        if len(self._buffer) >= self.max_buffer:
-            await self.flush()  # raises while Redis is away: the dispatcher keeps this event for later
-        fields = {"channel": notification.channel, "payload": notification.payload}
-        event = notification.event
-        if event is not None:
-            fields["id"] = event["id"]
-        self._buffer.append((self.stream(notification.channel), fields))
-
-    async def flush(self) -> None:
-        if not self._buffer:
-            return
-        count = len(self._buffer)
+    async def send(self, batch: list[Message]) -> None:
         pipe = self._client.pipeline(transaction=False)
-        for stream, fields in self._buffer[:count]:
-            pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=self.approximate)
-        await pipe.execute()  # raises on any failure: the buffer stays, the position holds
-        del self._buffer[:count]
-        self.written += count
+        for message in batch:
+            fields = {"id": str(message.id), "channel": message.channel, "payload": message.body}
+            pipe.xadd(self.stream(message.channel), fields, maxlen=self.maxlen, approximate=self.approximate)
+        await pipe.execute()  # raises on any failure: the batch stays first in line
+
+    async def disconnect(self) -> None:
+        await self._client.connection_pool.disconnect()
 
     async def close(self) -> None:
+        await super().close()
         await self._client.aclose()

@@ -1,0 +1,127 @@
+"""Forwarding to NATS JetStream (nats-py): change events published to a stream.
+
+    PGNOTIFY = {
+        "HANDLERS": [
+            {"handler": "pgnotify.forwarding.JetStream",
+             "channels": ["orders", "products"],
+             "options": {"url": "nats://127.0.0.1:4222", "prefix": "pgnotify",
+                         "stream": "PGNOTIFY", "create_stream": True}},
+        ],
+    }
+
+Subject `<prefix>.<channel>.<table>.<op>` (e.g. `pgnotify.orders.shop_order.UPDATE`), header
+`Nats-Msg-Id` = the event's id, so the stream drops a repeat published within its duplicate
+window (2 minutes unless the stream says otherwise). Each batch is published at once and counts as
+delivered once the stream has acknowledged every message in it (stored; acknowledgements that
+say "duplicate" are counted in `duplicates`). With `create_stream=True` the stream `stream` is
+created for `<prefix>.>` if it does not exist; otherwise a stream must already capture the
+subjects, or nothing is acknowledged and the listener's position holds.
+"""
+
+import asyncio
+import contextlib
+import re
+
+from ...extras import require
+from .base import Forwarder, Message, common_problems, redact, refuse, token, url_problem
+
+require("nats", "nats", "the JetStream forwarder")
+
+import nats  # noqa: E402
+from nats.js.api import StorageType  # noqa: E402
+from nats.js.errors import NotFoundError  # noqa: E402
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+_SUBJECT_PREFIX = re.compile(r"[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*")
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+CLOSE_TIMEOUT = 2.0
+
+
+class JetStream(Forwarder):
+    """Listener handler: publish change events to JetStream, each acknowledged before the position moves."""
+
+    def __init__(self, url: str = DEFAULT_URL, prefix: str = "pgnotify", stream: str = "PGNOTIFY",
+                 create_stream: bool = False, duplicate_window: float = 120.0, batch: int = 1000,
+                 timeout: float = 10.0, raw: bool = False, max_buffer: int = 10_000):
+        refuse(self.check_options(url=url, prefix=prefix, stream=stream, create_stream=create_stream,
+                                  duplicate_window=duplicate_window, batch=batch, timeout=timeout, raw=raw,
+                                  max_buffer=max_buffer))
+        super().__init__(raw=raw, batch=batch, timeout=timeout, max_buffer=max_buffer)
+        self.url = url
+        self.prefix = prefix
+        self.stream = stream
+        self.create_stream = create_stream
+        self.duplicate_window = duplicate_window  # seconds, for a stream this forwarder creates
+        self.duplicates = 0  # acknowledgements that said the stream already had the message
+        self._client = None
+        self._js = None
+
+    @classmethod
+    def check_options(cls, url=DEFAULT_URL, prefix="pgnotify", stream="PGNOTIFY", create_stream=False,
+                      duplicate_window=120.0, batch=1000, timeout=10.0, raw=False, max_buffer=10_000) -> list[str]:
+        problems = []
+        if problem := url_problem(url, ("nats", "tls"), "url"):
+            problems.append(problem)
+        if not isinstance(prefix, str) or not _SUBJECT_PREFIX.fullmatch(prefix):
+            problems.append(f"prefix must be subject words of letters, digits, '_', '-' or ':' joined by '.' "
+                            f"(no wildcards, no spaces), not {prefix!r}")
+        if not isinstance(stream, str) or not _STREAM_NAME.fullmatch(stream):
+            problems.append(f"stream must be a name of letters, digits, '_' or '-', not {stream!r}")
+        if not isinstance(create_stream, bool):
+            problems.append(f"create_stream must be True or False, not {create_stream!r}")
+        if isinstance(duplicate_window, bool) or not isinstance(duplicate_window, int | float) or duplicate_window <= 0:
+            problems.append(f"duplicate_window must be a number of seconds above 0, not {duplicate_window!r}")
+        return problems + common_problems(batch, timeout, max_buffer, raw)
+
+    @property
+    def destination(self) -> str:
+        return f"{self.prefix}.> at {redact(self.url)}"
+
+    def subject(self, message: Message) -> str:
+        return f"{self.prefix}.{token(message.channel)}.{token(message.table)}.{token(message.op)}"
+
+    async def send(self, batch: list[Message]) -> None:
+        js = await self._open()
+        # Written in order on one connection; the acknowledgements come back as they are stored.
+        futures = [await js.publish_async(self.subject(message), message.body,
+                                          headers={"Nats-Msg-Id": str(message.id)}) for message in batch]
+        async with asyncio.timeout(self.send_timeout):
+            acks = await asyncio.gather(*futures)
+        self.duplicates += sum(1 for ack in acks if ack.duplicate)
+
+    async def _open(self):
+        if self._js is None:
+            async with asyncio.timeout(self.send_timeout):
+                # No reconnecting inside the client: a failed batch closes the connection and the lane
+                # retries on a new one, with backoff.
+                self._client = await nats.connect(servers=[self.url], connect_timeout=self.send_timeout,
+                                                  allow_reconnect=False, max_reconnect_attempts=0,
+                                                  error_cb=_ignore, disconnected_cb=_ignore_event,
+                                                  closed_cb=_ignore_event)
+                js = self._client.jetstream(timeout=self.send_timeout)
+                if self.create_stream:
+                    await self._ensure_stream(js)
+                self._js = js
+        return self._js
+
+    async def _ensure_stream(self, js) -> None:
+        try:
+            await js.stream_info(self.stream)
+        except NotFoundError:
+            await js.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"], storage=StorageType.FILE,
+                                duplicate_window=self.duplicate_window)
+
+    async def disconnect(self) -> None:
+        client, self._client, self._js = self._client, None, None
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), CLOSE_TIMEOUT)
+
+
+async def _ignore(error: Exception) -> None:
+    """The lane logs failures itself (rate-limited); the client's own error log would repeat them."""
+
+
+async def _ignore_event() -> None:
+    pass
