@@ -14,12 +14,17 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError as DjangoDatabaseError
 from django.db import connections
 from django.utils.module_loading import import_string
+from psycopg import Connection
 
 from . import conf
+from . import tables as database_tables
+from .connection import listener_conninfo
+from .exceptions import one_line
 from .extras import installed
 from .handlers.base import HANDLER_KEYS, valid_timeout
 from .listener.wal.slots import PUBLICATION
 from .sending import CHANNEL_PATTERN
+from .watched import key_columns, refusal, watched_tables
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
 HINT_CHANNEL = "1 to 63 letters, digits, '_', '-', '.' or ':'."
@@ -103,12 +108,77 @@ def check_watch(app_configs=None, **kwargs):
             continue
         for name in exclude:
             try:
-                model._meta.get_field(name)
+                field = model._meta.get_field(name)
             except FieldDoesNotExist:
                 errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] excludes unknown field {name!r}.",
                                     hint=f"Fields of {label}: {_field_names(model)}.",
                                     id="pgnotify.E005"))
+                continue
+            if getattr(field, "column", None) in key_columns(model):
+                errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] excludes {name!r}, part of the primary key.",
+                                    hint="Every event names its row by the primary key (`pk`): it cannot be excluded.",
+                                    id="pgnotify.E022"))
+        errors += _inheritance_warnings(label, model, watch)
     return errors
+
+
+def _inheritance_warnings(label, model, watch) -> list:
+    """A multi-table child's table holds only its own fields: its events carry no inherited field,
+    and a save that changes only those updates the parent's table alone."""
+    watched = {m for m in map(_model, watch) if m is not None}
+    parents = [parent for parent in model._meta.get_parent_list() if parent not in watched]
+    if model._meta.proxy or not parents:
+        return []
+    names = ", ".join(parent._meta.label for parent in parents)
+    return [Warning(f"PGNOTIFY['WATCH'][{label!r}] inherits fields from {names}, which is not watched: changes to "
+                    "inherited fields send no event.",
+                    hint=f"WATCH {names} too: its events carry the inherited fields, with the same pk.",
+                    id="pgnotify.W021")]
+
+
+# What the database refuses, by refusal reason: message id and hint.
+_REFUSALS = {
+    "kind": ("pgnotify.E020", "WATCH (or invalidate on) the models of the tables it reads from, or remove it."),
+    "key": ("pgnotify.E021", "Give the table a primary key (or a unique index) on the model's primary key "
+                             "columns, or declare the model's primary key on columns that are unique."),
+}
+
+
+@register()
+def check_watched_tables(app_configs=None, **kwargs):
+    """Every watched table as the database has it: a trigger must be able to serve it."""
+    if connections["default"].vendor != "postgresql" or not isinstance(conf.get("WATCH"), dict) \
+            or not isinstance(conf.get("CACHE_INVALIDATE"), dict):
+        return []  # reported by the checks above
+    tables, _ = watched_tables()  # entries that cannot be used: reported by the checks above
+    try:
+        # A connection of its own with a short timeout: Django's pool would wait 30 s for a server
+        # that is down, and `check` runs before most commands.
+        with Connection.connect(autocommit=True, **{**listener_conninfo(), "connect_timeout": 3}) as connection:
+            facts = database_tables.inspect(connection.cursor(), tables)
+    except Exception as error:  # a check must not raise: the database may be down, or not created yet
+        return [Warning(f"pgnotify could not inspect the watched tables: {one_line(error)}.",
+                        hint="Run manage.py check where the database is reachable to check them.", id="pgnotify.W020")]
+    messages = []
+    for name, table in tables.items():
+        models = ", ".join(table.models)
+        refused = refusal(table, facts[name])
+        if refused is None:
+            for part in facts[name].partitions:
+                if part.kind not in {"r", "p"}:
+                    messages.append(Warning(
+                        f"{part.display}, a partition of {facts[name].relation.display} ({models}), is a "
+                        f"{part.kind_name}: writes straight to it send no events.",
+                        hint="Write through the partitioned table, or make the partition a table.", id="pgnotify.W022"))
+        elif refused[0] in _REFUSALS:
+            message_id, hint = _REFUSALS[refused[0]]
+            messages.append(Error(f"{models}: {refused[1]}.", hint=hint, id=message_id))
+        elif not all(_model(label)._meta.managed for label in table.models):
+            # A managed model's table comes with migrate; an unmanaged one's is the project's to create.
+            messages.append(Warning(f"{models}: {refused[1]}.",
+                                    hint="Create it (e.g. in a migration) and run migrate: its triggers are "
+                                         "attached then.", id="pgnotify.W023"))
+    return messages
 
 
 @register()

@@ -3,25 +3,36 @@
 Each trigger carries a hash of its definition in its comment (as django-pgtrigger does),
 so `migrate` rewrites only the triggers whose definition changed.
 
-The change trigger of a table is statement-level (pgnotify_notify_change_v3, migration 0004;
-v2 of migration 0003 where only that is applied): PostgreSQL allows transition tables only on
-single-event triggers, so it is three triggers, `pgnotify_change` (UPDATE, carrying the hash of
-all three) and its INSERT and DELETE parts. With only migration 0001 applied, the row-level v1
-function is attached instead.
+The change trigger of a table is statement-level (pgnotify_notify_change_v4, migration 0006;
+the newest of v3 or v2 where only migrations up to 0005 or 0003 are applied): PostgreSQL allows
+transition tables only on single-event triggers, so it is three triggers, `pgnotify_change`
+(UPDATE, carrying the hash of all three) and its INSERT and DELETE parts. With only migration
+0001 applied, the row-level v1 function is attached instead.
+
+Every shape of table gets its triggers from one place (docs/models.md): a table in another
+schema by its schema; a model and its proxies through one trigger with a target each; each
+partition of a partitioned table as well as the table (a statement on a partition does not fire
+the partitioned table's statement-level triggers), its events naming the partitioned table.
+
+One table that cannot have a trigger never stops the others: each table's statements run in a
+savepoint, and what could not be done comes back as one line each in `problems`.
 """
 
 import hashlib
 import logging
+import sys
 
-from django.apps import apps
-from django.db import connections
+from django.db import DatabaseError, connections, transaction
 from psycopg import sql
 
 from . import conf
+from .exceptions import one_line
+from .listener.partitions import CHANGE_TRIGGER
+from .tables import Relation, TableFacts, inspect
+from .watched import WatchedTable, refusal, watched_tables
 
 logger = logging.getLogger(__name__)
 
-CHANGE_TRIGGER = "pgnotify_change"
 CACHE_TRIGGER = "pgnotify_cache"
 
 CHANGE_PARTS = {"pgnotify_change_insert": "INSERT", "pgnotify_change_delete": "DELETE"}
@@ -30,74 +41,87 @@ PART_COMMENT = "pgnotify: part of pgnotify_change"
 
 _CHANGE_V1 = sql.SQL(
     "CREATE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table} "
-    "FOR EACH ROW EXECUTE FUNCTION pgnotify_notify_change({channel}, {label}, {pk}, {excluded})"
+    "FOR EACH ROW EXECUTE FUNCTION pgnotify_notify_change({arguments})"
 )
-_CHANGE_V2 = {
+_CHANGE_STATEMENT = {
     "UPDATE": "AFTER UPDATE ON {table} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
     "INSERT": "AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows",
     "DELETE": "AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows",
 }
-_CHANGE_V2_EXECUTE = " FOR EACH STATEMENT EXECUTE FUNCTION {function}({channel}, {label}, {pk}, {excluded})"
+_CHANGE_EXECUTE = " FOR EACH STATEMENT EXECUTE FUNCTION {function}({arguments})"
 # Statement-level change functions, newest first: the newest installed one is attached.
-STATEMENT_FUNCTIONS = ["pgnotify_notify_change_v3", "pgnotify_notify_change_v2"]
+STATEMENT_FUNCTIONS = ["pgnotify_notify_change_v4", "pgnotify_notify_change_v3", "pgnotify_notify_change_v2"]
 _CACHE = sql.SQL(
     "CREATE OR REPLACE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
     "FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_invalidate_cache({tags})"
 )
+# pgnotify's triggers in this database: those calling pgnotify functions of the schema where
+# this project's pgnotify functions are (another project may share the database in its schema).
 _INSTALLED = """
-    SELECT c.relname, t.tgname, coalesce(obj_description(t.oid, 'pg_trigger'), '')
-      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+    SELECT c.oid, n.nspname, c.relname, to_regclass(quote_ident(c.relname)) IS NOT DISTINCT FROM c.oid::regclass,
+           t.tgname, coalesce(obj_description(t.oid, 'pg_trigger'), '')
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_proc p ON p.oid = t.tgfoid
      WHERE t.tgname IN (%s, %s) AND NOT t.tgisinternal
-       AND c.relnamespace = current_schema()::regnamespace
+       AND p.pronamespace = (SELECT pronamespace FROM pg_proc WHERE oid = to_regproc('pgnotify_invalidate_cache'))
 """
+
+
+class SyncResult(list):
+    """What sync_triggers changed, one line each; `problems`: what it could not do, one line each."""
+
+    def __init__(self):
+        super().__init__()
+        self.problems: list[str] = []
 
 
 def _array_literal(values) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
-def _change_statements(table: str, arguments: dict, function: str | None) -> sql.Composed:
+def _change_arguments(table: WatchedTable, facts: TableFacts, function: str | None) -> sql.Composed:
+    """The change function's arguments: v4 takes the key, the event's table, options and a target
+    per WATCH entry; the older functions the first entry's channel, label, key and exclusions."""
+    if function == STATEMENT_FUNCTIONS[0]:
+        values = [_array_literal(table.key), facts.relation.display, "iso_intervals" if facts.has_intervals else ""]
+        for target in table.targets:
+            values += [target.channel, target.label, _array_literal(target.excluded)]
+    else:
+        first = table.targets[0]
+        values = [first.channel, first.label, table.key[0], _array_literal(first.excluded)]
+    return sql.SQL(", ").join(sql.Literal(value) for value in values)
+
+
+def _change_statements(relation: Relation, arguments: sql.Composed, function: str | None) -> sql.Composed:
     """The CREATE statements of a table's change trigger (and its parts), as one; `function` is
     the statement-level function to attach, None for the row-level v1."""
     if function is None:
-        return _CHANGE_V1.format(name=sql.Identifier(CHANGE_TRIGGER), table=sql.Identifier(table), **arguments)
+        return _CHANGE_V1.format(name=sql.Identifier(CHANGE_TRIGGER), table=relation.identifier, arguments=arguments)
     names = {"UPDATE": CHANGE_TRIGGER, **{op: name for name, op in CHANGE_PARTS.items()}}
     return sql.SQL("; ").join(
-        sql.SQL("CREATE TRIGGER {name} " + _CHANGE_V2[op] + _CHANGE_V2_EXECUTE).format(
-            name=sql.Identifier(names[op]), table=sql.Identifier(table), function=sql.Identifier(function),
-            **arguments)
+        sql.SQL("CREATE TRIGGER {name} " + _CHANGE_STATEMENT[op] + _CHANGE_EXECUTE).format(
+            name=sql.Identifier(names[op]), table=relation.identifier, function=sql.Identifier(function),
+            arguments=arguments)
         for op in ("UPDATE", "INSERT", "DELETE"))
 
 
-def desired_triggers(function: str | None = STATEMENT_FUNCTIONS[0]) -> dict[tuple[str, str], sql.Composed]:
-    """(table, trigger name) -> CREATE statement(s), for every watched and cached model; `function`
-    is the statement-level change function (None: the row-level v1). None with the WAL source,
-    whose publication (pgnotify.publication) takes their place."""
+def _wanted(table: WatchedTable, facts: TableFacts, function: str | None) -> dict:
+    """(relation oid, trigger name) -> (relation's name for the report, relation, CREATE statement)
+    for one table and its partitions."""
+    parent = facts.relation
+    relations = [(parent, parent.display)]
+    relations += [(part, f"{part.display} (partition of {parent.display})")
+                  for part in facts.partitions if part.kind in {"r", "p"}]
     wanted = {}
-    if conf.source() == "wal":
-        return wanted
-    for label, options in conf.watch().items():
-        model = apps.get_model(label)
-        table = model._meta.db_table
-        arguments = {
-            "channel": sql.Literal(options["channel"]),
-            "label": sql.Literal(model._meta.label_lower),
-            "pk": sql.Literal(model._meta.pk.column),
-            "excluded": sql.Literal(_array_literal(_excluded_columns(model, options))),
-        }
-        wanted[(table, CHANGE_TRIGGER)] = _change_statements(table, arguments, function)
-    for label, tags in conf.get("CACHE_INVALIDATE").items():
-        table = apps.get_model(label)._meta.db_table
-        wanted[(table, CACHE_TRIGGER)] = _CACHE.format(
-            name=sql.Identifier(CACHE_TRIGGER),
-            table=sql.Identifier(table),
-            tags=sql.SQL(", ").join(sql.Literal(tag) for tag in tags),
-        )
+    for relation, display in relations:
+        if table.targets:
+            statement = _change_statements(relation, _change_arguments(table, facts, function), function)
+            wanted[(relation.oid, CHANGE_TRIGGER)] = (display, relation, statement)
+        if table.tags:
+            statement = _CACHE.format(name=sql.Identifier(CACHE_TRIGGER), table=relation.identifier,
+                                      tags=sql.SQL(", ").join(sql.Literal(tag) for tag in table.tags))
+            wanted[(relation.oid, CACHE_TRIGGER)] = (display, relation, statement)
     return wanted
-
-
-def _excluded_columns(model, options) -> list[str]:
-    return [model._meta.get_field(name).column for name in options.get("exclude", [])]
 
 
 def _installed_functions(cursor) -> tuple[bool, str | None]:
@@ -108,51 +132,86 @@ def _installed_functions(cursor) -> tuple[bool, str | None]:
     return v1, next((name for name, there in zip(STATEMENT_FUNCTIONS, statement_level, strict=True) if there), None)
 
 
-def _drop(table: str, name: str) -> sql.Composed:
+def _drop(relation: Relation, name: str) -> sql.Composed:
     """DROP statements of a trigger, with its parts for the change trigger."""
     names = [name, *CHANGE_PARTS] if name == CHANGE_TRIGGER else [name]
     return sql.SQL("; ").join(
-        sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(n), sql.Identifier(table)) for n in names)
+        sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(n), relation.identifier) for n in names)
 
 
-def sync_triggers(using: str = "default") -> list[str]:
-    """Make the database's pgnotify triggers match the settings; returns what changed."""
+def sync_triggers(using: str = "default") -> SyncResult:
+    """Make the database's pgnotify triggers match the settings; returns what changed, and in
+    `.problems` what could not be done (one line each), having done everything else."""
     connection = connections[using]
-    actions = []
+    result = SyncResult()
     with connection.cursor() as cursor:
         v1, function = _installed_functions(cursor)
         if not (v1 or function):
-            return actions
+            return result
         raw = cursor.connection
+        tables, result.problems = watched_tables()
+        if conf.source() == "wal":  # the publication (pgnotify.publication) takes the triggers' place
+            tables = {}
+        facts = inspect(cursor, tables)
+        wanted = {}
+        for name, table in tables.items():
+            refused = refusal(table, facts[name])
+            if refused:
+                result.problems.append(f"could not watch {', '.join(map(repr, table.models))}: {refused[1]}")
+                continue
+            wanted.update(_wanted(table, facts[name], function))
+            parent = facts[name].relation
+            for part in facts[name].partitions:
+                if part.kind not in {"r", "p"}:
+                    result.problems.append(f"could not watch {part.display} (partition of {parent.display}): it is "
+                                           f"a {part.kind_name}, writes straight to it send no events")
         cursor.execute(_INSTALLED, [CHANGE_TRIGGER, CACHE_TRIGGER])
-        installed = {(table, name): comment for table, name, comment in cursor.fetchall()}
-        wanted = desired_triggers(function)
-        for (table, name), statement in wanted.items():
+        installed = {(oid, trigger): (Relation(oid, schema, relname, "r", visible), comment)
+                     for oid, schema, relname, visible, trigger, comment in cursor.fetchall()}
+
+        for key, (display, relation, statement) in wanted.items():
+            name = key[1]
             text = statement.as_string(raw)
             stamp = "pgnotify:" + hashlib.sha256(text.encode()).hexdigest()[:16]
-            if installed.get((table, name)) == stamp:
+            if key in installed and installed[key][1] == stamp:
                 continue
-            # Dropped first: a row-level trigger cannot be replaced by a statement-level one.
-            cursor.execute(_drop(table, name).as_string(raw))
-            cursor.execute(text)
             comments = [(name, stamp)]
             if name == CHANGE_TRIGGER and function:
                 comments += [(part, PART_COMMENT) for part in CHANGE_PARTS]
-            for trigger, comment in comments:
-                cursor.execute(sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
-                    sql.Identifier(trigger), sql.Identifier(table), sql.Literal(comment)).as_string(raw))
-            actions.append(f"{'refreshed' if (table, name) in installed else 'attached'} {name} on {table}")
-        for table, name in installed.keys() - wanted.keys():
-            cursor.execute(_drop(table, name).as_string(raw))
-            actions.append(f"dropped {name} on {table}")
-    for action in actions:
+            try:
+                with transaction.atomic(using=using):  # a savepoint: a failure here leaves the rest
+                    # Dropped first: a row-level trigger cannot be replaced by a statement-level one.
+                    cursor.execute(_drop(relation, name).as_string(raw))
+                    cursor.execute(text)
+                    for trigger, comment in comments:
+                        cursor.execute(sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
+                            sql.Identifier(trigger), relation.identifier, sql.Literal(comment)).as_string(raw))
+            except DatabaseError as error:
+                result.problems.append(f"could not attach {name} on {display}: {one_line(error)}")
+                continue
+            result.append(f"{'refreshed' if key in installed else 'attached'} {name} on {display}")
+
+        for key in installed.keys() - wanted.keys():
+            relation, name = installed[key][0], key[1]
+            try:
+                with transaction.atomic(using=using):
+                    cursor.execute(_drop(relation, name).as_string(raw))
+            except DatabaseError as error:
+                result.problems.append(f"could not drop {name} on {relation.display}: {one_line(error)}")
+                continue
+            result.append(f"dropped {name} on {relation.display}")
+    for action in result:
         logger.debug("pgnotify: %s", action)
-    return actions
+    return result
 
 
 def sync_triggers_after_migrate(sender, using="default", verbosity=1, **kwargs):
+    """post_migrate: a WATCH entry that cannot be served is reported, never a reason to fail."""
     if connections[using].vendor != "postgresql":
         return
-    for action in sync_triggers(using):
-        if verbosity >= 1:
+    result = sync_triggers(using)
+    if verbosity >= 1:
+        for action in result:
             print(f"  pgnotify: {action}")
+    for problem in result.problems:
+        print(f"  pgnotify: {problem}", file=sys.stderr)

@@ -152,17 +152,30 @@ TRIGGER_FUNCTIONS = """
 """
 
 
-def test_back_to_0003_attaches_v2_and_forward_again_v3(throwaway_database):
+def test_back_to_0005_attaches_v3_back_to_0003_v2_and_forward_again_v4(throwaway_database):
     name, url = throwaway_database
     assert manage(url, "migrate", "--noinput").returncode == 0
     with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
+        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v4",)}
+        back = manage(url, "migrate", "pgnotify", "0005", "--noinput")
+        assert back.returncode == 0, back.stderr
         assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v3",)}
+        conn.execute("INSERT INTO shop_order DEFAULT VALUES")
+        conn.execute("UPDATE shop_order SET quantity = 2")
+        assert conn.execute("SELECT count(*) FROM pgnotify_event WHERE channel = 'orders'").fetchone() == (2,)
+        conn.execute("DELETE FROM pgnotify_event")
         back = manage(url, "migrate", "pgnotify", "0003", "--noinput")
         assert back.returncode == 0, back.stderr
         assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v2",)}
         conn.execute("INSERT INTO shop_order DEFAULT VALUES")
         assert conn.execute("SELECT count(*) FROM pgnotify_event WHERE channel = 'orders'").fetchone() == (1,)
         assert manage(url, "migrate", "--noinput").returncode == 0
-        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v3",)}
+        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v4",)}
         conn.execute("INSERT INTO shop_order DEFAULT VALUES")
         assert conn.execute("SELECT count(*) FROM pgnotify_event WHERE channel = 'orders'").fetchone() == (2,)
+        # v4's composite key, back after v3 and v2 had it wrong.
+        conn.execute("INSERT INTO shapes_compositeitem (tenant, code, val) VALUES (1, 'a', 0)")
+        conn.execute("UPDATE shapes_compositeitem SET val = 1")
+        logged = conn.execute("SELECT payload->'pk', payload->'changed' FROM pgnotify_event "
+                              "WHERE channel = 'shapes_composite' ORDER BY id").fetchall()
+        assert logged == [({"tenant": 1, "code": "a"}, None), ({"tenant": 1, "code": "a"}, ["val"])]

@@ -2,8 +2,9 @@
 (statistics and state notices then go to stderr), or, quiet, only state changes and a one-line
 summary per statistics interval."""
 
-import json
 import sys
+
+from ..listener import exactjson
 
 
 def _clip(text: str, limit: int = 160) -> str:
@@ -16,7 +17,7 @@ def human_line(notification) -> str:
     if event is not None:
         changed = f" changed={','.join(event['changed'])}" if event.get("changed") else ""
         return (f"📨 [{notification.channel}] #{event['id']} {event.get('op')} {event.get('table')} "
-                f"pk={json.dumps(event.get('pk'))}{changed}{suffix}")
+                f"pk={exactjson.dumps(event.get('pk'))}{changed}{suffix}")
     kind = "" if notification.is_json else " (not JSON)"
     return f"📨 [{notification.channel}] {_clip(notification.payload)!r}{kind}{suffix}"
 
@@ -68,7 +69,7 @@ class Output:
         if self.quiet:
             return
         if self.as_json:
-            line = json.dumps(notification.as_json(), ensure_ascii=False, separators=(",", ":"))
+            line = exactjson.dumps(notification.as_json())
         else:
             line = human_line(notification)
         self.stdout.write(line + "\n")

@@ -39,6 +39,7 @@ from ..exceptions import PgNotifyError
 from .base import SERVER_KEEPALIVES, BaseListener, ListenerOptions, Sink
 from .eventlog import EventLog
 from .notification import Notification, now
+from .partitions import unwatched_partitions
 from .receiving import NotificationReceiver
 from .snapshots import Snapshot
 
@@ -60,6 +61,7 @@ class Listener(BaseListener):
         self._saved_position: str | None = None
         self._saved_at = 0.0
         self._pruned_at = 0.0
+        self._partitions_checked_at = 0.0
         self._mark_channel = ""  # set per session: it names the LISTEN backend
         self._marks_sent = 0
 
@@ -222,6 +224,9 @@ class Listener(BaseListener):
             self._saved_position, self._saved_at = current.text, now
         if now - self._pruned_at >= self.options.prune_interval:
             await self._prune(log, now)
+        if now - self._partitions_checked_at >= self.options.prune_interval:
+            self._partitions_checked_at = now
+            await self._warn_unwatched_partitions(log)
 
     async def _prune(self, log: EventLog, now: float) -> None:
         deleted, done = await log.prune(self.options.retention)
@@ -229,6 +234,11 @@ class Listener(BaseListener):
         self._pruned_at = now if done else 0.0
         if deleted:
             logger.info("pruned %d events older than %s", deleted, self.options.retention)
+
+    async def _warn_unwatched_partitions(self, log: EventLog) -> None:
+        for partition, table in await unwatched_partitions(log.connection):
+            logger.warning("partition %s of watched table %s has no pgnotify trigger: writes straight to it send "
+                           "no events until `manage.py migrate` attaches one", partition, table)
 
     def _note_queue_usage(self, usage: float) -> None:
         if usage >= self.options.queue_warning > self.stats.queue_usage:

@@ -1,8 +1,9 @@
 """The dashboard's group and frame format, shared by the listener's GroupForwarder (which sends
 frames) and the web processes' fan-out (which writes them to browsers). Frames are serialised
-once, by the sender, and travel through the channel layer as ready-made text."""
+once, by the sender, and travel through the channel layer as ready-made text, numbers with all
+their digits (pgnotify.listener.exactjson)."""
 
-import json
+from ..listener import exactjson
 
 DASHBOARD_GROUP = "pgnotify.dashboard"
 FRAME_TYPE = "dashboard.frame"  # a group message whose "text" is a serialised websocket frame
@@ -11,7 +12,7 @@ CHANGES_PREFIX, CHANGES_SUFFIX = '{"type":"changes","events":[', "]}"  # as fram
 
 def frame(payload: dict) -> dict:
     """A group message carrying one ready-made websocket text frame (serialised once, not per client)."""
-    return {"type": FRAME_TYPE, "text": json.dumps(payload, separators=(",", ":"))}
+    return {"type": FRAME_TYPE, "text": exactjson.dumps(payload)}
 
 
 def notice_frame(notice: dict) -> dict:

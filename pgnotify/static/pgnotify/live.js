@@ -31,7 +31,7 @@
     };
     socket.onmessage = function (message) {
       var data;
-      try { data = JSON.parse(message.data); } catch (e) { return; }
+      try { data = parseFrame(message.data); } catch (e) { return; }
       self.handlers.onFrame(data);
     };
     socket.onclose = function (event) {
@@ -73,6 +73,35 @@
     if (!banner.parentNode) document.body.appendChild(banner);
   };
 
+  // Frames carry numbers with all their digits (a numeric of 29 digits, an integer beyond 2^64).
+  // JSON.parse would round what a double cannot hold; where the browser shows the reviver the
+  // number's source text (Chromium 114+), such a number becomes a string of its exact digits.
+  // Others stay numbers. A frame with no run of 16 digits has none: it skips the reviver.
+  var LONG_NUMBER = /[0-9.]{16}/;
+
+  function parseFrame(text) {
+    return LONG_NUMBER.test(text) ? JSON.parse(text, exactNumber) : JSON.parse(text);
+  }
+
+  function exactNumber(key, value, context) {
+    if (typeof value !== "number" || !context || typeof context.source !== "string") return value;
+    var source = context.source;
+    // 15 characters hold at most 15 significant digits, which a double always gives back.
+    if (isFinite(value) && (source.length <= 15 || decimalKey(source) === decimalKey(String(value)))) return value;
+    return source;
+  }
+
+  // "-0012.3400e+5" -> "-1234e3": sign, significant digits and power of ten, to compare values.
+  function decimalKey(text) {
+    var m = /^(-?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
+    if (!m) return text;
+    var fraction = m[3] || "", digits = (m[2] + fraction).replace(/^0+/, "");
+    var exponent = (m[4] ? parseInt(m[4], 10) : 0) - fraction.length;
+    var trimmed = digits.replace(/0+$/, "");
+    if (!trimmed) return "0";
+    return m[1] + trimmed + "e" + (exponent + digits.length - trimmed.length);
+  }
+
   // "2026-11-27T10:00:00.123456+00:00" -> epoch ms (Date.parse wants at most 3 fraction digits).
   function parseTs(ts) {
     if (typeof ts !== "string") return NaN;
@@ -82,4 +111,5 @@
   window.pgnotify = window.pgnotify || {};
   window.pgnotify.LiveSocket = LiveSocket;
   window.pgnotify.parseTs = parseTs;
+  window.pgnotify.parseFrame = parseFrame;
 })();

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS pgnotify_notify_change_v4() CASCADE;

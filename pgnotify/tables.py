@@ -1,0 +1,121 @@
+"""What the database says about the tables of watched models: where a table is (its schema), what
+kind of relation it is, which columns make a row unique, its partitions, and whether it has
+interval columns. One query answers for every table; the system checks and the trigger sync
+share it."""
+
+import json
+from dataclasses import dataclass
+
+from django.db.backends.utils import split_identifier
+from psycopg import sql
+
+# pg_class.relkind of the relations a statement-level trigger with transition tables can serve.
+TABLE_KINDS = {"r": "table", "p": "partitioned table"}
+OTHER_KINDS = {"v": "view", "m": "materialized view", "f": "foreign table", "S": "sequence",
+               "c": "composite type", "i": "index", "I": "partitioned index", "t": "TOAST table"}
+
+
+@dataclass(frozen=True)
+class TableName:
+    """A model's db_table: 'things', or 'other"."things' for a table in schema `other`."""
+
+    schema: str  # '' when the search path finds the table
+    name: str
+
+    @classmethod
+    def of(cls, model) -> "TableName":
+        schema, name = split_identifier(model._meta.db_table)
+        return cls(schema, name)
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation in the database (pg_class)."""
+
+    oid: int
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind
+    # The bare name finds this relation by the search path: events name it without its schema.
+    on_search_path: bool
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def display(self) -> str:
+        return self.name if self.on_search_path else f"{self.schema}.{self.name}"
+
+    @property
+    def kind_name(self) -> str:
+        return TABLE_KINDS.get(self.kind) or OTHER_KINDS.get(self.kind, f"relation of kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    relation: Relation
+    columns: tuple[str, ...]  # in table order
+    unique_keys: tuple[frozenset[str], ...]  # the primary key's columns and each unique index's
+    has_intervals: bool
+    partitions: tuple[Relation, ...]  # every partition below it, sub-partitions included
+
+    def unique_on(self, columns) -> bool:
+        """Whether these columns identify a row: some unique key is among them."""
+        return any(key <= set(columns) for key in self.unique_keys)
+
+
+_FACTS = """
+WITH wanted AS (
+    SELECT w.schema, w.name,
+           to_regclass(CASE WHEN w.schema = '' THEN quote_ident(w.name)
+                            ELSE quote_ident(w.schema) || '.' || quote_ident(w.name) END) AS oid
+      FROM unnest(%s::text[], %s::text[]) AS w(schema, name))
+SELECT w.schema, w.name, c.oid, n.nspname, c.relname, c.relkind::text,
+       to_regclass(quote_ident(c.relname)) IS NOT DISTINCT FROM c.oid::regclass,
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       (SELECT coalesce(json_agg(ARRAY(
+                   SELECT a.attname::text FROM unnest(i.indkey::int2[]) AS k(attnum)
+                     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum)), '[]')::text
+          FROM pg_index i
+         WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL),
+       EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                  AND 'interval'::regtype IN (t.oid, t.typelem, t.typbasetype)),
+       (SELECT coalesce(json_agg(json_build_array(
+                   pc.oid::bigint, pn.nspname, pc.relname, pc.relkind,
+                   to_regclass(quote_ident(pc.relname)) IS NOT DISTINCT FROM pc.oid::regclass)
+                 ORDER BY p.level, pc.relname), '[]')::text
+          FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid
+          JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+         WHERE c.relkind = 'p' AND p.relid <> c.oid)
+  FROM wanted w LEFT JOIN pg_class c ON c.oid = w.oid LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+"""
+
+
+def inspect(cursor, names) -> dict[TableName, TableFacts | None]:
+    """Facts about each table (None: no relation of that name) through a DB-API cursor of
+    Django's connection."""
+    names = list(dict.fromkeys(names))
+    if not names:
+        return {}
+    cursor.execute(_FACTS, [[n.schema for n in names], [n.name for n in names]])
+    facts = {}
+    for schema, name, oid, nspname, relname, kind, visible, columns, unique_keys, intervals, partitions in (
+            cursor.fetchall()):
+        if oid is None:
+            facts[TableName(schema, name)] = None
+            continue
+        facts[TableName(schema, name)] = TableFacts(
+            relation=Relation(oid, nspname, relname, kind, visible),
+            columns=tuple(columns),
+            unique_keys=tuple(frozenset(key) for key in json.loads(unique_keys)),
+            has_intervals=intervals,
+            partitions=tuple(Relation(*row) for row in json.loads(partitions)),
+        )
+    return facts
+

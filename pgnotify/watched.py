@@ -1,0 +1,104 @@
+"""The watched tables as the settings describe them: WATCH and CACHE_INVALIDATE entries grouped by
+table (a model and its proxies share one), with what their triggers need, and why a table cannot
+have them. The system checks and the trigger sync both read them from here."""
+
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
+
+from . import conf
+from .exceptions import one_line
+from .tables import TableFacts, TableName
+
+
+@dataclass(frozen=True)
+class Target:
+    """One WATCH entry of a table: its events go to `channel` as model `label`."""
+
+    channel: str
+    label: str  # the model's label_lower, the event's `model`
+    excluded: tuple[str, ...]  # column names
+
+
+@dataclass
+class WatchedTable:
+    name: TableName
+    key: tuple[str, ...]  # the primary key's columns
+    models: list[str] = field(default_factory=list)  # labels of the models on this table, as in settings
+    targets: list[Target] = field(default_factory=list)  # WATCH entries
+    tags: list[str] = field(default_factory=list)  # CACHE_INVALIDATE tags
+
+
+def key_columns(model) -> tuple[str, ...]:
+    """The primary key's columns: one, or those of a CompositePrimaryKey."""
+    return tuple(field.column for field in model._meta.pk_fields)
+
+
+def excluded_columns(model, options) -> tuple[str, ...]:
+    return tuple(model._meta.get_field(name).column for name in options.get("exclude", []))
+
+
+def _model(label):
+    try:
+        return apps.get_model(label)
+    except (LookupError, ValueError):
+        return None
+
+
+def watched_tables() -> tuple[dict[TableName, WatchedTable], list[str]]:
+    """Every table with a WATCH or CACHE_INVALIDATE entry, and a line for each entry that cannot
+    be used (the system checks say why in detail)."""
+    tables: dict[TableName, WatchedTable] = {}
+    problems = []
+
+    def table_of(label):
+        model = _model(label)
+        if model is None:
+            problems.append(f"could not watch {label!r}: no such model")
+            return None, None
+        name = TableName.of(model)
+        table = tables.setdefault(name, WatchedTable(name, key_columns(model)))
+        if key_columns(model) != table.key:
+            problems.append(f"could not watch {label!r}: its primary key ({', '.join(key_columns(model))}) is not "
+                            f"that of {table.models[0]!r} on the same table ({', '.join(table.key)})")
+            return None, None
+        if label not in table.models:
+            table.models.append(label)
+        return model, table
+
+    for label, options in conf.watch().items():
+        model, table = table_of(label)
+        if model is None:
+            continue
+        try:
+            target = Target(options["channel"], model._meta.label_lower, excluded_columns(model, options))
+        except (TypeError, KeyError, AttributeError, FieldDoesNotExist) as error:
+            # A malformed entry (the system checks say what is wrong): the others go on.
+            problems.append(f"could not watch {label!r}: {one_line(error)}")
+            continue
+        if target not in table.targets:
+            table.targets.append(target)
+    for label, tags in conf.get("CACHE_INVALIDATE").items():
+        model, table = table_of(label)
+        if model is not None:
+            table.tags.extend(tag for tag in tags if tag not in table.tags)
+    return tables, problems
+
+
+def refusal(table: WatchedTable, facts: TableFacts | None) -> tuple[str, str] | None:
+    """Why the triggers of this table cannot be attached, as (reason, one line), or None. Reasons:
+    "missing" (no such relation), "kind" (not a table), "key" (rows cannot be told apart)."""
+    if facts is None:
+        return "missing", f"table {table.name} does not exist (yet): migrate the app that creates it"
+    relation = facts.relation
+    if relation.kind not in {"r", "p"}:
+        return "kind", f"{relation.display} is a {relation.kind_name}: no trigger can report its changes"
+    if table.targets:
+        missing = [column for column in table.key if column not in facts.columns]
+        if missing:
+            return "key", f"{relation.display} has no column {missing[0]!r} (the model's primary key)"
+        if not facts.unique_on(table.key):
+            return "key", (f"{relation.display} has no primary key or unique index on ({', '.join(table.key)}): "
+                           "old and new rows cannot be paired")
+    return None
