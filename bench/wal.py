@@ -26,12 +26,12 @@ from bench.stack import ROOT, stack_env
 from bench.throughput import CountingSink, _until_live, insert_rows
 from pgnotify.listener import ListenerOptions
 from pgnotify.listener.receiving import readable
-from pgnotify.listener.wal import WalListener, WalTable
+from pgnotify.listener.wal import WalListener, WalTable, WalTarget
 from pgnotify.listener.wal.slots import PUBLICATION
 from pgnotify.listener.wal.stream import SESSION_OPTIONS, ReplicationStream
 
 PAUSED_SLOT = "pgnotify_bench_paused"
-ORDERS = [WalTable("shop_order", "orders", "shop.order")]
+ORDERS = [WalTable("shop_order", targets=(WalTarget("orders", "shop.order"),))]
 
 
 @contextmanager

@@ -1,125 +1,194 @@
 """The WAL source's side of `migrate`: one publication for the watched and cache-invalidated
 tables, and each watched table's replica identity.
 
-With PGNOTIFY["SOURCE"] = "wal" the publication `pgnotify` lists exactly those tables
-(`publish_via_partition_root`: a partitioned table's changes come as its own), and each watched
-table gets the replica identity its WATCH entry asks for: FULL by default (UPDATE and DELETE
-carry the whole old row, which `changed`, a DELETE's `row` and unchanged TOASTed values need),
-or DEFAULT (`"replica_identity": "default"`: less WAL per UPDATE; the events then lack
-`changed`, a DELETE's `row` holds only the key, and a large value an UPDATE did not touch is
+With PGNOTIFY["SOURCE"] = "wal" the publication `pgnotify` lists exactly those tables, found as
+the trigger sync finds them (pgnotify.watched, pgnotify.tables): by their schema, a model and its
+proxies as one table. It publishes `via_partition_root`: a write to any partition of a
+partitioned table, attached before or after, comes as a change of the partitioned table.
+
+Each watched table gets the replica identity its WATCH entries ask for, and so does every
+partition below a partitioned one (the partitions write the WAL; PostgreSQL does not pass a
+partitioned table's identity on to them): FULL by default (UPDATE and DELETE carry the whole old
+row, which `changed`, a DELETE's `row` and unchanged TOASTed values need), or DEFAULT when every
+entry of the table says `"replica_identity": "default"` (less WAL per UPDATE; the events then
+lack `changed`, a DELETE's `row` holds only the key, and a large value an UPDATE did not touch is
 missing from `row`). A table with DEFAULT identity is published with a column list (PostgreSQL
-15+), so its excluded columns never leave the server; PostgreSQL refuses a column list on a table
-whose identity is FULL (the old row must be whole), so there the listener drops the excluded
-columns as it decodes, before anything is made of them.
+15+) that leaves out the columns no entry shows, so they never leave the server. A column list
+on a table whose identity is FULL makes every UPDATE of it fail (the old row must be whole), so
+there the listener drops the excluded columns as it decodes, before anything is made of them; a
+table's identity and its column list change in one transaction, so no writer sees one without
+the other.
+
+What cannot be published (a view or a table without a key, which the system checks refuse; an
+unlogged table) is left out and reported in one line each; every other table is published all
+the same, each in a transaction of its own.
 
 With SOURCE "notify" the publication is dropped and the replica identities set back to DEFAULT.
 """
 
 import logging
+import sys
 
-from django.apps import apps
-from django.db import connections
+from django.db import DatabaseError, connections, transaction
 from psycopg import sql
 
 from . import conf
+from .exceptions import one_line
 from .listener.wal.slots import PUBLICATION
+from .tables import Relation, TableFacts, inspect
+from .triggers import SyncResult
+from .watched import WatchedTable, refusal, watched_tables
 
 logger = logging.getLogger(__name__)
 
-IDENTITIES = ("full", "default")
-
+_PUBLICATION = "SELECT pubviaroot FROM pg_publication WHERE pubname = %s"
+# Published tables: oid, name as the report gives it, column list (NULL: every column).
 _PUBLISHED = """
-    SELECT c.relname, coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attname IS NOT NULL), '{}')
-      FROM pg_publication_rel pr
-      JOIN pg_publication p ON p.oid = pr.prpubid
-      JOIN pg_class c ON c.oid = pr.prrelid
-      LEFT JOIN pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs)
-     WHERE p.pubname = %s GROUP BY c.relname
+    SELECT pr.prrelid, n.nspname, c.relname,
+           CASE WHEN pr.prattrs IS NOT NULL THEN ARRAY(
+               SELECT a.attname::text FROM pg_attribute a
+                WHERE a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs) ORDER BY a.attnum) END
+      FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+      JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE p.pubname = %s
 """
-_IDENTITY = "SELECT relreplident FROM pg_class WHERE oid = to_regclass(%s)"
-_COLUMNS = """
-    SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped
-     ORDER BY attnum
-"""
+_IDENTITIES = "SELECT oid, relreplident::text FROM pg_class WHERE oid = ANY(%s)"
 
 
-def desired() -> dict[str, tuple[str | None, set[str]]]:
-    """table -> (replica identity, or None for a table only cache-invalidated; excluded columns)."""
-    wanted: dict[str, tuple[str | None, set[str]]] = {}
-    for label, options in conf.watch().items():
-        model = apps.get_model(label)
-        identity = options.get("replica_identity", "full")
-        excluded = {model._meta.get_field(name).column for name in options.get("exclude", [])}
-        wanted[model._meta.db_table] = (identity, excluded)
-    for label in conf.get("CACHE_INVALIDATE"):
-        wanted.setdefault(apps.get_model(label)._meta.db_table, (None, set()))
-    return wanted
+def _relations(facts: TableFacts, result: SyncResult, report: bool) -> list[tuple[Relation, str]]:
+    """(relation, its name for the report) of a table and each partition below it that writes or
+    holds rows; a partition that cannot (a foreign table) is reported."""
+    parent = facts.relation
+    relations = [(parent, parent.display)]
+    for part in facts.partitions:
+        display = f"{part.display} (partition of {parent.display})"
+        if part.kind in {"r", "p"}:
+            relations.append((part, display))
+        elif report:
+            result.problems.append(f"could not watch {display}: it is a {part.kind_name}, writes straight to it "
+                                   "send no events")
+    return relations
 
 
-def sync_publication(using: str = "default") -> list[str]:
-    """Make the publication and replica identities match the settings; returns what changed."""
-    connection = connections[using]
-    actions: list[str] = []
-    with connection.cursor() as cursor:
-        raw = cursor.connection
-        cursor.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s", [PUBLICATION])
-        exists = cursor.fetchone()[0] > 0
-        if conf.source() != "wal":
-            if exists:  # switching back: what the WAL source set goes
-                cursor.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(PUBLICATION)).as_string(raw))
-                actions.append(f"dropped publication {PUBLICATION}")
-                for table, (identity, _) in desired().items():
-                    if identity is not None:
-                        actions += _set_identity(cursor, raw, table, "default")
-            return actions
-        tables = []
-        for table, (identity, excluded) in desired().items():
-            if identity is not None:
-                actions += _set_identity(cursor, raw, table, identity)
-            cursor.execute(_COLUMNS, [table])
-            columns = [name for (name,) in cursor.fetchall()]
-            # A column list only where it is allowed and needed (see the module's docstring).
-            listed = [c for c in columns if c not in excluded] if excluded and identity == "default" else None
-            tables.append((table, listed))
-        cursor.execute(_PUBLISHED, [PUBLICATION])
-        published = {table: (columns or None) for table, columns in cursor.fetchall()}
-        if exists and published == dict(tables):
-            return actions
-        targets = sql.SQL(", ").join(_target(table, listed) for table, listed in tables)
-        if not tables:
-            statement = sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(PUBLICATION))
-        elif exists:
-            statement = sql.SQL("ALTER PUBLICATION {} SET {}").format(sql.Identifier(PUBLICATION), targets)
-        else:
-            statement = sql.SQL("CREATE PUBLICATION {} FOR {} WITH (publish_via_partition_root = true)").format(
-                sql.Identifier(PUBLICATION), targets)
-        cursor.execute(statement.as_string(raw))
-        actions.append(f"{'updated' if exists else 'created'} publication {PUBLICATION} "
-                       f"({', '.join(table for table, _ in tables) or 'no tables'})")
-    for action in actions:
+class _Sync:
+    """One run of sync_publication: the cursor, and what it did and could not do."""
+
+    def __init__(self, cursor, using: str):
+        self.cursor, self.raw, self.using = cursor, cursor.connection, using
+        self.result = SyncResult()
+
+    def execute(self, statement: sql.Composable) -> None:
+        self.cursor.execute(statement.as_string(self.raw))
+
+    def identities(self, relations: list[tuple[Relation, str]], identity: str) -> list:
+        """The statements setting `identity` on those relations that lack it, with their lines."""
+        self.cursor.execute(_IDENTITIES, [[relation.oid for relation, _ in relations]])
+        current = dict(self.cursor.fetchall())
+        return [(sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(relation.identifier, sql.SQL(identity.upper())),
+                 f"replica identity {identity.upper()} on {display}")
+                for relation, display in relations if current.get(relation.oid, identity[0]) != identity[0]]
+
+    def apply(self, steps: list, failure: str) -> None:
+        """Run (statement, line) steps in one transaction; on an error, none of them, and a line."""
+        if not steps:
+            return
+        try:
+            with transaction.atomic(using=self.using):
+                for statement, _ in steps:
+                    self.execute(statement)
+        except DatabaseError as error:
+            self.result.problems.append(f"{failure}: {one_line(error)}")
+            return
+        self.result.extend(line for _, line in steps if line)
+
+
+def _columns(table: WatchedTable, facts: TableFacts) -> list[str] | None:
+    """The publication's column list of a table: only with DEFAULT identity and excluded columns."""
+    excluded = set(table.excluded)
+    if table.replica_identity != "default" or not excluded:
+        return None
+    return [column for column in facts.columns if column not in excluded]
+
+
+def _add(relation: Relation, columns: list[str] | None) -> sql.Composable:
+    target = relation.identifier if columns is None else sql.SQL("{} ({})").format(
+        relation.identifier, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    return sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(PUBLICATION), target)
+
+
+def _drop(identifier: sql.Identifier) -> sql.Composable:
+    return sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(sql.Identifier(PUBLICATION), identifier)
+
+
+def sync_publication(using: str = "default") -> SyncResult:
+    """Make the publication and replica identities match the settings; returns what changed, and
+    in `.problems` what could not be done (one line each), having done everything else."""
+    with connections[using].cursor() as cursor:
+        run = _Sync(cursor, using)
+        cursor.execute(_PUBLICATION, [PUBLICATION])
+        exists = cursor.fetchone()
+        tables, _ = watched_tables()  # entries that cannot be used: the trigger sync reports them
+        facts = inspect(cursor, tables)
+        if conf.source() == "wal":
+            _publish(run, tables, facts, exists)
+        elif exists is not None:  # switching back: what the WAL source set goes
+            run.apply([(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(PUBLICATION)),
+                        f"dropped publication {PUBLICATION}")], f"could not drop publication {PUBLICATION}")
+            for name, table in tables.items():
+                if table.targets and refusal(table, facts[name]) is None:
+                    relations = _relations(facts[name], run.result, report=False)
+                    run.apply(run.identities(relations, "default"),
+                              f"could not set replica identity DEFAULT on {facts[name].relation.display}")
+    for action in run.result:
         logger.debug("pgnotify: %s", action)
-    return actions
+    return run.result
 
 
-def _target(table: str, columns: list[str] | None) -> sql.Composable:
-    if columns is None:
-        return sql.SQL("TABLE {}").format(sql.Identifier(table))
-    return sql.SQL("TABLE {} ({})").format(sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-
-
-def _set_identity(cursor, raw, table: str, identity: str) -> list[str]:
-    cursor.execute(_IDENTITY, [table])
-    row = cursor.fetchone()
-    if row is None or row[0] == identity[0]:
-        return []
-    cursor.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(
-        sql.Identifier(table), sql.SQL(identity.upper())).as_string(raw))
-    return [f"replica identity {identity.upper()} on {table}"]
+def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
+    if exists is None:
+        run.apply([(sql.SQL("CREATE PUBLICATION {} WITH (publish_via_partition_root = true)").format(
+            sql.Identifier(PUBLICATION)), f"created publication {PUBLICATION}")],
+            f"could not create publication {PUBLICATION}")
+    elif not exists[0]:
+        run.apply([(sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(
+            sql.Identifier(PUBLICATION)), f"publication {PUBLICATION} publishes partitions as their tables")],
+            f"could not alter publication {PUBLICATION}")
+    run.cursor.execute(_PUBLISHED, [PUBLICATION])
+    published = {oid: (sql.Identifier(schema, name), columns) for oid, schema, name, columns in run.cursor.fetchall()}
+    wanted = set()
+    for name, table in tables.items():
+        refused = refusal(table, facts[name])
+        if refused:
+            run.result.problems.append(f"could not watch {', '.join(map(repr, table.models))}: {refused[1]}")
+            continue
+        relation = facts[name].relation
+        wanted.add(relation.oid)
+        columns = _columns(table, facts[name])
+        steps = []
+        if relation.oid not in published or published[relation.oid][1] != columns:
+            if relation.oid in published:
+                steps.append((_drop(relation.identifier), None))
+            shown = f" without {', '.join(c for c in facts[name].columns if c not in columns)}" if columns else ""
+            steps.append((_add(relation, columns), f"published {relation.display}{shown}"))
+        relations = _relations(facts[name], run.result, report=True)
+        if table.replica_identity is not None:
+            identity = run.identities(relations, table.replica_identity)
+            # No moment with a column list and FULL identity: UPDATEs of the table would fail.
+            steps = identity + steps if table.replica_identity == "default" else steps + identity
+        run.apply(steps, f"could not publish {relation.display}")
+    for oid in published.keys() - wanted:
+        identifier = published[oid][0]
+        run.apply([(_drop(identifier), f"unpublished {'.'.join(identifier.strings)}")],
+                  f"could not unpublish {'.'.join(identifier.strings)}")
 
 
 def sync_publication_after_migrate(sender, using="default", verbosity=1, **kwargs):
+    """post_migrate: a WATCH entry that cannot be published is reported, never a reason to fail."""
     if connections[using].vendor != "postgresql":
         return
-    for action in sync_publication(using):
-        if verbosity >= 1:
+    result = sync_publication(using)
+    if verbosity >= 1:
+        for action in result:
             print(f"  pgnotify: {action}")
+    for problem in result.problems:
+        print(f"  pgnotify: {problem}", file=sys.stderr)

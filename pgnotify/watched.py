@@ -19,6 +19,7 @@ class Target:
     channel: str
     label: str  # the model's label_lower, the event's `model`
     excluded: tuple[str, ...]  # column names
+    replica_identity: str = "full"  # what the WAL source needs of the table for this entry
 
 
 @dataclass
@@ -28,6 +29,20 @@ class WatchedTable:
     models: list[str] = field(default_factory=list)  # labels of the models on this table, as in settings
     targets: list[Target] = field(default_factory=list)  # WATCH entries
     tags: list[str] = field(default_factory=list)  # CACHE_INVALIDATE tags
+
+    @property
+    def replica_identity(self) -> str | None:
+        """The replica identity the WAL source needs: FULL when any entry asks for it (the
+        default), DEFAULT when all ask for less; None for a table only cache-invalidated."""
+        if not self.targets:
+            return None
+        return "full" if any(t.replica_identity == "full" for t in self.targets) else "default"
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        """The columns no entry shows: what the WAL source's publication may leave out."""
+        return tuple(c for c in self.targets[0].excluded if all(c in t.excluded for t in self.targets)) \
+            if self.targets else ()
 
 
 def key_columns(model) -> tuple[str, ...]:
@@ -72,7 +87,8 @@ def watched_tables() -> tuple[dict[TableName, WatchedTable], list[str]]:
         if model is None:
             continue
         try:
-            target = Target(options["channel"], model._meta.label_lower, excluded_columns(model, options))
+            target = Target(options["channel"], model._meta.label_lower, excluded_columns(model, options),
+                            options.get("replica_identity", "full"))
         except (TypeError, KeyError, AttributeError, FieldDoesNotExist) as error:
             # A malformed entry (the system checks say what is wrong): the others go on.
             problems.append(f"could not watch {label!r}: {one_line(error)}")

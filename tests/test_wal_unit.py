@@ -5,17 +5,39 @@ import struct
 
 import pytest
 
+from pgnotify.listener import exactjson
 from pgnotify.listener.wal.changes import commit_ts, full_xid
 from pgnotify.listener.wal.protocol import UNCHANGED, Keepalive, lsn_text, parse_copy_data, parse_lsn, status_update
-from pgnotify.listener.wal.values import array_of, as_json, as_number, as_text, as_timestamp, as_timestamptz
+from pgnotify.listener.wal.values import (
+    array_of,
+    as_float,
+    as_json,
+    as_numeric,
+    as_text,
+    as_timestamp,
+    as_timestamptz,
+)
+
+# (converter, pgoutput's text of the value, to_jsonb's text of the same value): PostgreSQL's own
+# renderings (PostgreSQL 15 and 18 agree on each).
+NUMBERS = [
+    (as_numeric, "42", "42"), (as_numeric, "-7", "-7"), (as_numeric, "99.9000000000", "99.9000000000"),
+    (as_numeric, "-0.0000000001", "-0.0000000001"), (as_numeric, "0.00", "0.00"),
+    (as_numeric, "123456789012345678901234567890.123456789", "123456789012345678901234567890.123456789"),
+    (as_numeric, "18446744073709551616", "18446744073709551616"),
+    (as_numeric, "NaN", '"NaN"'), (as_numeric, "Infinity", '"Infinity"'), (as_numeric, "-Infinity", '"-Infinity"'),
+    (as_float, "0.1", "0.1"), (as_float, "0.30000000000000004", "0.30000000000000004"), (as_float, "100", "100"),
+    (as_float, "-0", "0"), (as_float, "1e+100", "1" + "0" * 100), (as_float, "1.5e-07", "0.00000015"),
+    (as_float, "1e-05", "0.00001"), (as_float, "3.4e+38", "34" + "0" * 37),
+    (as_float, "5e-324", "0." + "0" * 323 + "5"),
+    (as_float, "NaN", '"NaN"'), (as_float, "Infinity", '"Infinity"'), (as_float, "-Infinity", '"-Infinity"'),
+]
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("42", 42), ("-7", -7), ("99.90", 99.9), ("0.00", 0.0), ("-0", 0), ("1e+100", 1e100), ("1.5e-07", 1.5e-07),
-    ("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("18446744073709551616", 2.0**64),
-])
-def test_numbers_are_what_jsonb_numeric_parses_to(text, value):
-    assert as_number(text) == value and type(as_number(text)) is type(value)
+@pytest.mark.parametrize(("convert", "text", "jsonb_text"), NUMBERS)
+def test_numbers_are_what_the_exact_parse_of_to_jsonb_gives(convert, text, jsonb_text):
+    # The same type and the same digits (Decimal's repr shows its exponent: 1.50 is not 1.5).
+    assert repr(convert(text)) == repr(exactjson.loads(jsonb_text))
 
 
 @pytest.mark.parametrize(("text", "json_text"), [
@@ -31,7 +53,7 @@ def test_timestamptz_takes_the_iso_8601_form_with_minutes(text, json_text):
 
 
 def test_arrays_become_nested_lists_with_their_elements_rendered():
-    ints, texts = array_of(as_number), array_of(as_text)
+    ints, texts = array_of(int), array_of(as_text)
     assert ints("{}") == [] and ints("{1,NULL,-3}") == [1, None, -3]
     assert ints("{{1,2},{3,NULL}}") == [[1, 2], [3, None]] and ints("[0:1][1:2]={{1,2},{3,4}}") == [[1, 2], [3, 4]]
     assert texts('{"a b","c\\"d",NULL,"NULL","\\\\x"}') == ["a b", 'c"d', None, "NULL", "\\x"]
@@ -40,7 +62,11 @@ def test_arrays_become_nested_lists_with_their_elements_rendered():
 
 
 def test_json_is_held_as_jsonb_holds_it():
-    assert as_json('{"b": 1, "a": 2, "b": 3, "n": 1.0e2, "x": 1.50}') == {"a": 2, "b": 3, "n": 100, "x": 1.5}
+    big = "123456789012345678901"
+    value = as_json('{"b": 1, "a": 2, "b": 3, "n": 1.0e2, "x": 1.50, "e": 1E-7, "z": -0.0, "big": ' + big + "}")
+    # What to_jsonb gives for that json, parsed exactly.
+    jsonb = exactjson.loads('{"a": 2, "b": 3, "e": 0.0000001, "n": 100, "x": 1.50, "z": 0.0, "big": ' + big + "}")
+    assert repr(value) == repr(jsonb) and list(value) == list(jsonb)
     assert list(as_json('{"bb": 1, "a": 2, "c": 3}')) == ["a", "c", "bb"]  # by length, then bytes
 
 

@@ -3,7 +3,7 @@
 psycopg's libpq layer and the standard library only, like the rest of the listener core.
 """
 
-from .changes import WalTable
+from .changes import WalTable, WalTarget
 from .source import WalListener
 
-__all__ = ["WalListener", "WalTable"]
+__all__ = ["WalListener", "WalTable", "WalTarget"]

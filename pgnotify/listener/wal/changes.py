@@ -1,11 +1,16 @@
 """Decoded row changes made into the change events of SPEC §4, equal to the NOTIFY source's.
 
-Per relation a `Shape` is prepared once (which columns are visible, in jsonb's key order, with
-their converters); each change then costs a dict per row. An event's `id` is the LSN of the WAL
-record of its change: unique per change, exact in JavaScript (below 2**53 for the first 8 PiB of
-WAL), the same when the change is decoded again after a restart. A multi-row INSERT record (COPY)
-holds several rows at one LSN: its rows take LSN, LSN + 1, ..., which stay inside the record
-(every row takes more than one byte of it), so no other change can have them.
+A watched table has a target per WATCH entry on it (a model and its proxies): each change becomes
+one event per target, each on its channel, with its model label and less its excluded columns, as
+the change trigger makes them. Per relation and target a `Shape` is prepared once (which columns
+are visible, in jsonb's key order, with their converters); each change then costs a dict per row.
+
+An event's `id` is the LSN of the WAL record of its change: unique per change, exact in JavaScript
+(below 2**53 for the first 8 PiB of WAL), the same when the change is decoded again after a
+restart. A record that makes several events takes LSN, LSN + 1, ...: a multi-row INSERT record
+(COPY) holds several rows at one LSN, and a table with several targets makes an event per target.
+These stay inside the record, so no other change can have them: a record is at least 24 bytes,
+and every row of a multi-row record more than 8, which holds for up to 8 targets per table.
 """
 
 from dataclasses import dataclass, field
@@ -16,16 +21,23 @@ from .values import Convert, as_text
 
 
 @dataclass(frozen=True)
-class WalTable:
-    """What the listener needs of a watched or cache-invalidated table (from the settings)."""
+class WalTarget:
+    """One WATCH entry of a table: its events go to `channel` as `model`, less `excluded` columns."""
 
-    table: str
-    channel: str | None = None  # None: only its cache tags are wanted
-    model: str | None = None
-    pk: tuple[str, ...] = ("id",)
+    channel: str
+    model: str
     excluded: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class WalTable:
+    """A watched or cache-invalidated table as the settings name it."""
+
+    name: str
+    schema: str = ""  # '': the table of that name the search path finds
+    key: tuple[str, ...] = ("id",)  # the primary key's columns
+    targets: tuple[WalTarget, ...] = ()  # none: only its cache tags are wanted
     tags: tuple[str, ...] = ()
-    schema: str | None = None  # None: the table of that name in any schema
 
 
 def _jsonb_order(name: str) -> tuple[int, bytes]:
@@ -35,33 +47,32 @@ def _jsonb_order(name: str) -> tuple[int, bytes]:
 
 @dataclass
 class Shape:
-    """A relation as this listener renders it."""
+    """A relation as one target renders it."""
 
     relation: Relation
-    table: WalTable
+    target: WalTarget
+    table: str  # the event's `table`: the name, with its schema when the search path does not find it
+    key: tuple[str, ...]
     converters: list[Convert]
     # (index, name) of the visible columns in jsonb's key order, and in table order.
     row_order: list[tuple[int, str]] = field(default_factory=list)
     visible: list[tuple[int, str]] = field(default_factory=list)
-    excluded: list[int] = field(default_factory=list)
     pk: list[tuple[int, str]] = field(default_factory=list)
     full: bool = False  # REPLICA IDENTITY FULL: UPDATE and DELETE carry the whole old row
     # (index, name, converter or None for text as it is) in jsonb's key order: the hot path's plan.
     plan: list[tuple[int, str, Convert | None]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, relation: Relation, table: WalTable, converters: list[Convert]) -> "Shape":
-        shape = cls(relation, table, converters, full=relation.replica_identity == "f")
-        for index, column in enumerate(relation.columns):
-            if column.name in table.excluded:
-                shape.excluded.append(index)
-            else:
-                shape.visible.append((index, column.name))
+    def of(cls, relation: Relation, target: WalTarget, table: str, key: tuple[str, ...],
+           converters: list[Convert]) -> "Shape":
+        shape = cls(relation, target, table, key, converters, full=relation.replica_identity == "f")
+        shape.visible = [(index, column.name) for index, column in enumerate(relation.columns)
+                         if column.name not in target.excluded]
         shape.row_order = sorted(shape.visible, key=lambda item: _jsonb_order(item[1]))
         shape.plan = [(index, name, None if converters[index] is as_text else converters[index])
                       for index, name in shape.row_order]
         names = {column.name: index for index, column in enumerate(relation.columns)}
-        shape.pk = sorted(((names[name], name) for name in table.pk if name in names),
+        shape.pk = sorted(((names[name], name) for name in key if name in names),
                           key=lambda item: _jsonb_order(item[1]))
         return shape
 
@@ -82,12 +93,15 @@ class Shape:
         return row
 
     def key_row(self, values: list) -> dict:
-        """A DELETE's row without REPLICA IDENTITY FULL: the key columns only."""
-        converters = self.converters
-        return {name: None if values[index] is None else converters[index](values[index])
-                for index, name in self.row_order if self.relation.columns[index].key}
+        """A DELETE's row without the whole old row: the replica identity's columns only. They are
+        never NULL; pgoutput sends the other columns as NULL (all are flagged as the key when the
+        table's identity is FULL and its partition's is not)."""
+        converters, columns = self.converters, self.relation.columns
+        return {name: converters[index](values[index])
+                for index, name in self.row_order if columns[index].key and values[index] is not None}
 
     def pk_of(self, row: dict):
+        """The key's value; for a composite key, an object of its columns (in jsonb's key order)."""
         if len(self.pk) == 1:
             return row.get(self.pk[0][1])
         return {name: row.get(name) for _, name in self.pk}
@@ -100,38 +114,46 @@ class Shape:
         convert = self.converters[index]
         return convert(new) != convert(old)  # jsonb equality: numeric 1.0 equals 1.00
 
-    def changed(self, new: list, old: list) -> tuple[list[str], bool]:
-        """(visible columns whose value changed, in table order; whether any column changed).
+    def changed(self, new: list, old: list) -> list[str]:
+        """The visible columns whose value changed, in table order.
 
         Like the trigger, which pairs old and new rows by primary key: a row whose key changed
         has every visible column changed."""
         if any(self._differs(index, new[index], old[index]) for index, _ in self.pk):
-            return [name for _, name in self.visible], True
-        changed = [name for index, name in self.visible if self._differs(index, new[index], old[index])]
-        touched = bool(changed) or any(self._differs(index, new[index], old[index]) for index in self.excluded)
-        return changed, touched
+            return [name for _, name in self.visible]
+        return [name for index, name in self.visible if self._differs(index, new[index], old[index])]
 
     def event(self, change: Change, event_id: int, ts: str, txid: int) -> dict | None:
-        """The change event, or None when an UPDATE changed only excluded columns."""
-        table = self.table
+        """The change event, or None for an UPDATE that changed no visible column (only excluded
+        ones, or none at all), as the trigger sends none."""
         op = change.op
         changed = None
         if op == "DELETE":
-            row = self.row(change.old, None) if self.full else self.key_row(change.old)
-        elif op == "UPDATE" and self.full and change.old is not None:
-            changed, touched = self.changed(change.new, change.old)
-            if not changed and touched:
+            row = self.row(change.old, None) if self.full and not change.key_only else self.key_row(change.old)
+        elif op == "UPDATE" and self.full and change.old is not None and not change.key_only:
+            changed = self.changed(change.new, change.old)
+            if not changed:
                 return None
             row = self.row(change.new, change.old)
         else:
             row = self.row(change.new, None)
+        target = self.target
         # jsonb's key order, as the NOTIFY source's payload has it.
         event = {"id": event_id, "op": op, "pk": self.pk_of(row), "ts": ts, "row": row, "txid": txid,
-                 "model": table.model, "table": self.relation.name}
+                 "model": target.model, "table": self.table}
         if changed is not None:
             event["changed"] = changed
-        event["channel"] = table.channel
+        event["channel"] = target.channel
         return event
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A watched relation as the listener decodes it: its shapes (one per target) and cache tags."""
+
+    name: str  # the relation's name, as the cache trigger names it
+    shapes: tuple[Shape, ...]
+    tags: tuple[str, ...]
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

@@ -85,6 +85,7 @@ class Change:
     relation_oid: int
     new: list | None
     old: list | None  # the old tuple ('O', REPLICA IDENTITY FULL) or key ('K'), when sent
+    key_only: bool = False  # `old` is the key ('K'): the other columns are sent as NULL
 
 
 @dataclass(slots=True)
@@ -130,15 +131,15 @@ def parse_message(data: bytes, at: int):
     if kind == 0x55:  # 'U' Update: relation, optional 'K'/'O' tuple, 'N' tuple
         (oid,) = _OID.unpack_from(data, at)
         at += 4
-        old = None
-        if data[at] in (0x4B, 0x4F):
+        old, key_only = None, data[at] == 0x4B
+        if key_only or data[at] == 0x4F:
             old, at = parse_tuple(data, at + 1)
         new, _ = parse_tuple(data, at + 1)
-        return Change("UPDATE", oid, new, old)
+        return Change("UPDATE", oid, new, old, key_only)
     if kind == 0x44:  # 'D' Delete: relation, 'K'/'O' tuple
         (oid,) = _OID.unpack_from(data, at)
         old, _ = parse_tuple(data, at + 5)
-        return Change("DELETE", oid, None, old)
+        return Change("DELETE", oid, None, old, data[at + 4] == 0x4B)
     if kind == 0x42:  # 'B'
         return Begin(*_BEGIN.unpack_from(data, at))
     if kind == 0x43:  # 'C'

@@ -31,8 +31,9 @@ from ...exceptions import ConnectionDeadError, PgNotifyError, WalSetupError, one
 from ..base import SERVER_KEEPALIVES, BaseListener, ListenerOptions, Sink
 from ..eventlog import EventLog
 from ..notification import Notification, now
+from ..partitions import partitions_without_full_identity
 from ..receiving import NotificationReceiver, readable
-from .changes import Shape, WalTable, commit_ts, full_xid
+from .changes import Shape, WalTable, Watched, commit_ts, full_xid
 from .protocol import Begin, Change, Commit, Keepalive, Relation, Truncate, lsn_text, parse_copy_data, parse_lsn
 from .slots import PUBLICATION, SlotInfo, create_slot, drop_slot, save_position, slot_info, slot_name
 from .stream import SESSION_OPTIONS, ReplicationStream
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 _NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, pg_current_wal_lsn()::text"
 _PUBLICATION = "SELECT count(*) FROM pg_publication WHERE pubname = %s"
+# The event's `table`: the relation's name, with its schema when the search path does not find it
+# (the rule of pgnotify.tables.Relation.display, which the change trigger follows).
+_SEARCH_PATH_FINDS = "SELECT to_regclass(quote_ident(%s)) IS NOT DISTINCT FROM %s::oid::regclass"
 _TYPE = """
     SELECT t.typtype, t.typcategory, t.typelem, t.typbasetype, coalesce(e.typdelim, ',')
       FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem WHERE t.oid = %s
@@ -67,6 +71,7 @@ class WalListener(BaseListener):
                  publication: str = PUBLICATION, retained_warning: int = 1 << 30):
         super().__init__(conninfo, options, sink)
         self.tables = tables
+        self._channels = {target.channel for table in tables for target in table.targets}
         self.publication = publication
         self.retained_warning = retained_warning
         self.slot: str | None = None
@@ -74,13 +79,14 @@ class WalListener(BaseListener):
         self._confirmed = 0  # what the server was told
         self._last_commit = 0  # commit LSN of the last transaction handed on: none twice in a process
         self._types: dict[int, Convert] = dict(SCALARS)
-        self._shapes: dict[int, Shape | None] = {}
+        self._relations: dict[int, Watched | None] = {}
         self._next_xid = 0
         self._change_lsn = 0
-        self._change_ordinal = 0
+        self._next_ordinal = 0  # the next event id at _change_lsn is _change_lsn + this
         self._saved_at = 0.0
         self._confirmed_at = time.monotonic()  # when the position last covered everything received
         self._pruned_at = 0.0
+        self._partitions_checked_at = 0.0
         self._warned_retained = False
         self._leftover_triggers = 0
 
@@ -211,7 +217,7 @@ class WalListener(BaseListener):
 
     async def _decode(self, messages: list[bytes], transaction: _Transaction | None, catch_up_until: int,
                       received, conn, stream: ReplicationStream) -> _Transaction | None:
-        shapes = self._shapes
+        relations = self._relations
         hand_on, record = self._hand_on, self.stats.record
         for data in messages:
             lsn, message = parse_copy_data(data)
@@ -219,20 +225,26 @@ class WalListener(BaseListener):
             if kind is Change:
                 if transaction.skip:
                     continue
-                shape = shapes.get(message.relation_oid)
-                if shape is None:
+                watched = relations.get(message.relation_oid)
+                if watched is None:
                     continue
+                if watched.tags:
+                    transaction.cache.setdefault((watched.name, message.op), watched.tags)
+                shapes = watched.shapes
+                if not shapes:
+                    continue
+                # Each target's event takes an id of its own (see changes.py).
                 if lsn == self._change_lsn:
-                    self._change_ordinal += 1
+                    ordinal = self._next_ordinal
                 else:
-                    self._change_lsn, self._change_ordinal = lsn, 0
-                table = shape.table
-                if table.tags:
-                    transaction.cache.setdefault((shape.relation.name, message.op), table.tags)
-                if table.channel is not None:
-                    event = shape.event(message, lsn + self._change_ordinal, transaction.ts, transaction.txid)
+                    self._change_lsn, ordinal = lsn, 0
+                self._next_ordinal = ordinal + len(shapes)
+                for shape in shapes:
+                    event = shape.event(message, lsn + ordinal, transaction.ts, transaction.txid)
+                    ordinal += 1
                     if event is not None:
-                        notification = Notification.of_event(table.channel, event, received, transaction.replayed)
+                        notification = Notification.of_event(shape.target.channel, event, received,
+                                                             transaction.replayed)
                         record(notification)
                         await hand_on(notification)
             elif kind is Begin:
@@ -249,7 +261,7 @@ class WalListener(BaseListener):
                 self._received = max(self._received, message.end_lsn)
                 transaction = None
             elif kind is Relation:
-                shapes[message.oid] = await self._shape(message, conn)
+                relations[message.oid] = await self._watched(message, conn)
             elif kind is Keepalive:
                 if transaction is None:  # between transactions: everything before it was sent
                     self._received = max(self._received, message.wal_end)
@@ -258,15 +270,15 @@ class WalListener(BaseListener):
             elif kind is Truncate:
                 if not transaction.skip:
                     for oid in message.relation_oids:
-                        if (shape := shapes.get(oid)) is not None and shape.table.tags:
-                            transaction.cache.setdefault((shape.relation.name, "TRUNCATE"), shape.table.tags)
+                        if (watched := relations.get(oid)) is not None and watched.tags:
+                            transaction.cache.setdefault((watched.name, "TRUNCATE"), watched.tags)
         return transaction
 
     async def _pass_on(self, notification: Notification) -> None:
         """A notification that came by LISTEN: passed on as it is."""
         if notification.channel == "system" and notification.pid in self._own_pids:
             return  # our own state notice, already handed on locally
-        if notification.event is not None and any(t.channel == notification.channel for t in self.tables):
+        if notification.event is not None and notification.channel in self._channels:
             # A change trigger left on a watched table: its events come by the WAL already.
             self._leftover_triggers += 1
             if self._leftover_triggers == 1:
@@ -280,17 +292,24 @@ class WalListener(BaseListener):
     # -- relations and types
 
     def _table_of(self, relation: Relation) -> WalTable | None:
-        for table in self.tables:
-            if table.table == relation.name and table.schema in (None, relation.schema):
-                return table
-        return None
+        """The table of the settings this relation is: named with its schema, or by its name alone
+        (the publication holds the one the search path finds). A partition's changes come as its
+        partitioned table's (publish_via_partition_root)."""
+        named = [t for t in self.tables if t.name == relation.name and t.schema in ("", relation.schema)]
+        return next((t for t in named if t.schema), named[0] if named else None)
 
-    async def _shape(self, relation: Relation, conn) -> Shape | None:
+    async def _watched(self, relation: Relation, conn) -> Watched | None:
         table = self._table_of(relation)
         if table is None:
             return None
-        converters = [await self._converter(column.type_oid, conn) for column in relation.columns]
-        return Shape.of(relation, table, converters)
+        shapes = ()
+        if table.targets:
+            cursor = await self._heartbeat(conn, conn.execute(_SEARCH_PATH_FINDS, [relation.name, relation.oid]))
+            found = (await cursor.fetchone())[0]
+            display = relation.name if found else f"{relation.schema}.{relation.name}"
+            converters = [await self._converter(column.type_oid, conn) for column in relation.columns]
+            shapes = tuple(Shape.of(relation, target, display, table.key, converters) for target in table.targets)
+        return Watched(relation.name, shapes, table.tags)
 
     async def _converter(self, oid: int, conn) -> Convert:
         """How to_jsonb renders a type: its category, through domains and arrays."""
@@ -320,6 +339,13 @@ class WalListener(BaseListener):
             # Events a NOTIFY source logged before the switch still age out.
             _, done = await EventLog(conn, guard=self._guard(conn)).prune(self.options.retention)
             self._pruned_at = moment if done else 0.0
+        if moment - self._partitions_checked_at >= self.options.prune_interval:
+            self._partitions_checked_at = moment
+            for partition, table in await self._heartbeat(conn, partitions_without_full_identity(
+                    conn, self.publication)):
+                logger.warning("partition %s of watched table %s lacks replica identity FULL: its UPDATEs and "
+                               "DELETEs come without the old row (no `changed`, a DELETE's row holds only the key) "
+                               "until `manage.py migrate` sets it", partition, table)
 
     async def _confirm(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
         """Flush the sink, then confirm what it has taken; a status update in any case (asking

@@ -14,7 +14,7 @@ from ..receiving import readable
 from .protocol import lsn_text, status_update
 
 # Session settings of the walsender: pgoutput renders values with them (see values.py).
-SESSION_OPTIONS = ("-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 "
+SESSION_OPTIONS = ("-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c extra_float_digits=1 "
                    "-c bytea_output=hex")
 READ_BATCH = 5000  # messages taken per read at most, so a flood still lets the loop check its clocks
 

@@ -1,20 +1,23 @@
 """Column values as pgoutput sends them (text output, proto_version 1) turned into what the NOTIFY
-source's `to_jsonb` gives once its JSON is parsed: the same Python values, so both sources hand
-on equal events.
+source's `to_jsonb` gives once the listener has parsed its JSON (pgnotify.listener.exactjson): the
+same Python values, so both sources hand on equal events.
 
-to_jsonb renders by type category: booleans and numbers as JSON (numbers go through jsonb's
-numeric, so float8 1e+100 becomes an integer of 101 digits and -0 becomes 0; NaN and Infinity stay
-strings), date/timestamp/timestamptz in ISO 8601 with a 'T' (an offset always with minutes),
-json/jsonb as JSON, arrays as nested lists (bounds dropped), everything else (text, uuid, time,
-interval, bytea, enums, money, ...) as its text. The replication connection runs with
-DateStyle ISO and TimeZone UTC (see stream.py), so timestamptz values are in UTC.
+to_jsonb renders by type category: booleans and numbers as JSON, everything else (text, uuid,
+time, interval, bytea, enums, money, ...) as its text, date/timestamp/timestamptz in ISO 8601 with
+a 'T' (an offset always with minutes), json/jsonb as JSON, arrays as nested lists (bounds dropped).
+Numbers go through jsonb's numeric: the text of a float is read as a numeric (float8 1e+100
+becomes an integer of 101 digits, 1.5e-07 becomes 0.00000015, -0 becomes 0) and NaN and Infinity
+stay strings. The exact parse then makes a number without a decimal point an int (of any size) and
+any other a decimal.Decimal with the digits PostgreSQL wrote. The replication connection runs with
+DateStyle ISO, TimeZone UTC and IntervalStyle iso_8601 (see stream.py), so timestamptz values are
+in UTC and intervals in ISO 8601, as the change trigger renders them.
 """
 
 import json
 from collections.abc import Callable
 from decimal import Decimal
 
-import orjson
+from .. import exactjson
 
 Convert = Callable[[str], object]
 
@@ -31,33 +34,36 @@ def as_bool(text: str) -> bool:
     return text == "t"
 
 
-def as_int(digits: str):
-    """An integer as the listener's JSON parser (orjson) gives it: past 64 bits, a float (past
-    the float range orjson refuses the payload and the standard library's exact int is used)."""
-    value = int(digits)
-    if -(1 << 63) <= value < (1 << 64):
-        return value
-    try:
-        return float(value)
-    except OverflowError:
-        return value
-
-
-def _numeric_value(digits: str):
-    """A plain decimal string (no exponent) as the JSON parser gives it: int without a point."""
-    return float(digits) if "." in digits else as_int(digits)
-
-
-def as_number(text: str):
-    """int2/4/8, numeric, float4/8: the value jsonb's numeric holds, as parsing its text gives it."""
-    if text.isdigit():
-        return as_int(text)
+def as_numeric(text: str):
+    """numeric's own text (never an exponent): an int without a decimal point, else a Decimal of
+    its digits; NaN, Infinity and -Infinity are no JSON numbers: strings."""
+    if "." in text:
+        return Decimal(text)
     last = text[-1]
-    if last == "N" or last == "y":  # NaN, Infinity, -Infinity: not JSON numbers, so strings
+    if last == "N" or last == "y":
         return text
-    if "e" in text:  # float output for large and small magnitudes: numeric writes every digit
-        text = format(Decimal(text), "f")
-    return _numeric_value(text)  # "-0" (float8) is the int 0, as numeric has no -0
+    return int(text)
+
+
+def as_exact_number(text: str):
+    """A number written with an exponent (a float's text, a JSON number) as jsonb's numeric holds
+    it: the value with max(0, -exponent) decimals (1.0e2 is 100, 1.5e-07 is 0.00000015), no -0."""
+    value = Decimal(text)
+    if value.as_tuple().exponent >= 0:
+        return int(value)
+    return value.copy_abs() if value.is_zero() else value
+
+
+def as_float(text: str):
+    """float4/8 (extra_float_digits 1: the shortest text that reads back exactly)."""
+    if "e" in text:
+        return as_exact_number(text)
+    if "." in text:
+        return Decimal(text)
+    last = text[-1]
+    if last == "N" or last == "y":  # NaN, Infinity, -Infinity
+        return text
+    return int(text)  # "-0" is 0: numeric has no -0
 
 
 def as_date(text: str) -> str:
@@ -84,10 +90,6 @@ def as_timestamptz(text: str) -> str:
     return text + era
 
 
-def _jsonb_number(text: str):
-    return as_number(format(Decimal(text), "f"))
-
-
 def _jsonb_object(pairs: list[tuple[str, object]]) -> dict:
     """An object as jsonb holds it: the last of duplicate keys, keys by length, then bytes."""
     last = dict(pairs)
@@ -96,21 +98,17 @@ def _jsonb_object(pairs: list[tuple[str, object]]) -> dict:
 
 def as_json(text: str):
     """json: jsonb keeps the last of duplicate keys, orders keys, and stores numbers as numeric."""
-    return json.loads(text, parse_float=_jsonb_number, parse_int=as_int, object_pairs_hook=_jsonb_object)
+    return json.loads(text, parse_float=as_exact_number, parse_int=int, object_pairs_hook=_jsonb_object)
 
 
 def as_jsonb(text: str):
-    # jsonb's own output: numbers are numeric already. orjson refuses integers past 64 bits.
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    """jsonb's own text: what the exact parse of the NOTIFY source's payload gives."""
+    return exactjson.loads(text)
 
 
 SCALARS: dict[int, Convert] = {
-    BOOL: as_bool, INT2: int, INT4: int, INT8: int, FLOAT4: as_number, FLOAT8: as_number,
-    NUMERIC: as_number, DATE: as_date, TIMESTAMP: as_timestamp, TIMESTAMPTZ: as_timestamptz, JSON: as_json,
-    JSONB: as_jsonb,
+    BOOL: as_bool, INT2: int, INT4: int, INT8: int, FLOAT4: as_float, FLOAT8: as_float, NUMERIC: as_numeric,
+    DATE: as_date, TIMESTAMP: as_timestamp, TIMESTAMPTZ: as_timestamptz, JSON: as_json, JSONB: as_jsonb,
 }
 
 
