@@ -24,7 +24,7 @@ from .extras import installed
 from .handlers.base import HANDLER_KEYS, valid_timeout
 from .listener.wal.slots import PUBLICATION
 from .sending import CHANNEL_PATTERN
-from .watched import key_columns, refusal, watched_tables
+from .watched import key_columns, refusal, wal_refusal, watched_tables
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
 HINT_CHANNEL = "1 to 63 letters, digits, '_', '-', '.' or ':'."
@@ -141,12 +141,15 @@ _REFUSALS = {
     "kind": ("pgnotify.E020", "WATCH (or invalidate on) the models of the tables it reads from, or remove it."),
     "key": ("pgnotify.E021", "Give the table a primary key (or a unique index) on the model's primary key "
                              "columns, or declare the model's primary key on columns that are unique."),
+    "unlogged": ("pgnotify.E036", "ALTER TABLE ... SET LOGGED, or use PGNOTIFY['SOURCE'] = 'notify' (triggers see "
+                                  "unlogged tables)."),
 }
 
 
 @register()
 def check_watched_tables(app_configs=None, **kwargs):
-    """Every watched table as the database has it: a trigger must be able to serve it."""
+    """Every watched table as the database has it: a trigger (or, with the WAL source, the
+    publication) must be able to serve it."""
     if connections["default"].vendor != "postgresql" or not isinstance(conf.get("WATCH"), dict) \
             or not isinstance(conf.get("CACHE_INVALIDATE"), dict):
         return []  # reported by the checks above
@@ -160,9 +163,10 @@ def check_watched_tables(app_configs=None, **kwargs):
         return [Warning(f"pgnotify could not inspect the watched tables: {one_line(error)}.",
                         hint="Run manage.py check where the database is reachable to check them.", id="pgnotify.W020")]
     messages = []
+    refuse = wal_refusal if conf.source() == "wal" else refusal
     for name, table in tables.items():
         models = ", ".join(table.models)
-        refused = refusal(table, facts[name])
+        refused = refuse(table, facts[name])
         if refused is None:
             for part in facts[name].partitions:
                 if part.kind not in {"r", "p"}:

@@ -19,8 +19,8 @@ there the listener drops the excluded columns as it decodes, before anything is 
 table's identity and its column list change in one transaction, so no writer sees one without
 the other.
 
-What cannot be published (a view or a table without a key, which the system checks refuse; an
-unlogged table) is left out and reported in one line each; every other table is published all
+What cannot be published (a view, a table without a key, an unlogged table: the system checks
+refuse them) is left out and reported in one line each; every other table is published all
 the same, each in a transaction of its own.
 
 With SOURCE "notify" the publication is dropped and the replica identities set back to DEFAULT.
@@ -37,7 +37,7 @@ from .exceptions import one_line
 from .listener.wal.slots import PUBLICATION
 from .tables import Relation, TableFacts, inspect
 from .triggers import SyncResult
-from .watched import WatchedTable, refusal, watched_tables
+from .watched import WatchedTable, refusal, wal_refusal, watched_tables
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
     published = {oid: (sql.Identifier(schema, name), columns) for oid, schema, name, columns in run.cursor.fetchall()}
     wanted = set()
     for name, table in tables.items():
-        refused = refusal(table, facts[name])
+        refused = wal_refusal(table, facts[name])
         if refused:
             run.result.problems.append(f"could not watch {', '.join(map(repr, table.models))}: {refused[1]}")
             continue

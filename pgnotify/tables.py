@@ -1,6 +1,6 @@
 """What the database says about the tables of watched models: where a table is (its schema), what
-kind of relation it is, which columns make a row unique, its partitions, and whether it has
-interval columns. One query answers for every table; the system checks and the trigger sync
+kind of relation it is, which columns make a row unique, its partitions, whether it has interval
+columns, and whether it is unlogged. One query answers for every table; the system checks and the trigger sync
 share it."""
 
 import json
@@ -62,6 +62,7 @@ class TableFacts:
     unique_keys: tuple[frozenset[str], ...]  # the primary key's columns and each unique index's
     has_intervals: bool
     partitions: tuple[Relation, ...]  # every partition below it, sub-partitions included
+    unlogged: bool = False  # an UNLOGGED table: the WAL has none of its changes
 
     def unique_on(self, columns) -> bool:
         """Whether these columns identify a row: some unique key is among them."""
@@ -92,7 +93,8 @@ SELECT w.schema, w.name, c.oid, n.nspname, c.relname, c.relkind::text,
                  ORDER BY p.level, pc.relname), '[]')::text
           FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid
           JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-         WHERE c.relkind = 'p' AND p.relid <> c.oid)
+         WHERE c.relkind = 'p' AND p.relid <> c.oid),
+       c.relpersistence = 'u'
   FROM wanted w LEFT JOIN pg_class c ON c.oid = w.oid LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 """
 
@@ -105,8 +107,8 @@ def inspect(cursor, names) -> dict[TableName, TableFacts | None]:
         return {}
     cursor.execute(_FACTS, [[n.schema for n in names], [n.name for n in names]])
     facts = {}
-    for schema, name, oid, nspname, relname, kind, visible, columns, unique_keys, intervals, partitions in (
-            cursor.fetchall()):
+    for (schema, name, oid, nspname, relname, kind, visible, columns, unique_keys, intervals, partitions,
+         unlogged) in cursor.fetchall():
         if oid is None:
             facts[TableName(schema, name)] = None
             continue
@@ -116,6 +118,7 @@ def inspect(cursor, names) -> dict[TableName, TableFacts | None]:
             unique_keys=tuple(frozenset(key) for key in json.loads(unique_keys)),
             has_intervals=intervals,
             partitions=tuple(Relation(*row) for row in json.loads(partitions)),
+            unlogged=unlogged,
         )
     return facts
 

@@ -118,3 +118,12 @@ def refusal(table: WatchedTable, facts: TableFacts | None) -> tuple[str, str] | 
             return "key", (f"{relation.display} has no primary key or unique index on ({', '.join(table.key)}): "
                            "old and new rows cannot be paired")
     return None
+
+
+def wal_refusal(table: WatchedTable, facts: TableFacts | None) -> tuple[str, str] | None:
+    """Why the WAL source cannot serve this table: what refuses a trigger, and reason "unlogged"
+    (the WAL holds no change of an unlogged table; its triggers would work)."""
+    refused = refusal(table, facts)
+    if refused is None and facts.unlogged:
+        return "unlogged", f"{facts.relation.display} is an unlogged table: the WAL holds none of its changes"
+    return refused

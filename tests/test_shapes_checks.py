@@ -1,7 +1,8 @@
 """What a trigger cannot serve is refused by `manage.py check` with its own id and a hint; the trigger
-sync never stops at one bad WATCH entry; partitions attached later are watched at `migrate`, and
-the listener warns about them until then."""
+sync, and the WAL source's publication sync, never stop at one bad WATCH entry; partitions
+attached later are watched at `migrate`, and the listener warns about them until then."""
 
+import json
 import subprocess
 import sys
 
@@ -15,8 +16,10 @@ from django.test import override_settings
 from pgnotify import checks
 from pgnotify.connection import listener_conninfo
 from pgnotify.demo import Inbox
+from pgnotify.publication import sync_publication
 from pgnotify.triggers import sync_triggers
 from tests import support
+from tests.sources import source_env, use_source
 from tests.test_migrations import TRIGGER_COMMENTS, throwaway_database  # noqa: F401 (a fixture)
 
 GOOD = settings.PGNOTIFY
@@ -169,3 +172,88 @@ def test_a_partition_attached_later_is_watched_at_migrate_and_warned_about_until
         (item,) = inbox.rest()
     assert '"table": "shapes_reading"' in item.payload and '"pk": 2001' in item.payload
     process.wait_for_line('"pk":2001')
+
+
+# -- the same with the WAL source: the publication and replica identities
+
+PUBLICATION_STATE = """
+    SELECT (SELECT coalesce(array_agg(schemaname || '.' || tablename ORDER BY 1), '{}')
+              FROM pg_publication_tables WHERE pubname = 'pgnotify'),
+           (SELECT pubviaroot FROM pg_publication WHERE pubname = 'pgnotify'),
+           (SELECT json_object_agg(oid::regclass::text, relreplident)
+              FROM pg_class WHERE relname LIKE 'shapes\\_%%' AND relkind IN ('r', 'p'))
+"""
+
+
+def publication_state() -> tuple[list[str], bool, dict]:
+    with connection.cursor() as cursor:
+        cursor.execute(PUBLICATION_STATE)
+        published, via_root, identities = cursor.fetchone()
+    return published, via_root, json.loads(identities) if isinstance(identities, str) else identities
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_publication_sync_publishes_every_shape_and_reports_the_rest_in_one_line_each():
+    bad = {"shapes.ItemView": {"channel": "v"}, "shapes.Unkeyed": {"channel": "u"}}
+    wal = {**GOOD, "SOURCE": "wal", "WATCH": {**bad, **GOOD["WATCH"]}}
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE shapes_amount SET UNLOGGED")  # the WAL has nothing of it
+    try:
+        (unlogged,) = found_with({**GOOD, "SOURCE": "wal"})  # a trigger would serve it: no word from the NOTIFY source
+        assert found_with(GOOD) == []
+        with override_settings(PGNOTIFY=wal):
+            result = sync_publication()
+        published, via_root, identities = publication_state()
+    finally:
+        sync_publication()  # back to the NOTIFY source: the publication goes, identities back to DEFAULT
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE shapes_amount SET LOGGED")
+    assert unlogged.id == "pgnotify.E036" and "shapes_amount is an unlogged table" in unlogged.msg
+    assert "SET LOGGED" in unlogged.hint
+    assert sorted(result.problems) == [
+        "could not watch 'shapes.Amount': shapes_amount is an unlogged table: the WAL holds none of its changes",
+        "could not watch 'shapes.ItemView': shapes_item_view is a view: no trigger can report its changes",
+        "could not watch 'shapes.Unkeyed': shapes_unkeyed has no primary key or unique index on (id): "
+        "old and new rows cannot be paired",
+    ]
+    assert "created publication pgnotify" in result and "published shapes_other.items" in result
+    assert "replica identity FULL on shapes_reading_high_b (partition of shapes_reading)" in result
+    # Every other shape is published: the schema's table by its schema, the partitioned table as one
+    # (its partitions' changes come as its own), the model and its proxy's table once.
+    assert {"public.shop_order", "public.shapes_compositeitem", "shapes_other.items", "public.shapes_baseitem",
+            "public.shapes_reading", "public.shapes_place", "public.shapes_restaurant"} <= set(published)
+    assert not {"public.shapes_amount", "public.shapes_reading_low", "public.shapes_unkeyed"} & set(published)
+    assert via_root is True
+    assert {table: identity for table, identity in identities.items() if identity != "f"} == {
+        "shapes_amount": "d", "shapes_unkeyed": "d"}
+    assert set(publication_state()[2].values()) == {"d"}  # and back
+
+
+def test_a_partition_attached_later_gets_its_replica_identity_at_migrate_and_is_warned_about_until_then(
+        settings, listener):
+    with use_source("wal", settings):
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE shapes_reading_late PARTITION OF shapes_reading "
+                           "FOR VALUES FROM (2000) TO (3000)")
+        process = None
+        try:
+            process = listener("--name", "late-partition-wal", env=source_env("wal"))
+            process.wait_for_line("partition shapes_reading_late of watched table shapes_reading lacks replica "
+                                  "identity FULL", stream="stderr")
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO shapes_reading_late (id, sensor, val) VALUES (2001, 'late', 1)")
+                cursor.execute("UPDATE shapes_reading_late SET val = 2")  # no old row: no `changed`
+            assert list(sync_publication()) == ["replica identity FULL on shapes_reading_late "
+                                                "(partition of shapes_reading)"]
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE shapes_reading_late SET val = 3")
+            events = process.wait_for(lambda lines: len(found := [
+                j["payload"] for j in process.json_lines() if j["channel"] == "shapes_reading"]) >= 3 and found)
+        finally:
+            if process is not None:
+                process.stop()  # before the slot is dropped
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TABLE shapes_reading_late")
+    assert [(e["op"], e["table"], e["pk"], e.get("changed")) for e in events] == [
+        ("INSERT", "shapes_reading", 2001, None), ("UPDATE", "shapes_reading", 2001, None),
+        ("UPDATE", "shapes_reading", 2001, ["val"])]
