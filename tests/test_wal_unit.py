@@ -1,13 +1,24 @@
 """The WAL source's pure parts, without a server: text values as to_jsonb renders them, the
-protocol's framing, xid8 from a 32-bit xid, and the event ids of one WAL record's rows."""
+protocol's framing, xid8 from a 32-bit xid, events of a table with several targets and a
+composite key."""
 
 import struct
 
 import pytest
 
 from pgnotify.listener import exactjson
-from pgnotify.listener.wal.changes import commit_ts, full_xid
-from pgnotify.listener.wal.protocol import UNCHANGED, Keepalive, lsn_text, parse_copy_data, parse_lsn, status_update
+from pgnotify.listener.wal.changes import Shape, WalTarget, commit_ts, full_xid
+from pgnotify.listener.wal.protocol import (
+    UNCHANGED,
+    Change,
+    Column,
+    Keepalive,
+    Relation,
+    lsn_text,
+    parse_copy_data,
+    parse_lsn,
+    status_update,
+)
 from pgnotify.listener.wal.values import (
     array_of,
     as_float,
@@ -97,3 +108,31 @@ def test_commit_time_is_rendered_as_jsonb_renders_a_timestamptz_in_utc():
     assert commit_ts(0) == "2000-01-01T00:00:00+00:00"
     assert commit_ts(1_500_000) == "2000-01-01T00:00:01.5+00:00"
     assert commit_ts(123) == "2000-01-01T00:00:00.000123+00:00"
+
+
+def test_a_change_makes_an_event_per_target_with_its_columns_and_none_when_it_changed_nothing_visible():
+    # REPLICA IDENTITY FULL: pgoutput flags every column as the key.
+    relation = Relation(16384, "public", "items", "f", [Column(name, 23 if name in ("tenant", "val") else 25, True)
+                                                         for name in ("tenant", "code", "val", "secret")])
+    converters = [int, as_text, int, as_text]
+    targets = WalTarget("base", "app.item"), WalTarget("proxy", "app.proxyitem", frozenset({"secret"}))
+    base, proxy = (Shape.of(relation, target, "items", ("tenant", "code"), converters) for target in targets)
+    old = ["1", "a", "0", "s1"]
+
+    def events(new, old=old, op="UPDATE", key_only=False):
+        change = Change(op, 16384, new, old, key_only)
+        return [shape.event(change, 7, "ts", 5) for shape in (base, proxy)]
+
+    only_secret = events(["1", "a", "0", "s2"])
+    assert only_secret[0]["changed"] == ["secret"] and only_secret[1] is None
+    assert events(list(old)) == [None, None]  # an UPDATE that changed nothing
+    new_key = events(["1", "b", "0", "s1"])
+    assert [e["changed"] for e in new_key] == [["tenant", "code", "val", "secret"], ["tenant", "code", "val"]]
+    assert [e["pk"] for e in new_key] == [{"code": "b", "tenant": 1}] * 2
+    assert list(new_key[0]["pk"]) == ["code", "tenant"]  # jsonb's key order
+    assert [(e["channel"], e["model"], e["table"]) for e in new_key] == [("base", "app.item", "items"),
+                                                                          ("proxy", "app.proxyitem", "items")]
+    # A partition without FULL identity: the old row is the key, its other columns sent as NULL.
+    deleted = events(None, ["1", "a", None, None], op="DELETE", key_only=True)
+    assert [e["row"] for e in deleted] == [{"code": "a", "tenant": 1}] * 2
+    assert "changed" not in events(["1", "a", "3", "s1"], ["1", "a", None, None], key_only=True)[1]
