@@ -154,7 +154,7 @@ def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
             sql.Identifier(PUBLICATION)), f"publication {PUBLICATION} publishes partitions as their tables")],
             f"could not alter publication {PUBLICATION}")
     run.cursor.execute(_PUBLISHED, [PUBLICATION])
-    published = {oid: (sql.Identifier(schema, name), columns) for oid, schema, name, columns in run.cursor.fetchall()}
+    published = {oid: ((schema, name), columns) for oid, schema, name, columns in run.cursor.fetchall()}
     wanted = set()
     for name, table in tables.items():
         refused = wal_refusal(table, facts[name])
@@ -177,9 +177,9 @@ def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
             steps = identity + steps if table.replica_identity == "default" else steps + identity
         run.apply(steps, f"could not publish {relation.display}")
     for oid in published.keys() - wanted:
-        identifier = published[oid][0]
-        run.apply([(_drop(identifier), f"unpublished {'.'.join(identifier.strings)}")],
-                  f"could not unpublish {'.'.join(identifier.strings)}")
+        schema, name = published[oid][0]
+        run.apply([(_drop(sql.Identifier(schema, name)), f"unpublished {schema}.{name}")],
+                  f"could not unpublish {schema}.{name}")
 
 
 def sync_publication_after_migrate(sender, using="default", verbosity=1, **kwargs):

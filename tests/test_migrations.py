@@ -30,10 +30,10 @@ TRIGGER_COMMENTS = """
 """
 
 
-def manage(database_url: str, *args: str) -> subprocess.CompletedProcess:
+def manage(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(support.ROOT / "manage.py"), *args], cwd=support.ROOT,
                           capture_output=True, text=True, timeout=60,
-                          env=support.process_env(DATABASE_URL=database_url))
+                          env=support.process_env(DATABASE_URL=database_url, **env))
 
 
 def query(conn, statement: str) -> set:
@@ -179,3 +179,36 @@ def test_back_to_0005_attaches_v3_back_to_0003_v2_and_forward_again_v4(throwaway
         logged = conn.execute("SELECT payload->'pk', payload->'changed' FROM pgnotify_event "
                               "WHERE channel = 'shapes_composite' ORDER BY id").fetchall()
         assert logged == [({"tenant": 1, "code": "a"}, None), ({"tenant": 1, "code": "a"}, ["val"])]
+
+
+PUBLISHED = """
+    SELECT 'published ' || schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = 'pgnotify'
+    UNION ALL SELECT 'identity ' || oid::regclass || ' ' || relreplident::text FROM pg_class
+     WHERE relkind IN ('r', 'p') AND relreplident <> 'd' AND relnamespace::regnamespace::text NOT LIKE 'pg\\_%%'
+"""
+
+
+def test_migrate_with_the_wal_source_publishes_every_shape_and_switches_back(throwaway_database):
+    name, url = throwaway_database
+    assert manage(url, "migrate", "--noinput", "-v", "0").returncode == 0  # with the NOTIFY source first
+    wal = manage(url, "migrate", "--noinput", PGNOTIFY_SOURCE="wal")
+    assert wal.returncode == 0, wal.stderr
+    assert [line for line in wal.stderr.splitlines() if line.startswith("  pgnotify")] == []  # no problem
+    for line in ["created publication pgnotify", "published shop_order", "published shapes_other.items",
+                 "published shapes_compositeitem", "published shapes_reading", "dropped pgnotify_change on shop_order",
+                 "replica identity FULL on shapes_reading_high_b (partition of shapes_reading)",
+                 "replica identity FULL on shapes_other.items"]:
+        assert f"  pgnotify: {line}" in wal.stdout.splitlines()
+    assert wal.stdout.count("published shapes_baseitem") == 1  # a model and its proxy: one table
+    with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
+        state = {row for (row,) in conn.execute(PUBLISHED)}
+        assert {"published public.shapes_reading", "published shapes_other.items", "identity shapes_reading_low f",
+                "identity shapes_reading_high_a f", "identity shapes_compositeitem f",
+                "identity shapes_other.items f"} <= state
+        assert "published public.shapes_reading_low" not in state  # partitions come as their table
+        again = manage(url, "migrate", "--noinput", PGNOTIFY_SOURCE="wal")
+        assert again.returncode == 0 and "  pgnotify:" not in again.stdout + again.stderr  # nothing to do
+        back = manage(url, "migrate", "--noinput", PGNOTIFY_SOURCE="notify")
+        assert back.returncode == 0 and "  pgnotify: dropped publication pgnotify" in back.stdout.splitlines()
+        assert "  pgnotify: attached pgnotify_change on shapes_other.items" in back.stdout.splitlines()
+        assert {row for (row,) in conn.execute(PUBLISHED)} == set()
