@@ -1,7 +1,10 @@
+import uuid
+
 import psycopg
 import pytest
+import redis
 
-from tests.support import ManagedProcess, start_listener
+from tests.support import MACHINE_REDIS, ManagedProcess, start_listener
 
 # Fixtures of the web side (daphne, channel layers, Chromium) for every test module.
 pytest_plugins = ["tests.web"]
@@ -57,3 +60,18 @@ def _no_slots_left(django_db_setup, django_db_blocker):
     from tests.sources import drop_database_slots
 
     drop_database_slots(connection.settings_dict["NAME"])
+
+
+@pytest.fixture
+def machine_redis():
+    """The machine's Redis with a key prefix of this test's, cleaned up after it (skips without Redis)."""
+    client = redis.Redis.from_url(MACHINE_REDIS, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    yield client, prefix
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+    client.close()

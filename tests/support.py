@@ -13,6 +13,7 @@ from urllib.parse import quote
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 
 
 def free_port() -> int:

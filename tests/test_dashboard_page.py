@@ -12,40 +12,16 @@ import threading
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from tests.support import ROOT
-from tests.web import WebStack, chromium, login, make_user, terminate_backends, wait_websocket
+from tests.web import chromium, in_thread, login, make_user, terminate_backends, wait_websocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 STATE = "window.pgnotifyDashboard.state"
 
 
-@pytest.fixture
-def stack(transactional_db):
-    started = WebStack("postgres")
-    try:
-        yield started.start()
-    finally:
-        started.stop()
-
-
-def in_thread(function, *args):
-    """ORM code run outside the event loop Playwright's sync API keeps in the test's thread."""
-    result = []
-
-    def run():
-        try:
-            result.append(function(*args))
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(120)
-    assert result, f"{function.__name__} failed (see the thread's traceback above)"
-    return result[0]
 
 
 def insert_orders(count: int) -> int:
@@ -92,11 +68,11 @@ def tab_cpu(page, rate: int, seconds: float = 8.0) -> float:
     return cpu
 
 
-def test_what_a_person_sees_and_what_the_tab_costs(stack):
+def test_what_a_person_sees_and_what_the_tab_costs(postgres_stack):
     in_thread(make_user, "staff", True)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with chromium() as browser:
-        page = open_dashboard(browser, stack.url, 1366, 768)
+        page = open_dashboard(browser, postgres_stack.url, 1366, 768)
 
         # Round ticks.
         assert page.evaluate("window.pgnotifyDashboard.niceTicks(5)") == [0, 1, 2, 3, 4, 5]
@@ -146,7 +122,7 @@ def test_what_a_person_sees_and_what_the_tab_costs(stack):
         page.wait_for_function("document.getElementById('kpi-reconnects').textContent === '1 reconnect'",
                                timeout=20000)
 
-        wide = open_dashboard(browser, stack.url, 1600, 1000)
+        wide = open_dashboard(browser, postgres_stack.url, 1600, 1000)
         writer = threading.Thread(target=lambda: in_thread(steady_traffic, 30, 4.0))
         writer.start()
         wide.wait_for_timeout(3000)
@@ -154,10 +130,10 @@ def test_what_a_person_sees_and_what_the_tab_costs(stack):
         writer.join()
 
 
-def test_what_the_tab_costs_in_cpu(stack):
+def test_what_the_tab_costs_in_cpu(postgres_stack):
     in_thread(make_user, "staff", True)
     with chromium() as browser:
-        page = open_dashboard(browser, stack.url, 1366, 768)
+        page = open_dashboard(browser, postgres_stack.url, 1366, 768)
         in_thread(insert_orders, 100)  # a full feed and table, as after a while
         page.wait_for_function(f"{STATE}.events >= 100", timeout=15000)
         if os.environ.get("DASHBOARD_PROFILE"):

@@ -3,14 +3,12 @@
 import asyncio
 import http.client
 import statistics
-import threading
 from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.test import Client
 
-from tests.web import Daphne, WebStack, chromium, login, make_user, web_stack  # noqa: F401
+from tests.web import Daphne, chromium, in_thread, login, make_user
 from tests.wsclient import Closed, Refused, WebSocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -30,30 +28,6 @@ def browser():
         yield browser
 
 
-@pytest.fixture
-def postgres_stack(transactional_db):
-    stack = WebStack("postgres")
-    try:
-        yield stack.start()
-    finally:
-        stack.stop()
-
-
-def in_thread(function, *args):
-    """Runs ORM code outside the event loop Playwright's sync API keeps in the test's thread."""
-    result = []
-
-    def run():
-        try:
-            result.append(function(*args))
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    assert result, f"{function.__name__} failed (see the thread's traceback above)"
-    return result[0]
 
 
 def open_chat(browser, base_url: str, username: str, room: str, dialogs: list):
@@ -104,7 +78,7 @@ def report(label: str, latencies: list[float]) -> None:
           f"max {max(latencies):.0f} ms ({', '.join(f'{ms:.0f}' for ms in latencies)})")
 
 
-def test_two_users_chat_in_one_room(web_stack, browser):  # noqa: F811
+def test_two_users_chat_in_one_room(web_stack, browser):
     in_thread(make_user, "alice")
     in_thread(make_user, "bob")
     dialogs: list[str] = []

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from pgnotify.listener import exactjson
 from pgnotify.listener.notification import Notification
 from pgnotify.web.frames import frame
-from tests.shapes.models import Amount
+from tests.shapes.models import Amount, CompositeItem
 from tests.web import browser, login, make_user, wait_websocket, web_stack  # noqa: F401 (fixtures)
 
 NUMERIC = "12345678901234567890123456789.12"  # 31 digits: a double keeps 17
@@ -91,5 +91,11 @@ def test_the_dashboard_shows_numbers_with_every_digit(web_stack, browser):  # no
         assert f"amount {SHOWN}" in chip.first.inner_text()
         # The frames themselves carried every digit (Playwright recorded them before the calls above returned).
         assert any(f'"amount":{NUMERIC}' in text and f'"big":{BIG}' in text for text in frames)
+
+        # A composite key reads as its columns, not as "[object Object]".
+        CompositeItem.objects.create(tenant=7, code="X-1", val=1)
+        row = page.locator("#feed-body tr", has_text="shapes_compositeitem").first
+        row.wait_for(timeout=5000)
+        assert "code=X-1, tenant=7" in row.inner_text() and "object" not in row.inner_text()  # jsonb key order
     finally:
         page.close()

@@ -8,27 +8,12 @@ import uuid
 
 import psycopg
 import pytest
-import redis
 
 from pgnotify.forwarding import RedisStreamForwarder
 from tests.brokers import DocConsumer, code_block
 from tests.faults import RecordingSink
 from tests.support import test_database_url as database_url
 from tests.test_forwarding import MACHINE_REDIS, start_listener, stream_events, until, write_rows
-
-
-@pytest.fixture
-def machine_redis():
-    client = redis.Redis.from_url(MACHINE_REDIS, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    yield client, prefix
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
 
 
 async def notify(*payloads: str) -> None:

@@ -21,25 +21,8 @@ from pgnotify.handlers.base import Dispatcher
 from pgnotify.listener import Listener, ListenerOptions
 from pgnotify.listener.notification import Notification
 from tests.faults import RecordingSink
-from tests.support import free_port
+from tests.support import MACHINE_REDIS, free_port
 from tests.support import test_database_url as database_url
-
-MACHINE_REDIS = "redis://127.0.0.1:6379/0"
-
-
-
-@pytest.fixture
-def machine_redis():
-    client = redis.Redis.from_url(MACHINE_REDIS, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    yield client, prefix
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
 
 
 class PrivateRedis:

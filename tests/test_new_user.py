@@ -62,7 +62,8 @@ def virtualenv(wheel: Path, extras: str) -> Path:
     home = VENVS / f"{extras or 'core'}-{digest}"
     python = home / "bin" / "python"
     if not (home / ".complete").exists():
-        shutil.rmtree(home, ignore_errors=True)
+        for stale in VENVS.glob(f"{extras or 'core'}-*"):  # those of earlier wheels, and a half-made one
+            shutil.rmtree(stale, ignore_errors=True)
         started = time.monotonic()
         run(sys.executable, "-m", "venv", home, cwd=ROOT)
         requirement = f"django-pgnotify[{extras}] @ {wheel.as_uri()}" if extras else str(wheel)

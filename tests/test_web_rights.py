@@ -6,18 +6,16 @@ A dashboard whose user loses the right (staff cleared, deactivated, logged out) 
 of a deactivated user closes too."""
 
 import asyncio
-import threading
 import time
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
-from django.db import connections
 from django.test import Client
 
 from tests.support import process_env
-from tests.web import Daphne, chromium, layer_env, login, make_user, wait_websocket
+from tests.web import Daphne, chromium, in_thread, layer_env, login, make_user, wait_websocket
 from tests.wsclient import WebSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,22 +28,6 @@ def daphne():
     yield server
     server.stop()
 
-
-def in_thread(function, *args):
-    """ORM code run outside the event loop Playwright's sync API keeps in the test's thread."""
-    result = []
-
-    def run():
-        try:
-            result.append(function(*args))
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    assert result, f"{function.__name__} failed (see the thread's traceback above)"
-    return result[0]
 
 
 def clear_staff(username):

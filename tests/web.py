@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from tests.support import ROOT, ManagedProcess, free_port, process_env, start_listener
 
@@ -121,6 +122,33 @@ class WebStack:
             self.listener.stop()
         if self.daphne:
             self.daphne.stop()
+
+
+@pytest.fixture
+def postgres_stack(transactional_db):
+    """A started WebStack on pgnotify's PostgreSQL channel layer."""
+    stack = WebStack("postgres")
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+def in_thread(function, *args, timeout: float = 120.0):
+    """Runs ORM code outside the event loop Playwright's sync API keeps in the test's thread."""
+    result = []
+
+    def run():
+        try:
+            result.append(function(*args))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout)
+    assert result, f"{function.__name__} failed (see the thread's traceback above)"
+    return result[0]
 
 
 @pytest.fixture(params=["postgres", "redis"])

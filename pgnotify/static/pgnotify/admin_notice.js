@@ -5,7 +5,7 @@
 
   function describe(event) {
     var changed = Array.isArray(event.changed) && event.changed.length ? " · " + event.changed.join(", ") : "";
-    return [event.op, " ", event.table, " pk=", event.pk, changed];
+    return [event.op, " ", event.table, " pk=", window.pgnotify.keyText(event.pk), changed];
   }
 
   function show(event) {

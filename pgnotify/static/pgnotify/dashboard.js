@@ -179,7 +179,7 @@
     op.appendChild(el("span", "op op-" + String(event.op).toLowerCase(), event.op));
     row.appendChild(op);
     row.appendChild(el("td", "mono", event.table));
-    row.appendChild(el("td", "mono", event.pk));
+    row.appendChild(el("td", "mono", window.pgnotify.keyText(event.pk)));
     var changed = el("td", "changed");
     if (Array.isArray(event.changed) && event.changed.length) {
       event.changed.forEach(function (column) {

@@ -108,8 +108,15 @@
     return Date.parse(ts.replace(/(\.\d{3})\d+/, "$1"));
   }
 
+  // A primary key as text: a composite key is an object of its columns ({"a": 1, "b": 2} -> "a=1, b=2").
+  function keyText(pk) {
+    if (pk === null || typeof pk !== "object") return pk;
+    return Object.keys(pk).map(function (column) { return column + "=" + pk[column]; }).join(", ");
+  }
+
   window.pgnotify = window.pgnotify || {};
   window.pgnotify.LiveSocket = LiveSocket;
   window.pgnotify.parseTs = parseTs;
+  window.pgnotify.keyText = keyText;
   window.pgnotify.parseFrame = parseFrame;
 })();
