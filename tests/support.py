@@ -122,5 +122,9 @@ class ManagedProcess:
 def start_listener(*args, ready_timeout=20.0, env=None) -> ManagedProcess:
     """`listen_notify --json` against the test database, returned once it is live."""
     listener = ManagedProcess("listen_notify", "--json", "--stats-interval", "0", *args, env=env)
-    listener.wait_for_line("live", timeout=ready_timeout, stream="stderr")
+    try:
+        listener.wait_for_line("live", timeout=ready_timeout, stream="stderr")
+    except BaseException:
+        listener.stop()  # not left running (and reaped) behind a failed test
+        raise
     return listener

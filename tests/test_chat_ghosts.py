@@ -186,6 +186,7 @@ def test_a_killed_web_process_leaves_presence_and_memberships_that_expire():
         survivor.stop()
 
 
+@pytest.mark.once
 def test_closing_500_connections_of_a_busy_room_crashes_nothing():
     # The Redis layer: 500 members make every join and leave a 500-copy group message, which
     # would take minutes as rows of the PostgreSQL layer.

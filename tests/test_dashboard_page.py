@@ -17,7 +17,7 @@ from django.db import connection
 from tests.support import ROOT
 from tests.web import chromium, in_thread, login, make_user, terminate_backends, wait_websocket
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.once, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 STATE = "window.pgnotifyDashboard.state"
 

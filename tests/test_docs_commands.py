@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import ROOT, process_env
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.once, pytest.mark.django_db(transaction=True)]
 
 # Commands covered elsewhere (CI runs `make test`; the rest have tests of their own).
 COVERED_ELSEWHERE = {

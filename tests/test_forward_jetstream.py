@@ -25,6 +25,8 @@ from tests.faults import RecordingSink, Writers, record_figures
 from tests.support import test_database_url as database_url
 from tests.test_forwarding import start_listener, until, write_rows
 
+pytestmark = pytest.mark.once
+
 nats = pytest.importorskip("nats")
 
 MACHINE_NATS = "nats://127.0.0.1:4222"

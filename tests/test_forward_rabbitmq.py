@@ -25,6 +25,8 @@ from tests.faults import RecordingSink, Writers, record_figures
 from tests.support import test_database_url as database_url
 from tests.test_forwarding import start_listener, until, write_rows
 
+pytestmark = pytest.mark.once
+
 aio_pika = pytest.importorskip("aio_pika")
 
 MACHINE_AMQP = "amqp://guest:guest@127.0.0.1:5672/"

@@ -15,6 +15,8 @@ from tests.faults import RecordingSink
 from tests.support import test_database_url as database_url
 from tests.test_forwarding import MACHINE_REDIS, start_listener, stream_events, until, write_rows
 
+pytestmark = pytest.mark.once
+
 
 async def notify(*payloads: str) -> None:
     """What `manage.py notify orders ...` and a plain pg_notify send: notifications that are not change events."""

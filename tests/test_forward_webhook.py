@@ -28,6 +28,8 @@ from tests.faults import RecordingSink, Writers, record_figures
 from tests.support import test_database_url as database_url
 from tests.test_forwarding import start_listener, until, write_rows
 
+pytestmark = pytest.mark.once
+
 pytest.importorskip("aiohttp")
 
 SECRET = "a-secret-of-32-characters-000000"

@@ -24,6 +24,8 @@ from tests.faults import RecordingSink
 from tests.support import MACHINE_REDIS, free_port
 from tests.support import test_database_url as database_url
 
+pytestmark = pytest.mark.once
+
 
 class PrivateRedis:
     """A redis-server of this test on a free port, keeping its data in `directory` across restarts."""

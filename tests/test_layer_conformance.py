@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import ROOT, process_env
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.once, pytest.mark.django_db(transaction=True)]
 
 INI = """[pytest]
 asyncio_mode = auto

@@ -28,7 +28,7 @@ from pgnotify.connection import listener_conninfo
 from tests.support import ROOT, ManagedProcess, free_port
 from tests.web import REDIS_HOST, REDIS_PORT, redis_reachable
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.once, pytest.mark.slow, pytest.mark.timeout(600)]
 VENVS = ROOT / "build" / "new-user"
 MODELS = '''
 from django.db import models

@@ -13,7 +13,7 @@ from tests.support import process_env
 from tests.web import Daphne, layer_env, make_user
 from tests.wsclient import Closed, Refused, WebSocket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.once, pytest.mark.django_db(transaction=True)]
 
 
 def staff_cookie() -> str:

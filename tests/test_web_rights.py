@@ -18,7 +18,7 @@ from tests.support import process_env
 from tests.web import Daphne, chromium, in_thread, layer_env, login, make_user, wait_websocket
 from tests.wsclient import WebSocket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.once, pytest.mark.django_db(transaction=True)]
 LOST_WITHIN = 5.0  # seconds
 
 
