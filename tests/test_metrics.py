@@ -34,8 +34,16 @@ def test_metrics_count_events_by_channel_and_operation(listener, event_source):
     process.wait_for(lambda lines: sum('"channel":"chat"' in line for line in lines))
     process.wait_for(lambda lines: sum('"op":"UPDATE"' in line for line in lines))
 
-    metrics = scrape(port)
-    events = {labels: value for (name, labels), value in metrics.items() if name == "pgnotify_events_total"}
+    # The metrics handler runs in a lane of its own: the output may show an event before it counts it.
+    deadline = time.monotonic() + 10
+    while True:
+        metrics = scrape(port)
+        events = {labels: value for (name, labels), value in metrics.items() if name == "pgnotify_events_total"}
+        wanted = [(("channel", "orders"), ("operation", op)) for op in ("INSERT", "UPDATE")]
+        if all(key in events for key in [*wanted, (("channel", "chat"), ("operation", ""))]):
+            break
+        assert time.monotonic() < deadline, f"metrics never counted the three notifications: {events}"
+        time.sleep(0.05)
     assert events[(("channel", "orders"), ("operation", "INSERT"))] == 1
     assert events[(("channel", "orders"), ("operation", "UPDATE"))] == 1
     assert events[(("channel", "chat"), ("operation", ""))] == 1
