@@ -27,7 +27,6 @@ With SOURCE "notify" the publication is dropped and the replica identities set b
 """
 
 import logging
-import sys
 
 from django.db import DatabaseError, connections, transaction
 from psycopg import sql
@@ -186,9 +185,4 @@ def sync_publication_after_migrate(sender, using="default", verbosity=1, **kwarg
     """post_migrate: a WATCH entry that cannot be published is reported, never a reason to fail."""
     if connections[using].vendor != "postgresql":
         return
-    result = sync_publication(using)
-    if verbosity >= 1:
-        for action in result:
-            print(f"  pgnotify: {action}")
-    for problem in result.problems:
-        print(f"  pgnotify: {problem}", file=sys.stderr)
+    sync_publication(using).report(verbosity)

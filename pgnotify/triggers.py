@@ -74,6 +74,14 @@ class SyncResult(list):
         super().__init__()
         self.problems: list[str] = []
 
+    def report(self, verbosity: int = 1) -> None:
+        """What `migrate` prints: the changes (at verbosity 1 and up), and the problems always."""
+        if verbosity >= 1:
+            for action in self:
+                print(f"  pgnotify: {action}")
+        for problem in self.problems:
+            print(f"  pgnotify: {problem}", file=sys.stderr)
+
 
 def _array_literal(values) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
@@ -209,9 +217,4 @@ def sync_triggers_after_migrate(sender, using="default", verbosity=1, **kwargs):
     """post_migrate: a WATCH entry that cannot be served is reported, never a reason to fail."""
     if connections[using].vendor != "postgresql":
         return
-    result = sync_triggers(using)
-    if verbosity >= 1:
-        for action in result:
-            print(f"  pgnotify: {action}")
-    for problem in result.problems:
-        print(f"  pgnotify: {problem}", file=sys.stderr)
+    sync_triggers(using).report(verbosity)

@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.faults import ThreadedProxy
 from tests.support import ROOT, free_port, process_env
 from tests.support import test_database_url as database_url
 
@@ -68,28 +69,15 @@ class DocConsumer:
 # -- a TCP proxy in front of a broker
 
 
-class BrokerProxy:
+class BrokerProxy(ThreadedProxy):
     """Relays 127.0.0.1:<port> to host:port from a thread of its own. `cut()`: every connection is
     reset and new ones are closed at once (the broker is gone); `freeze()`: nothing is relayed on
     any connection, old or new, and nothing is closed (the broker hangs); `restore()`: relays again."""
 
     def __init__(self, host: str, port: int):
-        self.upstream = (host, port)
-        self.port = free_port()
+        super().__init__(host, port)
         self.mode = "up"
         self._writers: set = set()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "BrokerProxy":
-        self._thread.start()
-        assert self._ready.wait(5), "proxy did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def cut(self) -> None:
         self.mode = "down"
@@ -105,21 +93,6 @@ class BrokerProxy:
     def _abort_all(self) -> None:
         for writer in list(self._writers):
             writer.transport.abort()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-            self._abort_all()
-            tasks = asyncio.all_tasks(self._loop)
-            for task in tasks:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            self._loop.close()
 
     async def _serve(self, client_reader, client_writer) -> None:
         if self.mode == "down":

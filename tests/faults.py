@@ -184,9 +184,54 @@ class RecordingSink:
         return await asyncio.wait_for(until(), within)
 
 
+# -- a TCP proxy run by an event loop in a thread of its own
+
+class ThreadedProxy:
+    """Serves 127.0.0.1:<port> with `_serve(reader, writer)` on an event loop in its own thread,
+    relaying to host:port; on exit every connection is aborted (`_abort_all`) and its tasks end."""
+
+    def __init__(self, host: str, port: int):
+        self.upstream = (host, int(port))
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        assert self._ready.wait(5), "proxy did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _serve(self, reader, writer) -> None:
+        raise NotImplementedError
+
+    def _abort_all(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+            self._abort_all()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.run_until_complete(server.wait_closed())
+            self._loop.close()
+
+
 # -- a TCP proxy whose connections can go silent (a peer that vanishes without a FIN or RST)
 
-class SilenceableProxy:
+class SilenceableProxy(ThreadedProxy):
     """Relays 127.0.0.1:<port> to a PostgreSQL (TCP host/port or Unix socket directory).
     `silence(marker)` stops relaying, in both directions, every open connection whose first
     client bytes contain `marker` (libpq's startup packet carries application_name); the
@@ -195,21 +240,8 @@ class SilenceableProxy:
     relays again what the silenced connections held back."""
 
     def __init__(self, host: str, port: int):
-        self.upstream = (host, int(port))
-        self.port = free_port()
+        super().__init__(host, port)
         self._connections: list[dict] = []
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "SilenceableProxy":
-        self._thread.start()
-        assert self._ready.wait(5), "proxy did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def silence(self, marker: str) -> int:
         """Silence the open connections carrying `marker`; returns how many."""
@@ -233,23 +265,10 @@ class SilenceableProxy:
 
         asyncio.run_coroutine_threadsafe(thaw(), self._loop).result(5)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-            for connection in self._connections:
-                for writer in connection["writers"]:
-                    writer.transport.abort()
-            tasks = asyncio.all_tasks(self._loop)
-            for task in tasks:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            self._loop.run_until_complete(server.wait_closed())
-            self._loop.close()
+    def _abort_all(self) -> None:
+        for connection in self._connections:
+            for writer in connection["writers"]:
+                writer.transport.abort()
 
     async def _open_upstream(self):
         host, port = self.upstream
