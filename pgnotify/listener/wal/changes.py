@@ -61,6 +61,7 @@ class Shape:
     full: bool = False  # REPLICA IDENTITY FULL: UPDATE and DELETE carry the whole old row
     # (index, name, converter or None for text as it is) in jsonb's key order: the hot path's plan.
     plan: list[tuple[int, str, Convert | None]] = field(default_factory=list)
+    pk_name: str | None = None  # the key's column when it has one
 
     @classmethod
     def of(cls, relation: Relation, target: WalTarget, table: str, key: tuple[str, ...],
@@ -74,14 +75,19 @@ class Shape:
         names = {column.name: index for index, column in enumerate(relation.columns)}
         shape.pk = sorted(((names[name], name) for name in key if name in names),
                           key=lambda item: _jsonb_order(item[1]))
+        shape.pk_name = shape.pk[0][1] if len(shape.pk) == 1 else None
         return shape
+
+    def whole_row(self, values: list) -> dict:
+        """The row when every value is there (always for an INSERT): the listener's hot path."""
+        return {name: text if convert is None or text is None else convert(text)
+                for index, name, convert in self.plan for text in (values[index],)}
 
     def row(self, values: list, fallback: list | None) -> dict:
         """The row as to_jsonb gives it, minus excluded columns; an unchanged TOASTed value is
         taken from `fallback` (the old row), or left out when there is none."""
-        if UNCHANGED not in values:  # every value is there (always for an INSERT): the hot path
-            return {name: text if convert is None or text is None else convert(text)
-                    for index, name, convert in self.plan for text in (values[index],)}
+        if UNCHANGED not in values:
+            return self.whole_row(values)
         converters = self.converters
         row = {}
         for index, name in self.row_order:
@@ -102,8 +108,8 @@ class Shape:
 
     def pk_of(self, row: dict):
         """The key's value; for a composite key, an object of its columns (in jsonb's key order)."""
-        if len(self.pk) == 1:
-            return row.get(self.pk[0][1])
+        if self.pk_name is not None:
+            return row.get(self.pk_name)
         return {name: row.get(name) for _, name in self.pk}
 
     def _differs(self, index: int, new, old) -> bool:
@@ -128,7 +134,9 @@ class Shape:
         ones, or none at all), as the trigger sends none."""
         op = change.op
         changed = None
-        if op == "DELETE":
+        if op == "INSERT":
+            row = self.whole_row(change.new)
+        elif op == "DELETE":
             row = self.row(change.old, None) if self.full and not change.key_only else self.key_row(change.old)
         elif op == "UPDATE" and self.full and change.old is not None and not change.key_only:
             changed = self.changed(change.new, change.old)
@@ -139,7 +147,8 @@ class Shape:
             row = self.row(change.new, None)
         target = self.target
         # jsonb's key order, as the NOTIFY source's payload has it.
-        event = {"id": event_id, "op": op, "pk": self.pk_of(row), "ts": ts, "row": row, "txid": txid,
+        pk = row.get(self.pk_name) if self.pk_name is not None else self.pk_of(row)
+        event = {"id": event_id, "op": op, "pk": pk, "ts": ts, "row": row, "txid": txid,
                  "model": target.model, "table": self.table}
         if changed is not None:
             event["changed"] = changed
