@@ -168,12 +168,11 @@ def check_watched_tables(app_configs=None, **kwargs):
         models = ", ".join(table.models)
         refused = refuse(table, facts[name])
         if refused is None:
-            for part in facts[name].partitions:
-                if part.kind not in {"r", "p"}:
-                    messages.append(Warning(
-                        f"{part.display}, a partition of {facts[name].relation.display} ({models}), is a "
-                        f"{part.kind_name}: writes straight to it send no events.",
-                        hint="Write through the partitioned table, or make the partition a table.", id="pgnotify.W022"))
+            for part in facts[name].foreign_partitions():
+                messages.append(Warning(
+                    f"{part.display}, a partition of {facts[name].relation.display} ({models}), is a "
+                    f"{part.kind_name}: writes straight to it send no events.",
+                    hint="Write through the partitioned table, or make the partition a table.", id="pgnotify.W022"))
         elif refused[0] in _REFUSALS:
             message_id, hint = _REFUSALS[refused[0]]
             messages.append(Error(f"{models}: {refused[1]}.", hint=hint, id=message_id))

@@ -54,21 +54,6 @@ _PUBLISHED = """
 _IDENTITIES = "SELECT oid, relreplident::text FROM pg_class WHERE oid = ANY(%s)"
 
 
-def _relations(facts: TableFacts, result: SyncResult, report: bool) -> list[tuple[Relation, str]]:
-    """(relation, its name for the report) of a table and each partition below it that writes or
-    holds rows; a partition that cannot (a foreign table) is reported."""
-    parent = facts.relation
-    relations = [(parent, parent.display)]
-    for part in facts.partitions:
-        display = f"{part.display} (partition of {parent.display})"
-        if part.kind in {"r", "p"}:
-            relations.append((part, display))
-        elif report:
-            result.problems.append(f"could not watch {display}: it is a {part.kind_name}, writes straight to it "
-                                   "send no events")
-    return relations
-
-
 class _Sync:
     """One run of sync_publication: the cursor, and what it did and could not do."""
 
@@ -135,8 +120,7 @@ def sync_publication(using: str = "default") -> SyncResult:
                         f"dropped publication {PUBLICATION}")], f"could not drop publication {PUBLICATION}")
             for name, table in tables.items():
                 if table.targets and refusal(table, facts[name]) is None:
-                    relations = _relations(facts[name], run.result, report=False)
-                    run.apply(run.identities(relations, "default"),
+                    run.apply(run.identities(facts[name].relations(), "default"),
                               f"could not set replica identity DEFAULT on {facts[name].relation.display}")
     for action in run.result:
         logger.debug("pgnotify: %s", action)
@@ -169,7 +153,8 @@ def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
                 steps.append((_drop(relation.identifier), None))
             shown = f" without {', '.join(c for c in facts[name].columns if c not in columns)}" if columns else ""
             steps.append((_add(relation, columns), f"published {relation.display}{shown}"))
-        relations = _relations(facts[name], run.result, report=True)
+        relations = facts[name].relations()
+        run.result.problems += facts[name].foreign_partition_problems()
         if table.replica_identity is not None:
             identity = run.identities(relations, table.replica_identity)
             # No moment with a column list and FULL identity: UPDATEs of the table would fail.

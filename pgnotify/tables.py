@@ -54,6 +54,11 @@ class Relation:
     def kind_name(self) -> str:
         return TABLE_KINDS.get(self.kind) or OTHER_KINDS.get(self.kind, f"relation of kind {self.kind!r}")
 
+    @property
+    def holds_rows(self) -> bool:
+        """A table or a partitioned table: what a trigger or a publication can serve."""
+        return self.kind in TABLE_KINDS
+
 
 @dataclass(frozen=True)
 class TableFacts:
@@ -67,6 +72,23 @@ class TableFacts:
     def unique_on(self, columns) -> bool:
         """Whether these columns identify a row: some unique key is among them."""
         return any(key <= set(columns) for key in self.unique_keys)
+
+    def relations(self) -> list[tuple[Relation, str]]:
+        """(relation, its name for reports) of the table and of each partition below it that
+        holds rows."""
+        parent = self.relation
+        return [(parent, parent.display)] + [(part, f"{part.display} (partition of {parent.display})")
+                                             for part in self.partitions if part.holds_rows]
+
+    def foreign_partitions(self) -> list[Relation]:
+        """Partitions that hold no rows of their own (foreign tables): writes straight to them
+        send no events."""
+        return [part for part in self.partitions if not part.holds_rows]
+
+    def foreign_partition_problems(self) -> list[str]:
+        parent = self.relation.display
+        return [f"could not watch {part.display} (partition of {parent}): it is a {part.kind_name}, writes straight "
+                "to it send no events" for part in self.foreign_partitions()]
 
 
 _FACTS = """

@@ -116,12 +116,8 @@ def _change_statements(relation: Relation, arguments: sql.Composed, function: st
 def _wanted(table: WatchedTable, facts: TableFacts, function: str | None) -> dict:
     """(relation oid, trigger name) -> (relation's name for the report, relation, CREATE statement)
     for one table and its partitions."""
-    parent = facts.relation
-    relations = [(parent, parent.display)]
-    relations += [(part, f"{part.display} (partition of {parent.display})")
-                  for part in facts.partitions if part.kind in {"r", "p"}]
     wanted = {}
-    for relation, display in relations:
+    for relation, display in facts.relations():
         if table.targets:
             statement = _change_statements(relation, _change_arguments(table, facts, function), function)
             wanted[(relation.oid, CHANGE_TRIGGER)] = (display, relation, statement)
@@ -168,11 +164,7 @@ def sync_triggers(using: str = "default") -> SyncResult:
                 result.problems.append(f"could not watch {', '.join(map(repr, table.models))}: {refused[1]}")
                 continue
             wanted.update(_wanted(table, facts[name], function))
-            parent = facts[name].relation
-            for part in facts[name].partitions:
-                if part.kind not in {"r", "p"}:
-                    result.problems.append(f"could not watch {part.display} (partition of {parent.display}): it is "
-                                           f"a {part.kind_name}, writes straight to it send no events")
+            result.problems += facts[name].foreign_partition_problems()
         cursor.execute(_INSTALLED, [CHANGE_TRIGGER, CACHE_TRIGGER])
         installed = {(oid, trigger): (Relation(oid, schema, relname, "r", visible), comment)
                      for oid, schema, relname, visible, trigger, comment in cursor.fetchall()}

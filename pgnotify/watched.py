@@ -108,7 +108,7 @@ def refusal(table: WatchedTable, facts: TableFacts | None) -> tuple[str, str] | 
     if facts is None:
         return "missing", f"table {table.name} does not exist (yet): migrate the app that creates it"
     relation = facts.relation
-    if relation.kind not in {"r", "p"}:
+    if not relation.holds_rows:
         return "kind", f"{relation.display} is a {relation.kind_name}: no trigger can report its changes"
     if table.targets:
         missing = [column for column in table.key if column not in facts.columns]

@@ -190,7 +190,7 @@ class Lane:
         except TimeoutError:
             if not scope.expired():
                 raise  # the handler's own TimeoutError
-            left = " (its thread is left behind)" if self.thread.busy and self.thread.leave_behind() else ""
+            left = " (its thread is left behind)" if self.thread.leave_behind() else ""
             raise HandlerTimeoutError(f"no answer within {timeout:g} s{left}") from None
 
     async def _failed(self, error: BaseException, what: str) -> None:

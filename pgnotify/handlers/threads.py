@@ -22,7 +22,7 @@ def leave_current_behind() -> bool:
     """For a handler's async code whose sync call (sync_to_async) overran its own timeout: give
     up on that call, so the handler's next calls run in a fresh thread. True when one was left."""
     thread = current.get()
-    return thread is not None and thread.busy and thread.leave_behind()
+    return thread is not None and thread.leave_behind()
 
 
 class WorkerThread(Executor):

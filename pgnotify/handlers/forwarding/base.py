@@ -20,6 +20,7 @@ listener runs, or that waits in memory when the listener is killed, is lost.
 """
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -198,11 +199,7 @@ class Forwarder:
             if loop.time() >= deadline:
                 raise HandlersBehindError(f"{self._count(behind)} messages not confirmed by {self.describe()} "
                                           f"within {self.send_timeout} s")
-            self._progress.clear()
-            try:
-                await asyncio.wait_for(self._progress.wait(), deadline - loop.time())
-            except TimeoutError:
-                pass
+            await self._next_progress(deadline - loop.time())
 
     async def notice(self, notice: dict) -> None:
         if notice.get("state") == "stopped":
@@ -291,11 +288,13 @@ class Forwarder:
             for lane in self._lanes.values():
                 if lane.waiting:
                     self._start(lane)
-            self._progress.clear()
-            try:
-                await asyncio.wait_for(self._progress.wait(), deadline - loop.time())
-            except TimeoutError:
-                pass
+            await self._next_progress(deadline - loop.time())
+
+    async def _next_progress(self, seconds: float) -> None:
+        """Until a lane confirms or fails something, for `seconds` at most."""
+        self._progress.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._progress.wait(), seconds)
 
     def _count(self, lanes) -> int:
         return sum(len(lane.waiting) for lane in lanes)
