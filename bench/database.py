@@ -56,6 +56,16 @@ def add_plain_table(url: str) -> None:
         conn.execute("ALTER TABLE bench_plain ALTER id SET DEFAULT nextval('bench_plain_id_seq')")
 
 
+def settle(url: str, *database_urls: str) -> None:
+    """Vacuum the databases earlier parts wrote to, then checkpoint the server: a latency run then
+    pays neither autovacuum nor a checkpoint's writes for what came before it."""
+    for database_url in dict.fromkeys(database_urls):
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("VACUUM")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def server_version(url: str) -> int:
     with psycopg.connect(url) as conn:
         return conn.info.server_version

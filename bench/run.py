@@ -73,9 +73,11 @@ def main() -> None:
     started = time.monotonic()
     server = database.base_url()
     results = {}
+    written = []  # databases the parts wrote to, vacuumed before a latency run
 
     if args.only in (None, "core"):
         url = database.recreate(server, BENCH_DB)
+        written.append(url)
         database.add_plain_table(url)
         results.update(core_figures(url, args.quick))
         print(f"core figures done after {time.monotonic() - started:.0f} s", flush=True)
@@ -83,18 +85,22 @@ def main() -> None:
         # Both sources in the same rounds: the NOTIFY source's database beside the WAL source's.
         notify_url = database.recreate(server, BENCH_DB) if args.only else database.with_database(server, BENCH_DB)
         wal_url = database.recreate(server, WAL_DB, source="wal")
+        written += [notify_url, wal_url]
         results.update(wal.wal_figures(wal_url, notify_url, args.quick))
         e2e_wal_url = database.recreate(server, E2E_WAL_DB, source="wal")
+        database.settle(server, *written)
         stack.create_staff_user(stack.stack_env(e2e_wal_url, "redis", source="wal"))
         results.update(wal.wal_e2e_figures(e2e_wal_url, args.quick))
         print(f"WAL figures done after {time.monotonic() - started:.0f} s", flush=True)
     if args.only in (None, "forwarding"):
         forward_url = database.recreate(server, FORWARD_DB)
+        written.append(forward_url)
         results.update(forwarding.forwarding_figures(forward_url, args.quick))
         print(f"forwarding figures done after {time.monotonic() - started:.0f} s", flush=True)
     if args.only in (None, "web"):
         e2e_url = database.recreate(server, E2E_DB)
         database.add_plain_table(e2e_url)
+        database.settle(server, *written)
         stack.create_staff_user(stack.stack_env(e2e_url, "postgres"))
         results.update(web_figures(e2e_url, args.quick))
         print(f"web figures done after {time.monotonic() - started:.0f} s", flush=True)
