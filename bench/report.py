@@ -41,6 +41,9 @@ TARGETS = [
     ("wal_vs_notify_8_writers_tps", "≥ 2.5",
      "watched INSERT tps, 8 writers, each source's listener live: WAL ÷ NOTIFY "
      "({watched_insert_tps_8_writers_wal_live} ÷ {watched_insert_tps_8_writers_notify_live})"),
+    ("wal_listener_cpu_quiet_tables", "report",
+     "cores the WAL `listen_notify` uses while 8 writers insert only into an unpublished table "
+     "({plain_insert_tps_8_writers_wal_live}/s): it reads the server's keepalives, one per commit anywhere"),
     ("bulk_update_ratio_wal", "≤ 1.5", "UPDATE of {bulk_update_rows} rows, replica identity FULL and published ÷ "
      "unpublished ({bulk_update_watched_s_wal} s vs {bulk_update_plain_s_wal} s)"),
     ("e2e_p50_ms_wal", "≤ 5", "commit → dashboard frame with the WAL source, Redis layer, {e2e_rate}/s, "

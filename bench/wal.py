@@ -17,6 +17,7 @@ import time
 import uuid
 from contextlib import contextmanager
 
+import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -72,7 +73,7 @@ def live_listener(url: str, source: str):
                 break
         else:
             raise RuntimeError(f"listen_notify ({source}) exited with {process.wait()}")
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(20)
@@ -137,6 +138,11 @@ async def catch_up_rate(url: str, count: int, name: str) -> float:
     return count / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def drop_bench_slots(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn, contextlib.suppress(psycopg.Error):
         conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
@@ -158,11 +164,14 @@ def wal_figures(wal_url: str, notify_url: str, quick: bool) -> dict:
     results["bulk_update_plain_s_wal"], results["bulk_update_watched_s_wal"] = round(plain_s, 3), round(watched_s, 3)
     results["bulk_update_ratio_wal"] = round(watched_s / plain_s, 2)
     # Live: each source's listener consuming on these two cores while 8 writers insert.
-    live_wal, live_notify, live_plain = [], [], []
-    with live_listener(wal_url, "wal"), live_listener(notify_url, "notify"):
+    live_wal, live_notify, live_plain, quiet_cpu = [], [], [], []
+    with live_listener(wal_url, "wal") as wal_process, live_listener(notify_url, "notify"):
         for _ in range(rounds):
             with unpublished(wal_url, "shop_order"):
+                # The WAL listener while only unwatched rows are written: it reads the server's keepalives.
+                cpu_before, started = cpu_seconds(wal_process.pid), time.perf_counter()
                 live_plain.append(writes.insert_tps(wal_url, "shop_order", 8, seconds))
+                quiet_cpu.append((cpu_seconds(wal_process.pid) - cpu_before) / (time.perf_counter() - started))
             live_wal.append(writes.insert_tps(wal_url, "shop_order", 8, seconds))
             live_notify.append(writes.insert_tps(notify_url, "shop_order", 8, seconds))
     wal_tps, notify_tps, plain_tps = map(statistics.median, (live_wal, live_notify, live_plain))
@@ -170,7 +179,8 @@ def wal_figures(wal_url: str, notify_url: str, quick: bool) -> dict:
                    watched_insert_tps_8_writers_notify_live=round(notify_tps),
                    plain_insert_tps_8_writers_wal_live=round(plain_tps),
                    write_overhead_8_writers_wal_live=round(1 - wal_tps / plain_tps, 3),
-                   wal_vs_notify_8_writers_tps=round(wal_tps / notify_tps, 2))
+                   wal_vs_notify_8_writers_tps=round(wal_tps / notify_tps, 2),
+                   wal_listener_cpu_quiet_tables=round(statistics.median(quiet_cpu), 3))
     raws, drains = [], []
     for round_number in range(2 if quick else 3):
         raws.append(asyncio.run(raw_stream(wal_url, drain_n)))

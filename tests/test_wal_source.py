@@ -12,7 +12,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from notifyproject.shop.models import Product
+from notifyproject.shop.models import Order, Product
 from pgnotify import notify
 from pgnotify.connection import listener_conninfo
 from pgnotify.listener import ListenerOptions
@@ -125,6 +125,35 @@ async def test_a_statement_of_100000_rows_is_handed_on_whole(wal):
     assert len({e["id"] for e in events}) == rows and len({e["pk"] for e in events}) == rows
     assert all(e["changed"] == ["quantity"] and e["row"]["quantity"] == 2 for e in events)
     assert len({e["txid"] for e in events}) == 1 and len({e["ts"] for e in events}) == 1
+
+
+async def test_commits_elsewhere_move_the_slot_and_a_change_after_them_arrives(wal):
+    """A busy server, quiet watched tables: the server's keepalives (one per commit anywhere, read
+    in batches) move the slot's position, so it keeps no WAL for them."""
+    def commits_elsewhere(count: int) -> str:
+        with psycopg.connect(autocommit=True, **listener_conninfo()) as conn:
+            for number in range(count):
+                conn.execute("INSERT INTO pgnotify_test_elsewhere VALUES (%s)", [number])
+            return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+
+    def slot_has_passed(slot: str, lsn: str) -> bool:
+        with psycopg.connect(autocommit=True, **listener_conninfo()) as conn:
+            return conn.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                                "WHERE slot_name = %s", [lsn, slot]).fetchone()[0]
+
+    await asyncio.to_thread(execute, "CREATE TABLE pgnotify_test_elsewhere (n int)")  # not published
+    try:
+        async with InProcess(channels=("orders",)) as run:
+            written = await asyncio.to_thread(commits_elsewhere, 3000)
+            deadline = asyncio.get_running_loop().time() + 10  # confirmed at the next checkpoint (1 s)
+            while not await asyncio.to_thread(slot_has_passed, run.listener.slot, written):
+                assert asyncio.get_running_loop().time() < deadline, "the slot did not pass the commits elsewhere"
+                await asyncio.sleep(0.1)
+            order = await asyncio.to_thread(Order.objects.create, quantity=7)
+            await run.sink.wait_for(lambda: run.on("orders"), within=10)
+    finally:
+        await asyncio.to_thread(execute, "DROP TABLE pgnotify_test_elsewhere")
+    assert [(n.event["op"], n.event["pk"]) for n in run.on("orders")] == [("INSERT", order.pk)]
 
 
 async def test_truncate_invalidates_the_table_caches_and_extra_channels_pass_beside(wal):
