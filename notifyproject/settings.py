@@ -108,9 +108,11 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 def redis_channel_layer(url: str, prefix: str) -> dict:
     # redis-py's default socket timeout (5 s) is as long as channels_redis's blocking receive (5 s):
     # a consumer with nothing to receive for that long would fail. The timeout outlasts the receive.
+    # Every layer call in flight holds a pooled connection, and redis-py 7+ caps the pool at 100, past
+    # which calls fail (e.g. the group_discard of 500 websockets closing at once).
     return {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": url, "socket_timeout": 15}], "prefix": prefix},
+        "CONFIG": {"hosts": [{"address": url, "socket_timeout": 15, "max_connections": 1000}], "prefix": prefix},
     }
 
 

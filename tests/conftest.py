@@ -1,5 +1,6 @@
 import uuid
 
+import psutil
 import psycopg
 import pytest
 import redis
@@ -52,14 +53,36 @@ def django_db_modify_db_settings(django_db_modify_db_settings):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_slots_left(django_db_setup, django_db_blocker):
-    """After the session, before the test database is dropped: drop the slots tests made."""
+def _test_database_released(request, django_db_setup, django_db_blocker):
+    """After the session, before the test database is dropped (PostgreSQL refuses while a slot or
+    another session uses it): drop the slots tests made and wait for the sessions of the processes
+    they stopped to end. A session that stays is named in the report, then ended, so a leak shows
+    as what it is rather than as a failed DROP DATABASE."""
     yield
     from django.db import connection
 
-    from tests.sources import drop_database_slots
+    from tests.sources import drop_database_slots, release_database
 
-    drop_database_slots(connection.settings_dict["NAME"])
+    name = connection.settings_dict["NAME"]
+    drop_database_slots(name)
+    connection.close()
+    connection.close_pool()
+    leftovers = release_database(name)
+    if leftovers:
+        drop_database_slots(name)  # the slots of the walsenders just ended
+        children = [" ".join(child.cmdline()[:4]) for child in psutil.Process().children(recursive=True)]
+        plugins = request.config.pluginmanager
+        with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
+            for line in [f"\nsessions left on {name} after the tests, ended:", *leftovers,
+                         f"this process's children still running: {children}"]:
+                plugins.get_plugin("terminalreporter").write_line(line, yellow=True)
+
+
+@pytest.fixture(autouse=True)
+def _sessions_named_after_the_test(request, monkeypatch):
+    """Connections opened during a test, here or by its subprocesses, carry its name as their
+    application_name (unless pgnotify names them): the report above then says whose they are."""
+    monkeypatch.setenv("PGAPPNAME", request.node.name[:63])
 
 
 @pytest.fixture

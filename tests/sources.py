@@ -39,6 +39,24 @@ def drop_database_slots(database: str, timeout: float = 15.0) -> list[str]:
             time.sleep(0.1)
 
 
+def release_database(database: str, timeout: float = 10.0) -> list[str]:
+    """Wait for the sessions still on `database` to end (a stopped process's backend ends a moment
+    after it); end the ones that outlast `timeout` and describe them."""
+    with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = conn.execute("SELECT pid, backend_type, application_name, client_port, state, backend_start, "
+                                "left(query, 200) FROM pg_stat_activity WHERE datname = %s "
+                                "AND pid <> pg_backend_pid()", [database]).fetchall()
+            if not rows or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for pid, *_ in rows:
+            conn.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+    return [f"pid {pid} ({kind}, application {app!r}, client port {port}, {state} since {started:%H:%M:%S}): {query}"
+            for pid, kind, app, port, state, started, query in rows]
+
+
 @contextlib.contextmanager
 def use_source(source: str, settings):
     """The test database set up for `source` for the duration; its slots dropped after."""

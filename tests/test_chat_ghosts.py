@@ -81,6 +81,13 @@ def problems(server: Daphne) -> list[str]:
     return [line for line in server.lines if "Traceback" in line or " ERROR " in line or "Exception" in line]
 
 
+def first_problem(server: Daphne) -> str:
+    """The server's output from its first error on: the whole traceback for the failure message."""
+    lines = list(server.lines)
+    start = next((n for n, line in enumerate(lines) if line in problems(server)), len(lines))
+    return "\n".join(lines[start:start + 40])
+
+
 def test_every_hostile_frame_gets_an_error_frame_and_the_socket_stays(daphne):
     cookie = login_cookie("alice")
 
@@ -100,7 +107,7 @@ def test_every_hostile_frame_gets_an_error_frame_and_the_socket_stays(daphne):
     print("\n" + "\n".join(f"{name}: {answer['message']}" for name, answer in answers.items()))
     assert "NUL" in answers["NUL"]["message"] and answers["zero-width only"]["message"] == "empty message"
     assert wait_until(lambda: presence_rows("hostile") == 0, 10)
-    assert problems(daphne) == []
+    assert problems(daphne) == [], first_problem(daphne)
 
 
 def test_crashed_and_vanished_connections_leave_no_ghost(daphne):
@@ -133,7 +140,7 @@ def test_crashed_and_vanished_connections_leave_no_ghost(daphne):
         return users["users"]
 
     assert asyncio.run(later_join()) == ["bob"]
-    assert problems(daphne) == []
+    assert problems(daphne) == [], first_problem(daphne)
 
 
 def test_a_killed_web_process_leaves_presence_and_memberships_that_expire():
@@ -180,7 +187,7 @@ def test_a_killed_web_process_leaves_presence_and_memberships_that_expire():
             socket.abort()
         loop.run_until_complete(asyncio.sleep(0))  # the aborted transports finish closing
         loop.close()
-        assert problems(survivor) == []
+        assert problems(survivor) == [], first_problem(survivor)
     finally:
         doomed.stop()
         survivor.stop()
@@ -208,6 +215,6 @@ def test_closing_500_connections_of_a_busy_room_crashes_nothing():
         assert wait_until(lambda: presence_rows("busy") == 0, 60), presence_rows("busy")
         print(f"\n500 connections opened and closed in {time.monotonic() - started:.1f} s; "
               f"presence rows left 0")
-        assert problems(server) == [], problems(server)[:5]
+        assert problems(server) == [], first_problem(server)
     finally:
         server.stop()

@@ -195,7 +195,8 @@ def test_redis_install_serves_the_dashboard_under_daphne(wheel, database, tmp_pa
     python, env = new_project(home, tmp_path, database, extra_settings=f"""
         ASGI_APPLICATION = "mysite.asgi.application"
         CHANNEL_LAYERS = {{"default": {{"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {{
-            "hosts": [{{"address": "redis://{REDIS_HOST}:{REDIS_PORT}/4", "socket_timeout": 15}}],
+            "hosts": [{{"address": "redis://{REDIS_HOST}:{REDIS_PORT}/4", "socket_timeout": 15,
+                        "max_connections": 1000}}],
             "prefix": "{prefix}"}}}}}}
     """)
     (tmp_path / "mysite" / "asgi.py").write_text(ASGI)
