@@ -77,14 +77,18 @@ def daphne():
     server.stop()
 
 
+def is_problem(line: str) -> bool:
+    return "Traceback" in line or " ERROR " in line or "Exception" in line
+
+
 def problems(server: Daphne) -> list[str]:
-    return [line for line in server.lines if "Traceback" in line or " ERROR " in line or "Exception" in line]
+    return [line for line in server.lines if is_problem(line)]
 
 
 def first_problem(server: Daphne) -> str:
     """The server's output from its first error on: the whole traceback for the failure message."""
     lines = list(server.lines)
-    start = next((n for n, line in enumerate(lines) if line in problems(server)), len(lines))
+    start = next((n for n, line in enumerate(lines) if is_problem(line)), len(lines))
     return "\n".join(lines[start:start + 40])
 
 
