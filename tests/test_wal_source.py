@@ -7,6 +7,7 @@ import uuid
 
 import psycopg
 import pytest
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
@@ -149,7 +150,7 @@ async def test_commits_elsewhere_move_the_slot_and_a_change_after_them_arrives(w
             while not await asyncio.to_thread(slot_has_passed, run.listener.slot, written):
                 assert asyncio.get_running_loop().time() < deadline, "the slot did not pass the commits elsewhere"
                 await asyncio.sleep(0.1)
-            order = await asyncio.to_thread(Order.objects.create, quantity=7)
+            order = await database_sync_to_async(Order.objects.create)(quantity=7)
             await run.sink.wait_for(lambda: run.on("orders"), within=10)
     finally:
         await asyncio.to_thread(execute, "DROP TABLE pgnotify_test_elsewhere")
@@ -158,8 +159,8 @@ async def test_commits_elsewhere_move_the_slot_and_a_change_after_them_arrives(w
 
 async def test_truncate_invalidates_the_table_caches_and_extra_channels_pass_beside(wal):
     async with InProcess(channels=("products", "system", "cache_invalidate", "chat", "side")) as run:
-        await asyncio.to_thread(Product.objects.create, name="P", sku="TRUNC-1")
-        await asyncio.to_thread(notify, "side", {"hello": "world"})
+        await database_sync_to_async(Product.objects.create)(name="P", sku="TRUNC-1")
+        await database_sync_to_async(notify)("side", {"hello": "world"})
         await asyncio.to_thread(execute, "TRUNCATE shop_product CASCADE")
         await run.sink.wait_for(lambda: any(n.data.get("op") == "TRUNCATE" for n in run.on("cache_invalidate")))
         await run.sink.wait_for(lambda: run.on("side"))
@@ -173,7 +174,7 @@ async def test_truncate_invalidates_the_table_caches_and_extra_channels_pass_bes
 async def test_replica_identity_default_makes_events_without_changed(wal, settings):
     watch = {**settings.PGNOTIFY["WATCH"], "shop.Order": {"channel": "orders", "replica_identity": "default"}}
     settings.PGNOTIFY = {**settings.PGNOTIFY, "WATCH": watch}
-    assert "replica identity DEFAULT on shop_order" in await asyncio.to_thread(sync_publication)
+    assert "replica identity DEFAULT on shop_order" in await database_sync_to_async(sync_publication)()
     async with InProcess(channels=("orders",)) as run:
         await asyncio.to_thread(execute, "INSERT INTO shop_order (quantity) VALUES (1)",
                                 "UPDATE shop_order SET quantity = 2", "DELETE FROM shop_order")
