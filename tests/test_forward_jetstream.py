@@ -256,3 +256,17 @@ async def consumer_done(stream: str) -> None:
             await asyncio.sleep(0.05)
     finally:
         await client.close()
+
+
+async def test_a_closed_port_is_reported_as_refused_at_once():
+    from pgnotify.handlers.forwarding.base import Message
+    from tests.support import free_port
+
+    forwarder = JetStream(url=f"nats://127.0.0.1:{free_port()}", timeout=10.0)
+    message = Message(1, "orders", "shop_order", "INSERT", b"{}")
+    try:
+        async with asyncio.timeout(3):  # well inside the 10 s a confirmation may take
+            with pytest.raises(ConnectionError, match=r"connection refused$"):
+                await forwarder.send([message])
+    finally:
+        await forwarder.close()

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import re
 
+from ...exceptions import one_line
 from ...extras import require
 from .base import Forwarder, Message, common_problems, redact, refuse, token, url_problem
 
@@ -92,17 +93,41 @@ class JetStream(Forwarder):
     async def _open(self):
         if self._js is None:
             async with asyncio.timeout(self.send_timeout):
-                # No reconnecting inside the client: a failed batch closes the connection and the lane
-                # retries on a new one, with backoff.
-                self._client = await nats.connect(servers=[self.url], connect_timeout=self.send_timeout,
-                                                  allow_reconnect=False, max_reconnect_attempts=0,
-                                                  error_cb=_ignore, disconnected_cb=_ignore_event,
-                                                  closed_cb=_ignore_event)
+                self._client = await self._connect()
                 js = self._client.jetstream(timeout=self.send_timeout)
                 if self.create_stream:
                     await self._ensure_stream(js)
                 self._js = js
         return self._js
+
+    async def _connect(self):
+        """A client, or the first error of the attempt: the client itself would try a refused
+        connection again until the timeout, and report that instead of the refusal."""
+        first_error = asyncio.get_running_loop().create_future()
+
+        async def on_error(error: Exception) -> None:
+            if not first_error.done():
+                first_error.set_result(error)
+
+        # No reconnecting inside the client: a failed batch closes the connection and the lane
+        # retries on a new one, with backoff.
+        connecting = asyncio.ensure_future(nats.connect(
+            servers=[self.url], connect_timeout=self.send_timeout, allow_reconnect=False, max_reconnect_attempts=0,
+            error_cb=on_error, disconnected_cb=_ignore_event, closed_cb=_ignore_event))
+        try:
+            await asyncio.wait({connecting, first_error}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+        if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
+            if not first_error.done():
+                first_error.set_result(None)  # later errors: the lane logs failures itself
+            return connecting.result()
+        error = first_error.result() if first_error.done() else connecting.exception()
+        reason = "connection refused" if isinstance(error, ConnectionRefusedError) else one_line(error)
+        raise ConnectionError(f"cannot connect to {redact(self.url)}: {reason}") from error
 
     async def _ensure_stream(self, js) -> None:
         try:
@@ -117,10 +142,6 @@ class JetStream(Forwarder):
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.close(), CLOSE_TIMEOUT)
-
-
-async def _ignore(error: Exception) -> None:
-    """The lane logs failures itself (rate-limited); the client's own error log would repeat them."""
 
 
 async def _ignore_event() -> None:
