@@ -8,7 +8,7 @@ import redis
 from tests.support import MACHINE_REDIS, ManagedProcess, start_listener
 
 # Fixtures of the web side (daphne, channel layers, Chromium) for every test module.
-pytest_plugins = ["tests.web"]
+pytest_plugins = ["tests.web", "pgnotify.pytest_plugin"]
 
 
 @pytest.fixture
