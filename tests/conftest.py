@@ -8,7 +8,16 @@ import redis
 from tests.support import MACHINE_REDIS, ManagedProcess, start_listener
 
 # Fixtures of the web side (daphne, channel layers, Chromium) for every test module.
-pytest_plugins = ["tests.web", "pgnotify.pytest_plugin"]
+pytest_plugins = ["tests.web"]
+
+
+def pytest_configure(config):
+    """pgnotify's own fixtures (pgnotify_capture): pytest loads them by their entry point where
+    pgnotify is installed (or a build left its metadata in the checkout), here otherwise."""
+    from pgnotify import pytest_plugin
+
+    if not config.pluginmanager.is_registered(pytest_plugin):
+        config.pluginmanager.register(pytest_plugin, "pgnotify")
 
 
 @pytest.fixture

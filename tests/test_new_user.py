@@ -9,6 +9,7 @@ second PostgreSQL run of CI reuses them; the project and its database are new on
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -58,11 +59,13 @@ def wheel(tmp_path_factory) -> Path:
 
 def virtualenv(wheel: Path, extras: str) -> Path:
     """A virtualenv with `wheel[extras]` and what it declares, nothing else; made once per wheel."""
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]
-    home = VENVS / f"{extras or 'core'}-{digest}"
+    # One per wheel, Python and Django release (.ci/matrix asks for a release by PIP_CONSTRAINT).
+    constraint = Path(os.environ["PIP_CONSTRAINT"]).read_bytes() if os.environ.get("PIP_CONSTRAINT") else b""
+    digest = hashlib.sha256(wheel.read_bytes() + constraint).hexdigest()[:12]
+    home = VENVS / f"py{sys.version_info.major}.{sys.version_info.minor}" / f"{extras or 'core'}-{digest}"
     python = home / "bin" / "python"
     if not (home / ".complete").exists():
-        for stale in VENVS.glob(f"{extras or 'core'}-*"):  # those of earlier wheels, and a half-made one
+        for stale in home.parent.glob(f"{extras or 'core'}-*"):  # those of earlier wheels, and a half-made one
             shutil.rmtree(stale, ignore_errors=True)
         started = time.monotonic()
         run(sys.executable, "-m", "venv", home, cwd=ROOT)
