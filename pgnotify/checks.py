@@ -4,7 +4,6 @@ Every key of settings.PGNOTIFY is checked (types, ranges, importable handlers), 
 the project pairs pgnotify with: the cache alias and the channel layer.
 """
 
-import inspect
 from datetime import timedelta
 
 from django.apps import apps
@@ -13,7 +12,6 @@ from django.core.checks import Error, Warning, register
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError as DjangoDatabaseError
 from django.db import connections
-from django.utils.module_loading import import_string
 from psycopg import Connection
 
 from . import conf
@@ -21,9 +19,8 @@ from . import tables as database_tables
 from .connection import listener_conninfo
 from .exceptions import one_line
 from .extras import installed
-from .handlers.base import HANDLER_KEYS, valid_timeout
+from .handlers.base import handler_error_line, handler_problem, valid_channel
 from .listener.wal.slots import PUBLICATION
-from .sending import CHANNEL_PATTERN
 from .watched import key_columns, refusal, wal_refusal, watched_tables
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
@@ -48,10 +45,6 @@ def _model(label):
 
 def _field_names(model) -> str:
     return ", ".join(f.name for f in model._meta.concrete_fields)
-
-
-def _valid_channel(value) -> bool:
-    return isinstance(value, str) and CHANNEL_PATTERN.fullmatch(value) is not None
 
 
 @register()
@@ -88,7 +81,7 @@ def check_watch(app_configs=None, **kwargs):
             errors.append(Error(f"PGNOTIFY['WATCH'] names unknown model {label!r}.",
                                 hint="Use 'app_label.ModelName' of an installed app.", id="pgnotify.E003"))
             continue
-        if not isinstance(options, dict) or not _valid_channel(options.get("channel")):
+        if not isinstance(options, dict) or not valid_channel(options.get("channel")):
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] needs a valid 'channel' name.",
                                 hint=HINT_CHANNEL, id="pgnotify.E004"))
             continue
@@ -206,7 +199,7 @@ def check_listen(app_configs=None, **kwargs):
     channels = conf.get("LISTEN")
     if isinstance(channels, str) or not isinstance(channels, list | tuple):
         return [Error("PGNOTIFY['LISTEN'] must be a list of channel names.", hint=HINT_CHANNEL, id="pgnotify.E007")]
-    bad = [c for c in channels if not _valid_channel(c)]
+    bad = [c for c in channels if not valid_channel(c)]
     if bad:
         return [Error(f"PGNOTIFY['LISTEN'] has invalid channel names {bad!r}.", hint=HINT_CHANNEL,
                       id="pgnotify.E007")]
@@ -223,48 +216,6 @@ def check_retention(app_configs=None, **kwargs):
     return []
 
 
-def _handler_problem(entry) -> str | None:
-    """Why a PGNOTIFY['HANDLERS'] entry cannot be loaded, without calling anything, or None."""
-    if isinstance(entry, str):
-        entry = {"handler": entry}
-    if not isinstance(entry, dict) or not isinstance(entry.get("handler"), str):
-        return f"entry {entry!r} is neither a dotted path nor a dict with 'handler'"
-    path = entry["handler"]
-    unknown = set(entry) - HANDLER_KEYS
-    if unknown:
-        return f"entry {path!r} has unknown keys {sorted(unknown)} (known: {', '.join(sorted(HANDLER_KEYS))})"
-    channels = entry.get("channels")
-    if channels is not None and (isinstance(channels, str) or not isinstance(channels, list | tuple)
-                                 or not all(_valid_channel(c) for c in channels)):
-        return f"'channels' of {path!r} must be a list of channel names"
-    timeout = entry.get("timeout")
-    if timeout is not None and not valid_timeout(timeout):
-        return f"'timeout' of {path!r} must be a number of seconds above 0 (at most a day), not {timeout!r}"
-    try:
-        target = import_string(path)
-    except ImportError as error:
-        return f"cannot import {path!r}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-    options = entry.get("options") or {}
-    if not isinstance(options, dict):
-        return f"'options' of {path!r} must be a dict of keyword arguments"
-    if not callable(target):
-        return f"{path!r} is neither a class nor a function"
-    if inspect.isclass(target):
-        try:
-            inspect.signature(target).bind(**options)
-        except TypeError as error:
-            return f"{path!r} does not take these options: {error}"
-        except ValueError:
-            pass  # no signature to check against
-        # A handler class may check its own options (a URL's scheme, a name's syntax): a list of problems.
-        problems = target.check_options(**options) if hasattr(target, "check_options") else []
-        if problems:
-            return f"{path!r}: {problems[0]}"
-    elif options:
-        return f"{path!r} is a function: it takes no options"
-    return None
-
-
 @register()
 def check_handlers(app_configs=None, **kwargs):
     entries = conf.get("HANDLERS")
@@ -274,9 +225,9 @@ def check_handlers(app_configs=None, **kwargs):
                       id="pgnotify.E010")]
     errors = []
     for entry in entries:
-        problem = _handler_problem(entry)
+        problem = handler_problem(entry)
         if problem:
-            errors.append(Error(f"PGNOTIFY['HANDLERS']: {problem}.",
+            errors.append(Error(handler_error_line(problem),
                                 hint='A dotted path, or {"handler": path, "channels": [...], "options": {...}, '
                                      '"timeout": seconds}.',
                                 id="pgnotify.E010"))
