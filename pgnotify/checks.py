@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError as DjangoDatabaseError
-from django.db import connections
+from django.db import connections, router
 from psycopg import Connection
 
 from . import conf
@@ -127,6 +127,37 @@ def _inheritance_warnings(label, model, watch) -> list:
                     "inherited fields send no event.",
                     hint=f"WATCH {names} too: its events carry the inherited fields, with the same pk.",
                     id="pgnotify.W021")]
+
+
+@register()
+def check_routing(app_configs=None, **kwargs):
+    """A watched model whose table DATABASE_ROUTERS puts on a database no listener serves would
+    lose its changes without a word: its triggers (or publication) would be missing, or unread."""
+    if not isinstance(conf.get("WATCH"), dict) or not isinstance(conf.get("CACHE_INVALIDATE"), dict):
+        return []  # reported by the checks above
+    errors = []
+    for label in dict.fromkeys([*conf.watch(), *conf.get("CACHE_INVALIDATE")]):
+        model = _model(label)
+        database = model and _unserved_database(model)
+        if database:
+            served = ", ".join(map(repr, conf.SERVED_DATABASES))
+            errors.append(Error(f"{label} is routed to database {database!r} (DATABASE_ROUTERS), but the listener "
+                                f"serves only {served}: its changes would be lost.",
+                                hint=f"Route {label} to {served}, or stop watching it: serving several databases "
+                                     "comes later.", id="pgnotify.E026"))
+    return errors
+
+
+def _unserved_database(model) -> str | None:
+    """The database the routers write the model to, or make its table on, when it is not served."""
+    written = router.db_for_write(model)
+    if written not in conf.SERVED_DATABASES:
+        return written
+    if all(router.allow_migrate_model(alias, model) for alias in conf.SERVED_DATABASES):
+        return None
+    others = [alias for alias in settings.DATABASES if alias not in conf.SERVED_DATABASES
+              and router.allow_migrate_model(alias, model)]
+    return others[0] if others else "(none)"
 
 
 # What the database refuses, by refusal reason: message id and hint.

@@ -164,10 +164,3 @@ def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
         schema, name = published[oid][0]
         run.apply([(_drop(sql.Identifier(schema, name)), f"unpublished {schema}.{name}")],
                   f"could not unpublish {schema}.{name}")
-
-
-def sync_publication_after_migrate(sender, using="default", verbosity=1, **kwargs):
-    """post_migrate: a WATCH entry that cannot be published is reported, never a reason to fail."""
-    if connections[using].vendor != "postgresql":
-        return
-    sync_publication(using).report(verbosity)

@@ -203,10 +203,3 @@ def sync_triggers(using: str = "default") -> SyncResult:
     for action in result:
         logger.debug("pgnotify: %s", action)
     return result
-
-
-def sync_triggers_after_migrate(sender, using="default", verbosity=1, **kwargs):
-    """post_migrate: a WATCH entry that cannot be served is reported, never a reason to fail."""
-    if connections[using].vendor != "postgresql":
-        return
-    sync_triggers(using).report(verbosity)
