@@ -303,7 +303,9 @@ _WAL_STATE = """
            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
            current_setting('max_slot_wal_keep_size'),
            (SELECT count(*) FROM pg_publication WHERE pubname = %s),
-           (SELECT count(*) FROM pg_trigger WHERE tgname = 'pgnotify_change' AND NOT tgisinternal)
+           (SELECT count(*) FROM pg_trigger WHERE tgname = 'pgnotify_change' AND NOT tgisinternal),
+           has_database_privilege(current_database(), 'CREATE'), quote_ident(current_user),
+           quote_ident(current_database())
 """
 
 
@@ -323,7 +325,8 @@ def check_source(app_configs=None, **kwargs):
     try:
         with connections["default"].cursor() as cursor:
             cursor.execute(_WAL_STATE, [PUBLICATION])
-            wal_level, version, replication, keep_size, publications, triggers = cursor.fetchone()
+            wal_level, version, replication, keep_size, publications, triggers, create, role, database = \
+                cursor.fetchone()
     except DjangoDatabaseError:
         return []  # an unreachable database is reported where it is used
     problems = []
@@ -338,6 +341,12 @@ def check_source(app_configs=None, **kwargs):
     if not replication:
         problems.append(Error("The WAL source needs a role with REPLICATION; the database user has not.",
                               hint="ALTER ROLE <user> REPLICATION.", id="pgnotify.E034"))
+    if not publications and not create:
+        problems.append(Error(f"The WAL source needs CREATE on the database to create publication {PUBLICATION}; "
+                              f"role {role} has no CREATE on database {database}.",
+                              hint=f"GRANT CREATE ON DATABASE {database} TO {role}; (or have the owner of the "
+                                   f"tables create publication {PUBLICATION}), then run `manage.py migrate`.",
+                              id="pgnotify.E039"))
     if keep_size == "-1":
         problems.append(Warning("max_slot_wal_keep_size is unlimited: a listener name that is never run again "
                                 "keeps WAL until the disk is full.",
