@@ -269,7 +269,8 @@ def test_the_wal_source_without_create_on_the_database_is_a_check_error_and_a_fa
     assert last.startswith("CommandError: pgnotify: could not create publication pgnotify: ")
     assert last.endswith(f"permission denied for database {name}")
     with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
-        triggers = "SELECT count(*) FROM pg_trigger WHERE tgname = 'pgnotify_change' AND tgrelid = 'shop_order'::regclass"
+        triggers = ("SELECT count(*) FROM pg_trigger "
+                    "WHERE tgname = 'pgnotify_change' AND tgrelid = 'shop_order'::regclass")
         assert conn.execute(triggers).fetchone() == (1,)  # the NOTIFY source still serves the table
         conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(role)))
         assert manage(url, "check", PGNOTIFY_SOURCE="wal").returncode == 0
