@@ -4,7 +4,6 @@ Every key of settings.PGNOTIFY is checked (types, ranges, importable handlers), 
 the project pairs pgnotify with: the cache alias and the channel layer.
 """
 
-import inspect
 from datetime import timedelta
 
 from django.apps import apps
@@ -12,8 +11,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError as DjangoDatabaseError
-from django.db import connections
-from django.utils.module_loading import import_string
+from django.db import connections, router
 from psycopg import Connection
 
 from . import conf
@@ -21,9 +19,8 @@ from . import tables as database_tables
 from .connection import listener_conninfo
 from .exceptions import one_line
 from .extras import installed
-from .handlers.base import HANDLER_KEYS, valid_timeout
+from .handlers.base import handler_error_line, handler_problem, valid_channel
 from .listener.wal.slots import PUBLICATION
-from .sending import CHANNEL_PATTERN
 from .watched import key_columns, refusal, wal_refusal, watched_tables
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
@@ -48,10 +45,6 @@ def _model(label):
 
 def _field_names(model) -> str:
     return ", ".join(f.name for f in model._meta.concrete_fields)
-
-
-def _valid_channel(value) -> bool:
-    return isinstance(value, str) and CHANNEL_PATTERN.fullmatch(value) is not None
 
 
 @register()
@@ -88,7 +81,7 @@ def check_watch(app_configs=None, **kwargs):
             errors.append(Error(f"PGNOTIFY['WATCH'] names unknown model {label!r}.",
                                 hint="Use 'app_label.ModelName' of an installed app.", id="pgnotify.E003"))
             continue
-        if not isinstance(options, dict) or not _valid_channel(options.get("channel")):
+        if not isinstance(options, dict) or not valid_channel(options.get("channel")):
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] needs a valid 'channel' name.",
                                 hint=HINT_CHANNEL, id="pgnotify.E004"))
             continue
@@ -134,6 +127,37 @@ def _inheritance_warnings(label, model, watch) -> list:
                     "inherited fields send no event.",
                     hint=f"WATCH {names} too: its events carry the inherited fields, with the same pk.",
                     id="pgnotify.W021")]
+
+
+@register()
+def check_routing(app_configs=None, **kwargs):
+    """A watched model whose table DATABASE_ROUTERS puts on a database no listener serves would
+    lose its changes without a word: its triggers (or publication) would be missing, or unread."""
+    if not isinstance(conf.get("WATCH"), dict) or not isinstance(conf.get("CACHE_INVALIDATE"), dict):
+        return []  # reported by the checks above
+    errors = []
+    for label in dict.fromkeys([*conf.watch(), *conf.get("CACHE_INVALIDATE")]):
+        model = _model(label)
+        database = model and _unserved_database(model)
+        if database:
+            served = ", ".join(map(repr, conf.SERVED_DATABASES))
+            errors.append(Error(f"{label} is routed to database {database!r} (DATABASE_ROUTERS), but the listener "
+                                f"serves only {served}: its changes would be lost.",
+                                hint=f"Route {label} to {served}, or stop watching it: serving several databases "
+                                     "comes later.", id="pgnotify.E026"))
+    return errors
+
+
+def _unserved_database(model) -> str | None:
+    """The database the routers write the model to, or make its table on, when it is not served."""
+    written = router.db_for_write(model)
+    if written not in conf.SERVED_DATABASES:
+        return written
+    if all(router.allow_migrate_model(alias, model) for alias in conf.SERVED_DATABASES):
+        return None
+    others = [alias for alias in settings.DATABASES if alias not in conf.SERVED_DATABASES
+              and router.allow_migrate_model(alias, model)]
+    return others[0] if others else "(none)"
 
 
 # What the database refuses, by refusal reason: message id and hint.
@@ -206,7 +230,7 @@ def check_listen(app_configs=None, **kwargs):
     channels = conf.get("LISTEN")
     if isinstance(channels, str) or not isinstance(channels, list | tuple):
         return [Error("PGNOTIFY['LISTEN'] must be a list of channel names.", hint=HINT_CHANNEL, id="pgnotify.E007")]
-    bad = [c for c in channels if not _valid_channel(c)]
+    bad = [c for c in channels if not valid_channel(c)]
     if bad:
         return [Error(f"PGNOTIFY['LISTEN'] has invalid channel names {bad!r}.", hint=HINT_CHANNEL,
                       id="pgnotify.E007")]
@@ -223,48 +247,6 @@ def check_retention(app_configs=None, **kwargs):
     return []
 
 
-def _handler_problem(entry) -> str | None:
-    """Why a PGNOTIFY['HANDLERS'] entry cannot be loaded, without calling anything, or None."""
-    if isinstance(entry, str):
-        entry = {"handler": entry}
-    if not isinstance(entry, dict) or not isinstance(entry.get("handler"), str):
-        return f"entry {entry!r} is neither a dotted path nor a dict with 'handler'"
-    path = entry["handler"]
-    unknown = set(entry) - HANDLER_KEYS
-    if unknown:
-        return f"entry {path!r} has unknown keys {sorted(unknown)} (known: {', '.join(sorted(HANDLER_KEYS))})"
-    channels = entry.get("channels")
-    if channels is not None and (isinstance(channels, str) or not isinstance(channels, list | tuple)
-                                 or not all(_valid_channel(c) for c in channels)):
-        return f"'channels' of {path!r} must be a list of channel names"
-    timeout = entry.get("timeout")
-    if timeout is not None and not valid_timeout(timeout):
-        return f"'timeout' of {path!r} must be a number of seconds above 0 (at most a day), not {timeout!r}"
-    try:
-        target = import_string(path)
-    except ImportError as error:
-        return f"cannot import {path!r}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-    options = entry.get("options") or {}
-    if not isinstance(options, dict):
-        return f"'options' of {path!r} must be a dict of keyword arguments"
-    if not callable(target):
-        return f"{path!r} is neither a class nor a function"
-    if inspect.isclass(target):
-        try:
-            inspect.signature(target).bind(**options)
-        except TypeError as error:
-            return f"{path!r} does not take these options: {error}"
-        except ValueError:
-            pass  # no signature to check against
-        # A handler class may check its own options (a URL's scheme, a name's syntax): a list of problems.
-        problems = target.check_options(**options) if hasattr(target, "check_options") else []
-        if problems:
-            return f"{path!r}: {problems[0]}"
-    elif options:
-        return f"{path!r} is a function: it takes no options"
-    return None
-
-
 @register()
 def check_handlers(app_configs=None, **kwargs):
     entries = conf.get("HANDLERS")
@@ -274,9 +256,9 @@ def check_handlers(app_configs=None, **kwargs):
                       id="pgnotify.E010")]
     errors = []
     for entry in entries:
-        problem = _handler_problem(entry)
+        problem = handler_problem(entry)
         if problem:
-            errors.append(Error(f"PGNOTIFY['HANDLERS']: {problem}.",
+            errors.append(Error(handler_error_line(problem),
                                 hint='A dotted path, or {"handler": path, "channels": [...], "options": {...}, '
                                      '"timeout": seconds}.',
                                 id="pgnotify.E010"))
@@ -321,7 +303,9 @@ _WAL_STATE = """
            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
            current_setting('max_slot_wal_keep_size'),
            (SELECT count(*) FROM pg_publication WHERE pubname = %s),
-           (SELECT count(*) FROM pg_trigger WHERE tgname = 'pgnotify_change' AND NOT tgisinternal)
+           (SELECT count(*) FROM pg_trigger WHERE tgname = 'pgnotify_change' AND NOT tgisinternal),
+           has_database_privilege(current_database(), 'CREATE'), quote_ident(current_user),
+           quote_ident(current_database())
 """
 
 
@@ -341,7 +325,8 @@ def check_source(app_configs=None, **kwargs):
     try:
         with connections["default"].cursor() as cursor:
             cursor.execute(_WAL_STATE, [PUBLICATION])
-            wal_level, version, replication, keep_size, publications, triggers = cursor.fetchone()
+            wal_level, version, replication, keep_size, publications, triggers, create, role, database = \
+                cursor.fetchone()
     except DjangoDatabaseError:
         return []  # an unreachable database is reported where it is used
     problems = []
@@ -356,6 +341,12 @@ def check_source(app_configs=None, **kwargs):
     if not replication:
         problems.append(Error("The WAL source needs a role with REPLICATION; the database user has not.",
                               hint="ALTER ROLE <user> REPLICATION.", id="pgnotify.E034"))
+    if not publications and not create:
+        problems.append(Error(f"The WAL source needs CREATE on the database to create publication {PUBLICATION}; "
+                              f"role {role} has no CREATE on database {database}.",
+                              hint=f"GRANT CREATE ON DATABASE {database} TO {role}; (or have the owner of the "
+                                   f"tables create publication {PUBLICATION}), then run `manage.py migrate`.",
+                              id="pgnotify.E039"))
     if keep_size == "-1":
         problems.append(Warning("max_slot_wal_keep_size is unlimited: a listener name that is never run again "
                                 "keeps WAL until the disk is full.",

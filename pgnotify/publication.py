@@ -23,7 +23,9 @@ What cannot be published (a view, a table without a key, an unlogged table: the 
 refuse them) is left out and reported in one line each; every other table is published all
 the same, each in a transaction of its own.
 
-With SOURCE "notify" the publication is dropped and the replica identities set back to DEFAULT.
+With SOURCE "notify", or once pgnotify is migrated to zero, the publication is dropped and the
+replica identities set back to DEFAULT. A publication that cannot be created (or altered) raises
+WalSetupError: `migrate` fails in one line, the change triggers still attached.
 """
 
 import logging
@@ -32,10 +34,10 @@ from django.db import DatabaseError, connections, transaction
 from psycopg import sql
 
 from . import conf
-from .exceptions import one_line
+from .exceptions import WalSetupError, one_line
 from .listener.wal.slots import PUBLICATION
 from .tables import Relation, TableFacts, inspect
-from .triggers import SyncResult
+from .triggers import SyncResult, installed
 from .watched import WatchedTable, refusal, wal_refusal, watched_tables
 
 logger = logging.getLogger(__name__)
@@ -72,18 +74,19 @@ class _Sync:
                  f"replica identity {identity.upper()} on {display}")
                 for relation, display in relations if current.get(relation.oid, identity[0]) != identity[0]]
 
-    def apply(self, steps: list, failure: str) -> None:
-        """Run (statement, line) steps in one transaction; on an error, none of them, and a line."""
+    def apply(self, steps: list, failure: str) -> bool:
+        """Run (statement, line) steps in one transaction; on an error, none of them, a line, and False."""
         if not steps:
-            return
+            return True
         try:
             with transaction.atomic(using=self.using):
                 for statement, _ in steps:
                     self.execute(statement)
         except DatabaseError as error:
             self.result.problems.append(f"{failure}: {one_line(error)}")
-            return
+            return False
         self.result.extend(line for _, line in steps if line)
+        return True
 
 
 def _columns(table: WatchedTable, facts: TableFacts) -> list[str] | None:
@@ -113,9 +116,9 @@ def sync_publication(using: str = "default") -> SyncResult:
         exists = cursor.fetchone()
         tables, _ = watched_tables()  # entries that cannot be used: the trigger sync reports them
         facts = inspect(cursor, tables)
-        if conf.source() == "wal":
+        if conf.source() == "wal" and installed(cursor):
             _publish(run, tables, facts, exists)
-        elif exists is not None:  # switching back: what the WAL source set goes
+        elif exists is not None:  # switching back, or pgnotify migrated to zero: what the WAL source set goes
             run.apply([(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(PUBLICATION)),
                         f"dropped publication {PUBLICATION}")], f"could not drop publication {PUBLICATION}")
             for name, table in tables.items():
@@ -128,14 +131,18 @@ def sync_publication(using: str = "default") -> SyncResult:
 
 
 def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
+    # Without the publication the WAL source has nothing to read: a failure here stops `migrate`
+    # (pgnotify.install), before the change triggers are removed.
     if exists is None:
-        run.apply([(sql.SQL("CREATE PUBLICATION {} WITH (publish_via_partition_root = true)").format(
-            sql.Identifier(PUBLICATION)), f"created publication {PUBLICATION}")],
-            f"could not create publication {PUBLICATION}")
+        if not run.apply([(sql.SQL("CREATE PUBLICATION {} WITH (publish_via_partition_root = true)").format(
+                sql.Identifier(PUBLICATION)), f"created publication {PUBLICATION}")],
+                f"could not create publication {PUBLICATION}"):
+            raise WalSetupError(run.result.problems.pop())
     elif not exists[0]:
-        run.apply([(sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(
-            sql.Identifier(PUBLICATION)), f"publication {PUBLICATION} publishes partitions as their tables")],
-            f"could not alter publication {PUBLICATION}")
+        if not run.apply([(sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(
+                sql.Identifier(PUBLICATION)), f"publication {PUBLICATION} publishes partitions as their tables")],
+                f"could not alter publication {PUBLICATION}"):
+            raise WalSetupError(run.result.problems.pop())
     run.cursor.execute(_PUBLISHED, [PUBLICATION])
     published = {oid: ((schema, name), columns) for oid, schema, name, columns in run.cursor.fetchall()}
     wanted = set()
@@ -164,10 +171,3 @@ def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
         schema, name = published[oid][0]
         run.apply([(_drop(sql.Identifier(schema, name)), f"unpublished {schema}.{name}")],
                   f"could not unpublish {schema}.{name}")
-
-
-def sync_publication_after_migrate(sender, using="default", verbosity=1, **kwargs):
-    """post_migrate: a WATCH entry that cannot be published is reported, never a reason to fail."""
-    if connections[using].vendor != "postgresql":
-        return
-    sync_publication(using).report(verbosity)

@@ -136,6 +136,11 @@ def _installed_functions(cursor) -> tuple[bool, str | None]:
     return v1, next((name for name, there in zip(STATEMENT_FUNCTIONS, statement_level, strict=True) if there), None)
 
 
+def installed(cursor) -> bool:
+    """Whether pgnotify's migrations are applied here (a change function exists): not after `migrate pgnotify zero`."""
+    return any(_installed_functions(cursor))
+
+
 def _drop(relation: Relation, name: str) -> sql.Composed:
     """DROP statements of a trigger, with its parts for the change trigger."""
     names = [name, *CHANGE_PARTS] if name == CHANGE_TRIGGER else [name]
@@ -203,10 +208,3 @@ def sync_triggers(using: str = "default") -> SyncResult:
     for action in result:
         logger.debug("pgnotify: %s", action)
     return result
-
-
-def sync_triggers_after_migrate(sender, using="default", verbosity=1, **kwargs):
-    """post_migrate: a WATCH entry that cannot be served is reported, never a reason to fail."""
-    if connections[using].vendor != "postgresql":
-        return
-    sync_triggers(using).report(verbosity)

@@ -212,3 +212,69 @@ def test_migrate_with_the_wal_source_publishes_every_shape_and_switches_back(thr
         assert back.returncode == 0 and "  pgnotify: dropped publication pgnotify" in back.stdout.splitlines()
         assert "  pgnotify: attached pgnotify_change on shapes_other.items" in back.stdout.splitlines()
         assert {row for (row,) in conn.execute(PUBLISHED)} == set()
+
+
+WAL_LEFTOVERS = """
+    SELECT 'publication ' || pubname FROM pg_publication
+    UNION ALL SELECT 'identity ' || oid::regclass || ' ' || relreplident::text FROM pg_class
+     WHERE relkind IN ('r', 'p') AND relreplident <> 'd' AND relnamespace::regnamespace::text NOT LIKE 'pg\\_%%'
+"""
+
+
+def test_migrate_pgnotify_zero_with_the_wal_source_removes_everything(throwaway_database):
+    name, url = throwaway_database
+    assert manage(url, "migrate", "--noinput", "-v", "0", PGNOTIFY_SOURCE="wal").returncode == 0
+    with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
+        assert {"publication pgnotify", "identity shop_order f"} <= {row for (row,) in conn.execute(WAL_LEFTOVERS)}
+        back = manage(url, "migrate", "pgnotify", "zero", "--noinput", PGNOTIFY_SOURCE="wal")
+        assert back.returncode == 0, back.stderr
+        assert {row for (row,) in conn.execute(WAL_LEFTOVERS)} == set()  # no publication, identities DEFAULT
+        assert query(conn, PGNOTIFY_OBJECTS) == set()  # functions, triggers, tables
+        assert "  pgnotify: dropped publication pgnotify" in back.stdout.splitlines()
+
+
+@pytest.fixture
+def restricted_role(throwaway_database):
+    """A login role with REPLICATION that owns the throwaway database and every table in it (it
+    migrates it), but has no CREATE on the database: it cannot create a publication."""
+    name, url = throwaway_database
+    role = f"pgnotify_restricted_{os.getpid()}"
+    role_url = url.replace("://" + url.split("://", 1)[1].split("@", 1)[0] + "@", f"://{role}@", 1)
+    with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN REPLICATION").format(sql.Identifier(role)))
+        try:
+            admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(role)))
+            migrated = manage(role_url, "migrate", "--noinput", "-v", "0")  # the NOTIFY source: triggers
+            assert migrated.returncode == 0, migrated.stderr
+            admin.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(sql.Identifier(name),
+                                                                                 sql.Identifier(role)))
+            yield name, role_url, role
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_the_wal_source_without_create_on_the_database_is_a_check_error_and_a_failing_migrate(restricted_role):
+    name, url, role = restricted_role
+    check = manage(url, "check", PGNOTIFY_SOURCE="wal")
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    [line] = [line for line in check.stderr.splitlines() if "pgnotify.E039" in line]
+    assert f"role {role} has no CREATE on database {name}" in line
+    assert f"GRANT CREATE ON DATABASE {name} TO {role}" in check.stderr
+
+    migrate = manage(url, "migrate", "--noinput", "--skip-checks", PGNOTIFY_SOURCE="wal")
+    assert migrate.returncode == 1 and "Traceback" not in migrate.stderr
+    last = migrate.stderr.splitlines()[-1]
+    assert last.startswith("CommandError: pgnotify: could not create publication pgnotify: ")
+    assert last.endswith(f"permission denied for database {name}")
+    with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
+        triggers = ("SELECT count(*) FROM pg_trigger "
+                    "WHERE tgname = 'pgnotify_change' AND tgrelid = 'shop_order'::regclass")
+        assert conn.execute(triggers).fetchone() == (1,)  # the NOTIFY source still serves the table
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(role)))
+        assert manage(url, "check", PGNOTIFY_SOURCE="wal").returncode == 0
+        again = manage(url, "migrate", "--noinput", PGNOTIFY_SOURCE="wal")
+        assert again.returncode == 0, again.stderr
+        assert "  pgnotify: created publication pgnotify" in again.stdout.splitlines()
+        assert conn.execute(triggers).fetchone() == (0,)

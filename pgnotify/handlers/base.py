@@ -32,6 +32,7 @@ from django.utils.module_loading import import_string
 from .. import conf
 from ..exceptions import HandlerConfigError, HandlersBehindError
 from ..listener.throttle import ThrottledLog
+from ..sending import CHANNEL_PATTERN
 from .lanes import Lane
 
 logger = logging.getLogger(__name__)
@@ -64,34 +65,72 @@ def load_handler(entry):
     """A handler from a PGNOTIFY['HANDLERS'] entry: "dotted.path" or
     {"handler": "dotted.path", "channels": [...], "options": {...}, "timeout": seconds}. A class is
     instantiated (with the options as keyword arguments); a function is the handler itself.
-    `timeout` bounds each call of the handler (see the module's docstring)."""
+    `timeout` bounds each call of the handler (see the module's docstring). A wrong entry raises
+    HandlerConfigError with the line `manage.py check` gives (pgnotify.E010)."""
+    problem = handler_problem(entry)
+    if problem:
+        raise HandlerConfigError(handler_error_line(problem))
     if isinstance(entry, str):
         entry = {"handler": entry}
-    if not isinstance(entry, dict) or not isinstance(entry.get("handler"), str):
-        raise HandlerConfigError(f"invalid handler entry {entry!r}: use a dotted path or a dict with 'handler'")
-    unknown = set(entry) - HANDLER_KEYS
-    if unknown:
-        raise HandlerConfigError(f"handler entry {entry['handler']!r} has unknown keys: {', '.join(sorted(unknown))}")
-    try:
-        target = import_string(entry["handler"])
-    except ImportError as error:
-        raise HandlerConfigError(f"cannot import handler {entry['handler']!r}: {error}") from error
+    target = import_string(entry["handler"])
     options = entry.get("options") or {}
-    if inspect.isclass(target):
-        handler = target(**options)
-    elif options:
-        raise HandlerConfigError(f"handler {entry['handler']!r} is a function: it takes no options")
-    else:
-        handler = target
+    handler = target(**options) if inspect.isclass(target) else target
     channels, timeout = entry.get("channels"), entry.get("timeout")
-    if channels is not None and (isinstance(channels, str) or not all(isinstance(c, str) for c in channels)):
-        raise HandlerConfigError(f"'channels' of handler {entry['handler']!r} must be a list of channel names")
-    if timeout is not None and not valid_timeout(timeout):
-        raise HandlerConfigError(f"'timeout' of handler {entry['handler']!r} must be a number of seconds above 0, "
-                                 f"not {timeout!r}")
     if channels is None and timeout is None:
         return handler
     return Filtered(handler, channels, timeout)
+
+
+def handler_error_line(problem: str) -> str:
+    """The one line of a wrong PGNOTIFY['HANDLERS'] entry: the check's message and the listener's refusal."""
+    return f"PGNOTIFY['HANDLERS']: {problem}."
+
+
+def handler_problem(entry) -> str | None:
+    """Why a PGNOTIFY['HANDLERS'] entry cannot be loaded, without calling anything, or None. The
+    system check and load_handler both ask this: one rule, one place."""
+    if isinstance(entry, str):
+        entry = {"handler": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("handler"), str):
+        return f"entry {entry!r} is neither a dotted path nor a dict with 'handler'"
+    path = entry["handler"]
+    unknown = set(entry) - HANDLER_KEYS
+    if unknown:
+        return f"entry {path!r} has unknown keys {sorted(unknown)} (known: {', '.join(sorted(HANDLER_KEYS))})"
+    channels = entry.get("channels")
+    if channels is not None and (isinstance(channels, str) or not isinstance(channels, list | tuple)
+                                 or not all(valid_channel(c) for c in channels)):
+        return f"'channels' of {path!r} must be a list of channel names"
+    timeout = entry.get("timeout")
+    if timeout is not None and not valid_timeout(timeout):
+        return f"'timeout' of {path!r} must be a number of seconds above 0 (at most a day), not {timeout!r}"
+    try:
+        target = import_string(path)
+    except ImportError as error:
+        return f"cannot import {path!r}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    options = entry.get("options") or {}
+    if not isinstance(options, dict):
+        return f"'options' of {path!r} must be a dict of keyword arguments"
+    if not callable(target):
+        return f"{path!r} is neither a class nor a function"
+    if inspect.isclass(target):
+        try:
+            inspect.signature(target).bind(**options)
+        except TypeError as error:
+            return f"{path!r} does not take these options: {error}"
+        except ValueError:
+            pass  # no signature to check against
+        # A handler class may check its own options (a URL's scheme, a name's syntax): a list of problems.
+        problems = target.check_options(**options) if hasattr(target, "check_options") else []
+        if problems:
+            return f"{path!r}: {problems[0]}"
+    elif options:
+        return f"{path!r} is a function: it takes no options"
+    return None
+
+
+def valid_channel(value) -> bool:
+    return isinstance(value, str) and CHANNEL_PATTERN.fullmatch(value) is not None
 
 
 def valid_timeout(value) -> bool:
