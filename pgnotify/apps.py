@@ -10,9 +10,8 @@ class PgNotifyConfig(AppConfig):
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
         from .cache import create_cache_table_after_migrate
-        from .publication import sync_publication_after_migrate
-        from .triggers import sync_triggers_after_migrate
+        from .switch import sync_source_after_migrate
 
-        post_migrate.connect(sync_triggers_after_migrate, sender=self)
-        post_migrate.connect(sync_publication_after_migrate, sender=self)
+        # Triggers and publication in one receiver: their order makes a switch of source lossless.
+        post_migrate.connect(sync_source_after_migrate, sender=self)
         post_migrate.connect(create_cache_table_after_migrate, sender=self)
