@@ -359,7 +359,9 @@ def check_source(app_configs=None, **kwargs):
     if keep_size == "-1":
         problems.append(Warning("max_slot_wal_keep_size is unlimited: a listener name that is never run again "
                                 "keeps WAL until the disk is full.",
-                                hint="Set it (e.g. ALTER SYSTEM SET max_slot_wal_keep_size = '10GB') and drop retired "
+                                hint="Set it above the WAL of the largest transaction plus the WAL written while a "
+                                "listener is behind or away (docs/sources.md: sizing; e.g. ALTER SYSTEM SET "
+                                "max_slot_wal_keep_size = '10GB'), and drop retired "
                                 "names' slots with `manage.py pgnotify_slots --drop NAME`.", id="pgnotify.W030"))
     if not publications or triggers:
         problems.append(Warning("The database is not set up for the WAL source yet (publication missing or change "
@@ -389,15 +391,14 @@ def check_positions_and_slots(app_configs=None, **kwargs):
     if conf.get("SOURCE") not in conf.SOURCES or connections["default"].vendor != "postgresql":
         return []
     try:
-        with connections["default"].cursor() as cursor:
-            cursor.execute(_SLOTS)
-            slots = cursor.fetchall()
+        # A connection of its own with a short timeout, as check_watched_tables.
+        with Connection.connect(autocommit=True, **{**listener_conninfo(), "connect_timeout": 3}) as connection:
+            slots = connection.execute(_SLOTS).fetchall()
             stale = []
             if conf.source() == "notify":
-                cursor.execute(_STALE_POSITIONS, [conf.retention()])
-                stale = cursor.fetchall()
-    except DjangoDatabaseError:
-        return []  # an unreachable database, or not migrated yet: reported where it is used
+                stale = connection.execute(_STALE_POSITIONS, [conf.retention()]).fetchall()
+    except Exception:  # a check must not raise: the database may be down, or not migrated yet
+        return []  # reported where it is used (W020)
     problems = []
     for slot, active, status, confirmed, current, retained in slots:
         if status == "lost":

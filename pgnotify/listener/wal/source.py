@@ -161,8 +161,8 @@ class WalListener(BaseListener):
                 await self._heartbeat(conn, drop_slot(conn, self.slot))
                 self._received = self._confirmed = self._last_commit = 0
                 await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout)
-                await self._report_lost(conn, lost_from, "was invalidated (max_slot_wal_keep_size: it fell "
-                                        "further behind than the limit, see docs/sources.md to size it)")
+                await self._report_lost(conn, lost_from, "was invalidated (max_slot_wal_keep_size), having "
+                                        "fallen further behind than the limit (docs/sources.md sizes it)")
                 info = await self._heartbeat(conn, slot_info(conn, self.slot))
             elif info is None and self._received:
                 await self._set_state(
