@@ -350,9 +350,65 @@ def check_source(app_configs=None, **kwargs):
     if keep_size == "-1":
         problems.append(Warning("max_slot_wal_keep_size is unlimited: a listener name that is never run again "
                                 "keeps WAL until the disk is full.",
-                                hint="Set it (e.g. ALTER SYSTEM SET max_slot_wal_keep_size = '10GB') and drop retired "
+                                hint="Set it above the WAL of the largest transaction plus the WAL written while a "
+                                "listener is behind or away (docs/sources.md: sizing; e.g. ALTER SYSTEM SET "
+                                "max_slot_wal_keep_size = '10GB'), and drop retired "
                                 "names' slots with `manage.py pgnotify_slots --drop NAME`.", id="pgnotify.W030"))
     if not publications or triggers:
         problems.append(Warning("The database is not set up for the WAL source yet (publication missing or change "
                                 "triggers still attached).", hint="Run `manage.py migrate`.", id="pgnotify.W031"))
+    return problems
+
+
+_SLOTS = """
+    SELECT s.slot_name, s.active_pid IS NOT NULL, s.wal_status, s.confirmed_flush_lsn::text,
+           pg_current_wal_lsn()::text, pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint
+      FROM pg_replication_slots s
+     WHERE s.database = current_database() AND s.plugin = 'pgoutput' AND s.slot_name LIKE 'pgnotify\\_%%'
+     ORDER BY s.slot_name
+"""
+# Event-log positions (not the WAL listener's "wal:" rows) older than the retention.
+_STALE_POSITIONS = """
+    SELECT p.name, date_trunc('second', now() - p.updated_at)::text,
+           (SELECT min(id) FROM pgnotify_event), (SELECT min(created_at) FROM pgnotify_event)::text
+      FROM pgnotify_listener p WHERE p.name NOT LIKE 'wal:%%' AND p.updated_at < now() - %s ORDER BY p.name
+"""
+
+
+@register()
+def check_positions_and_slots(app_configs=None, **kwargs):
+    """Losses while they last: an invalidated slot, a slot left over after a switch to NOTIFY, an
+    event-log position older than the retention (events after it may have been pruned)."""
+    if conf.get("SOURCE") not in conf.SOURCES or connections["default"].vendor != "postgresql":
+        return []
+    try:
+        # A connection of its own with a short timeout, as check_watched_tables.
+        with Connection.connect(autocommit=True, **{**listener_conninfo(), "connect_timeout": 3}) as connection:
+            slots = connection.execute(_SLOTS).fetchall()
+            stale = []
+            if conf.source() == "notify":
+                stale = connection.execute(_STALE_POSITIONS, [conf.retention()]).fetchall()
+    except Exception:  # a check must not raise: the database may be down, or not migrated yet
+        return []  # reported where it is used (W020)
+    problems = []
+    for slot, active, status, confirmed, current, retained in slots:
+        if status == "lost":
+            problems.append(Warning(
+                f"Replication slot {slot} was invalidated (max_slot_wal_keep_size): the changes committed from LSN "
+                f"{confirmed} to {current} and later, until its listener makes it anew, are lost.",
+                hint="Start its listener (it reports the range and goes on), or drop the slot of a retired name "
+                f"(`manage.py pgnotify_slots --drop {slot}`); size the limit: docs/sources.md.", id="pgnotify.W040"))
+        elif conf.source() == "notify" and not active:
+            problems.append(Warning(
+                f"Replication slot {slot} is left over from the WAL source: it retains {(retained or 0) >> 20} MB of "
+                f"WAL, and the changes after LSN {confirmed} it holds were never handed on by it.",
+                hint="Run `manage.py migrate` (it hands the slot over or says how), or drop it "
+                f"(`manage.py pgnotify_slots --drop {slot}`).", id="pgnotify.W041"))
+    for name, age, oldest_id, oldest_at in stale:
+        kept = f"the oldest event kept is id {oldest_id} of {oldest_at}" if oldest_id else "no event is kept"
+        problems.append(Warning(
+            f"The position of listener '{name}' is {age} old, older than the retention: events logged after it and "
+            f"pruned since are lost ({kept}; the lost ones have lower ids).",
+            hint="Run its listener (it reports the loss and goes on), or delete a retired name's position "
+            f"(DELETE FROM pgnotify_listener WHERE name = '{name}').", id="pgnotify.W042"))
     return problems

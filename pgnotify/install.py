@@ -1,10 +1,14 @@
-"""What `migrate` does after pgnotify's migrations (post_migrate): the change triggers and the WAL
-source's publication made to match the settings, in the order that never leaves a watched table
-without a source of events.
+"""What `migrate` does after pgnotify's migrations (post_migrate): the change triggers, the WAL
+source's publication and its slots made to match the settings, in the order that never leaves a
+watched table without a source of events, so a switch of source loses nothing (pgnotify.switch).
 
-- With the WAL source the publication comes first, and the change triggers go only once it
-  exists: a publication that cannot be made fails `migrate` in one line, and the triggers stay.
-- With the NOTIFY source the triggers come first, then the publication goes.
+- With the WAL source the publication comes first, then a slot for every known listener name,
+  and the change triggers go only then: a publication that cannot be made fails `migrate` in one
+  line, and the triggers stay.
+- With the NOTIFY source the triggers come first; then every slot must have handed on what it
+  holds, the publication goes and the slots are retired.
+- `migrate pgnotify zero` leaves nothing: with pgnotify's functions gone, the publication and
+  pgnotify's slots go too.
 - A database no listener serves (pgnotify.conf.SERVED_DATABASES) gets neither: its events would
   pile up unread. `migrate` says so in one line.
 """
@@ -12,10 +16,10 @@ without a source of events.
 from django.core.management.base import CommandError
 from django.db import connections
 
-from . import conf
+from . import conf, switch
 from .exceptions import WalSetupError
 from .publication import sync_publication
-from .triggers import sync_triggers
+from .triggers import installed, sync_triggers
 
 
 def sync_after_migrate(sender, using="default", verbosity=1, **kwargs):
@@ -29,10 +33,25 @@ def sync_after_migrate(sender, using="default", verbosity=1, **kwargs):
             print(f"  pgnotify: database {using!r} is not served by a listener (only {served}): no triggers or "
                   "publication there")
         return
-    steps = [sync_publication, sync_triggers] if conf.source() == "wal" else [sync_triggers, sync_publication]
-    for sync in steps:
-        try:
-            result = sync(using)
-        except WalSetupError as error:
-            raise CommandError(f"pgnotify: {error}") from error
-        result.report(verbosity)
+    try:
+        _sync(using, verbosity)
+    except WalSetupError as error:
+        raise CommandError(f"pgnotify: {error}") from error
+
+
+def _sync(using: str, verbosity: int) -> None:
+    with connections[using].cursor() as cursor:
+        present = installed(cursor)
+    if not present:
+        sync_publication(using).report(verbosity)
+        switch.drop_slots(using).report(verbosity)
+    elif conf.source() == "wal":
+        fresh = not switch.publication_exists(using)
+        sync_publication(using).report(verbosity)
+        switch.prepare_slots(using, fresh).report(verbosity)
+        sync_triggers(using).report(verbosity)
+    else:
+        sync_triggers(using).report(verbosity)
+        positions = switch.hand_over_slots(using)
+        sync_publication(using).report(verbosity)
+        switch.retire_slots(using, positions).report(verbosity)

@@ -226,11 +226,19 @@ def test_migrate_pgnotify_zero_with_the_wal_source_removes_everything(throwaway_
     assert manage(url, "migrate", "--noinput", "-v", "0", PGNOTIFY_SOURCE="wal").returncode == 0
     with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
         assert {"publication pgnotify", "identity shop_order f"} <= {row for (row,) in conn.execute(WAL_LEFTOVERS)}
+        # A listener name known to the database: migrate makes its slot.
+        conn.execute("INSERT INTO pgnotify_listener (name, snapshot) VALUES ('zero', pg_current_snapshot()::text)")
+        assert manage(url, "migrate", "--noinput", "-v", "0", PGNOTIFY_SOURCE="wal").returncode == 0
+        assert query(conn, SLOTS) != set()
         back = manage(url, "migrate", "pgnotify", "zero", "--noinput", PGNOTIFY_SOURCE="wal")
         assert back.returncode == 0, back.stderr
         assert {row for (row,) in conn.execute(WAL_LEFTOVERS)} == set()  # no publication, identities DEFAULT
+        assert query(conn, SLOTS) == set()
         assert query(conn, PGNOTIFY_OBJECTS) == set()  # functions, triggers, tables
         assert "  pgnotify: dropped publication pgnotify" in back.stdout.splitlines()
+
+
+SLOTS = "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
 
 
 @pytest.fixture

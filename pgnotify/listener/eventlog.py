@@ -106,6 +106,11 @@ class EventLog:
                 return
             params["txid"], params["id"] = rows[-1][0], rows[-1][1]
 
+    async def oldest(self) -> int | None:
+        """The id of the oldest event kept (pruning deletes the oldest first)."""
+        cursor = await self._execute("SELECT min(id) FROM pgnotify_event", slow=True)
+        return (await cursor.fetchone())[0]
+
     async def payload(self, event_id: int) -> str | None:
         cursor = await self._execute(_PAYLOAD, [event_id], slow=True)
         row = await cursor.fetchone()

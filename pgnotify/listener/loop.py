@@ -137,11 +137,13 @@ class Listener(BaseListener):
         elif self._position is not None and saved.text in {self._saved_position, self._position.text}:
             return  # our own position: the in-memory one may be ahead of the last save
         elif age is not None and age > self.options.retention:
-            await self._set_state(
-                "behind_retention",
-                warning=f"position of '{self.options.name}' is {age} old, older than the retention of "
-                f"{self.options.retention}: events pruned meanwhile are lost; going on from the oldest kept",
-            )
+            oldest = await log.oldest()
+            kept = f"the oldest kept is id {oldest}; the lost ones have lower ids" if oldest else "none is kept"
+            warning = (f"position of '{self.options.name}' is {age} old, older than the retention of "
+                       f"{self.options.retention}: events pruned meanwhile are lost ({kept}); going on from the "
+                       "oldest kept")
+            logger.error("%s", warning)
+            await self._set_state("behind_retention", warning=warning, oldest_kept_id=oldest)
         # Any other saved position was recorded by another process after ours (it took over from
         # ours), so it covers everything we handed on: taking it hands nothing on twice.
         self._position, self._saved_position = saved, saved.text

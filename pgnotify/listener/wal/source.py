@@ -33,6 +33,7 @@ from ..eventlog import EventLog
 from ..notification import Notification, now
 from ..partitions import partitions_without_full_identity
 from ..receiving import NotificationReceiver, readable
+from ..snapshots import Snapshot
 from .changes import Shape, WalTable, Watched, commit_ts, full_xid
 from .protocol import Begin, Change, Commit, Keepalive, Relation, Truncate, lsn_text, parse_copy_data, parse_lsn
 from .slots import PUBLICATION, SlotInfo, create_slot, drop_slot, save_position, slot_info, slot_name
@@ -95,6 +96,11 @@ class WalListener(BaseListener):
         self._partitions_checked_at = 0.0
         self._warned_retained = False
         self._leftover_triggers = 0
+        # The event log's part (see _replay_event_log): transactions it handed on, skipped in the
+        # stream, and the position to record once the slot is confirmed past them.
+        self._log_replayed = False
+        self._logged_txids: set[int] = set()
+        self._log_position: tuple[Snapshot, int] | None = None
 
     # -- the session
 
@@ -115,11 +121,16 @@ class WalListener(BaseListener):
                     return
                 await self._listen(conn)
                 await self._prepare_slot(conn)
+                await self._replay_event_log(conn)
                 wal_conn = await self._connect_stream()
                 self._connections.append(wal_conn)
                 try:
                     self._own_pids.append(wal_conn.info.backend_pid)
                     await self._stream(conn, receiver, wal_conn, stop)
+                except psycopg.OperationalError as error:
+                    await wal_conn.close()  # the slot is free again
+                    await self._replace_slot_older_than_publication(conn, error)
+                    raise
                 finally:
                     await wal_conn.close()  # not `async with`: its exit would COMMIT on a streaming connection
             finally:
@@ -145,13 +156,14 @@ class WalListener(BaseListener):
         info = await self._heartbeat(conn, slot_info(conn, self.slot))
         try:
             if info is not None and info.invalidated:
-                await self._set_state(
-                    "behind_retention", slot=self.slot,
-                    warning=f"replication slot {self.slot} of '{self.options.name}' was invalidated "
-                    "(max_slot_wal_keep_size): changes made meanwhile are lost; going on from the current position")
+                # What was handed on last; everything after it, up to the new slot's start, is gone.
+                lost_from = max(self._received, parse_lsn(info.confirmed_lsn) if info.confirmed_lsn else 0)
                 await self._heartbeat(conn, drop_slot(conn, self.slot))
                 self._received = self._confirmed = self._last_commit = 0
-                info = None
+                await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout)
+                await self._report_lost(conn, lost_from, "was invalidated (max_slot_wal_keep_size), having "
+                                        "fallen further behind than the limit (docs/sources.md sizes it)")
+                info = await self._heartbeat(conn, slot_info(conn, self.slot))
             elif info is None and self._received:
                 await self._set_state(
                     "behind_retention", slot=self.slot,
@@ -163,6 +175,73 @@ class WalListener(BaseListener):
                 logger.info("created replication slot %s for '%s'", self.slot, self.options.name)
         except _SETUP_ERRORS as error:
             raise WalSetupError(f"cannot create replication slot {self.slot}: {one_line(error)}") from error
+
+    async def _report_lost(self, conn, lost_from: int, why: str) -> None:
+        """Say loudly that the changes between `lost_from` and the new slot's start are gone."""
+        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        lost_to = parse_lsn(info.confirmed_lsn) if info and info.confirmed_lsn else 0
+        lost_bytes = max(0, lost_to - lost_from)
+        warning = (f"replication slot {self.slot} of '{self.options.name}' {why}: the changes committed from LSN "
+                   f"{lsn_text(lost_from)} to {lsn_text(lost_to)} ({lost_bytes} bytes of WAL) are lost; going on "
+                   f"from {lsn_text(lost_to)}")
+        logger.error("%s", warning)
+        await self._set_state("behind_retention", slot=self.slot, warning=warning, lost_from=lsn_text(lost_from),
+                              lost_to=lsn_text(lost_to), lost_wal_bytes=lost_bytes)
+
+    async def _replace_slot_older_than_publication(self, conn, error: psycopg.OperationalError) -> None:
+        """A slot that began before the publication was made cannot be decoded (every try fails on
+        'publication does not exist'): it is made anew, and what it held said to be lost."""
+        message = str(error)
+        if "publication" not in message or "does not exist" not in message:
+            return
+        cursor = await self._heartbeat(conn, conn.execute(_PUBLICATION, [self.publication]))
+        if not (await cursor.fetchone())[0]:
+            return  # the publication is really gone: the next start says so
+        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        lost_from = max(self._received, parse_lsn(info.confirmed_lsn) if info and info.confirmed_lsn else 0)
+        for _ in range(50):  # the walsender lets go of the slot a moment after the error
+            try:
+                await self._heartbeat(conn, drop_slot(conn, self.slot))
+                break
+            except errors.ObjectInUse:
+                await asyncio.sleep(0.1)
+        self._received = self._confirmed = self._last_commit = 0
+        await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout)
+        await self._report_lost(conn, lost_from, "began before the publication (a switch of source without "
+                                "`migrate`)")
+
+    async def _replay_event_log(self, conn: psycopg.AsyncConnection) -> None:
+        """Hand on what the change triggers logged after the name's event-log position (a NOTIFY
+        listener's, before a switch to this source), once per process. The stream then skips those
+        transactions (a transaction may be in both around the switch), and the position moves to
+        now once the slot is confirmed past them (until then a restart replays the same events,
+        with the same ids)."""
+        if self._log_replayed:
+            return
+        log = EventLog(conn, guard=self._guard(conn))
+        name = self.options.name
+        position, _ = await log.load_position(name)
+        current, _ = await log.current()
+        if position is None:  # a new name: its position starts now (a switch to notify goes on from it)
+            await log.start_position(name, current)
+            self._log_replayed = True
+            return
+        pending = await log.count_pending(position, current)
+        if pending:
+            await self._set_state("replaying", events=pending, source="event log")
+        handed = 0
+        async for channel, payload in log.pending(position, current):
+            notification = Notification(channel, payload, replayed=True)
+            if notification.event is not None:
+                self._logged_txids.add(notification.event["txid"])
+            self.stats.record(notification)
+            await self._hand_on(notification)
+            handed += 1
+        if handed:
+            logger.info("handed on %d events of the event log (logged before the switch to the WAL source)", handed)
+        cursor = await self._heartbeat(conn, conn.execute("SELECT pg_current_wal_insert_lsn()::text"))
+        self._log_position = (current, parse_lsn((await cursor.fetchone())[0]))
+        self._log_replayed = True
 
     async def _stream(self, conn: psycopg.AsyncConnection, receiver: NotificationReceiver,
                       wal_conn: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
@@ -260,7 +339,8 @@ class WalListener(BaseListener):
                             logger.exception("the sink failed on a %s notification", notification.channel)
             elif kind is Begin:
                 txid = full_xid(message.xid, self._next_xid)
-                transaction = _Transaction(message, txid, skip=message.commit_lsn <= self._last_commit,
+                skip = message.commit_lsn <= self._last_commit or txid in self._logged_txids
+                transaction = _Transaction(message, txid, skip=skip,
                                            replayed=message.commit_lsn < catch_up_until)
             elif kind is Commit:
                 if not transaction.skip:
@@ -374,6 +454,11 @@ class WalListener(BaseListener):
                 if moment - self._saved_at >= self.options.position_save_interval:
                     await self._heartbeat(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
                     self._saved_at = moment
+                if self._log_position is not None and self._confirmed >= self._log_position[1]:
+                    # Every transaction the event-log replay covered is behind the slot now.
+                    await EventLog(conn, guard=self._guard(conn)).save_position(self.options.name,
+                                                                                self._log_position[0])
+                    self._log_position, self._logged_txids = None, set()
         stream.confirm(self._confirmed, reply=True)
 
     def _note_slot(self, info: SlotInfo | None) -> None:
@@ -382,6 +467,9 @@ class WalListener(BaseListener):
         # The age of what the slot holds for us: how long the position has not covered everything.
         self.stats.wal = {**info.as_dict(), "confirmed_lsn": lsn_text(self._confirmed),
                           "confirmed_age_s": round(time.monotonic() - self._confirmed_at, 1)}
+        if info.wal_status == "unreserved":  # the next checkpoint may invalidate it
+            logger.error("replication slot %s retains more WAL than max_slot_wal_keep_size: the next checkpoint may "
+                         "invalidate it and lose changes (docs/sources.md: sizing the limit)", self.slot)
         retained = info.retained_bytes or 0
         if retained > self.retained_warning and not self._warned_retained:
             logger.warning("replication slot %s retains %d MB of WAL (more than %d MB): the listener is not "
