@@ -164,7 +164,8 @@ def _unserved_database(model) -> str | None:
 _REFUSALS = {
     "kind": ("pgnotify.E020", "WATCH (or invalidate on) the models of the tables it reads from, or remove it."),
     "key": ("pgnotify.E021", "Give the table a primary key (or a unique index) on the model's primary key "
-                             "columns, or declare the model's primary key on columns that are unique."),
+                             "columns or holding them (a table partitioned on ts: PRIMARY KEY (id, ts)), or declare "
+                             "the model's primary key on columns that are unique."),
     "unlogged": ("pgnotify.E036", "ALTER TABLE ... SET LOGGED, or use PGNOTIFY['SOURCE'] = 'notify' (triggers see "
                                   "unlogged tables)."),
 }

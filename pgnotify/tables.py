@@ -1,13 +1,15 @@
 """What the database says about the tables of watched models: where a table is (its schema), what
-kind of relation it is, which columns make a row unique, its partitions, whether it has interval
-columns, and whether it is unlogged. One query answers for every table; the system checks and the trigger sync
-share it."""
+kind of relation it is, which columns make a row unique (and so pair its old and new rows), its
+partitions, whether it has interval columns, and whether it is unlogged. One query answers for
+every table; the system checks and the trigger sync share it."""
 
 import json
 from dataclasses import dataclass
 
 from django.db.backends.utils import split_identifier
 from psycopg import sql
+
+from .listener.keys import pairing_key, unique_keys_sql
 
 # pg_class.relkind of the relations a statement-level trigger with transition tables can serve.
 TABLE_KINDS = {"r": "table", "p": "partitioned table"}
@@ -64,14 +66,15 @@ class Relation:
 class TableFacts:
     relation: Relation
     columns: tuple[str, ...]  # in table order
-    unique_keys: tuple[frozenset[str], ...]  # the primary key's columns and each unique index's
+    unique_keys: tuple[tuple[str, ...], ...]  # the primary key's columns (first) and each unique index's
     has_intervals: bool
     partitions: tuple[Relation, ...]  # every partition below it, sub-partitions included
     unlogged: bool = False  # an UNLOGGED table: the WAL has none of its changes
 
-    def unique_on(self, columns) -> bool:
-        """Whether these columns identify a row: some unique key is among them."""
-        return any(key <= set(columns) for key in self.unique_keys)
+    def pairing_key(self, key) -> tuple[str, ...] | None:
+        """The columns this table's old and new rows are paired on, for a model keyed on `key`
+        (pgnotify.listener.keys); None: no unique key tells the model's rows apart."""
+        return pairing_key(key, self.unique_keys)
 
     def relations(self) -> list[tuple[Relation, str]]:
         """(relation, its name for reports) of the table and of each partition below it that
@@ -101,11 +104,7 @@ SELECT w.schema, w.name, c.oid, n.nspname, c.relname, c.relkind::text,
        to_regclass(quote_ident(c.relname)) IS NOT DISTINCT FROM c.oid::regclass,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
-       (SELECT coalesce(json_agg(ARRAY(
-                   SELECT a.attname::text FROM unnest(i.indkey::int2[]) AS k(attnum)
-                     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum)), '[]')::text
-          FROM pg_index i
-         WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL),
+       """ + unique_keys_sql("c.oid") + """,
        EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                   AND 'interval'::regtype IN (t.oid, t.typelem, t.typbasetype)),
@@ -137,7 +136,7 @@ def inspect(cursor, names) -> dict[TableName, TableFacts | None]:
         facts[TableName(schema, name)] = TableFacts(
             relation=Relation(oid, nspname, relname, kind, visible),
             columns=tuple(columns),
-            unique_keys=tuple(frozenset(key) for key in json.loads(unique_keys)),
+            unique_keys=tuple(tuple(key) for key in json.loads(unique_keys)),
             has_intervals=intervals,
             partitions=tuple(Relation(*row) for row in json.loads(partitions)),
             unlogged=unlogged,

@@ -89,7 +89,11 @@ def _array_literal(values) -> str:
 
 def _change_arguments(table: WatchedTable, facts: TableFacts, function: str | None) -> sql.Composed:
     """The change function's arguments: v4 takes the key, the event's table, options and a target
-    per WATCH entry; the older functions the first entry's channel, label, key and exclusions."""
+    per WATCH entry; the older functions the first entry's channel, label, key and exclusions.
+
+    The key given is the event's `pk` and what old and new rows are paired on: the model's key, also
+    where the table's own key only holds it (partitioned on ts: (id, ts)), which the functions up to
+    v4 cannot be given besides (docs/models.md)."""
     if function == STATEMENT_FUNCTIONS[0]:
         values = [_array_literal(table.key), facts.relation.display, "iso_intervals" if facts.has_intervals else ""]
         for target in table.targets:

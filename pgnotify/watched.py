@@ -114,7 +114,7 @@ def refusal(table: WatchedTable, facts: TableFacts | None) -> tuple[str, str] | 
         missing = [column for column in table.key if column not in facts.columns]
         if missing:
             return "key", f"{relation.display} has no column {missing[0]!r} (the model's primary key)"
-        if not facts.unique_on(table.key):
+        if facts.pairing_key(table.key) is None:
             return "key", (f"{relation.display} has no primary key or unique index on ({', '.join(table.key)}): "
                            "old and new rows cannot be paired")
     return None

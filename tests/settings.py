@@ -15,6 +15,7 @@ SHAPES_WATCH = {
     "shapes.Place": {"channel": "shapes_place"},
     "shapes.Restaurant": {"channel": "shapes_restaurant"},
     "shapes.Amount": {"channel": "shapes_amount"},
+    "shapes.Sample": {"channel": "shapes_sample"},
 }
 PGNOTIFY = {
     **PGNOTIFY,

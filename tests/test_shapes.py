@@ -95,6 +95,18 @@ SHAPES = {
         bulk_update="UPDATE shapes_reading_low SET val = 7 WHERE id > 960",
         bulk_delete="DELETE FROM shapes_reading WHERE id > 960",
         pk=1600, column="val"),
+    # Keyed the way PostgreSQL requires of a table partitioned on ts: the table's key is (id, ts),
+    # the model's `id`. Rows are paired on (id, ts); `pk` is `id`.
+    "partitioned table keyed with its partition column": Shape(
+        "shapes_sample", "shapes_sample", "shapes.sample",
+        insert="INSERT INTO shapes_sample (id, ts, v) VALUES (1, '2026-01-05', 0)",
+        update="UPDATE shapes_sample SET v = 1 WHERE id = 1",
+        delete="DELETE FROM shapes_sample_2026_01 WHERE id = 1",
+        bulk_insert=f"INSERT INTO shapes_sample (id, ts, v) SELECT 100 + i, date '2026-01-15' + i, 0 "
+                    f"FROM generate_series(1, {BULK}) i",  # into both partitions
+        bulk_update="UPDATE shapes_sample SET v = 7 WHERE id > 100",
+        bulk_delete="DELETE FROM shapes_sample WHERE id > 100",
+        pk=1, column="v"),
 }
 
 
@@ -126,6 +138,26 @@ def test_each_shape_sends_every_event_right(event_source, listener, shape):
         if op == "UPDATE":
             assert all(e["changed"] == [shape.column] and e["row"][shape.column] == 7 for e in these)
     assert rest == []
+
+
+def test_a_row_of_a_partitioned_table_keyed_with_its_partition_column_moved_or_rekeyed(event_source, listener):
+    process = listener("--name", listener_name(), env=source_env(event_source))
+    execute("INSERT INTO shapes_sample (id, ts, v) VALUES (5, '2026-01-30', 0)")
+    rekeyed = execute("UPDATE shapes_sample SET ts = '2026-01-31' WHERE id = 5")  # within its partition
+    moved = execute("UPDATE shapes_sample SET ts = '2026-02-01' WHERE id = 5")  # into the next partition
+    execute("DELETE FROM shapes_sample WHERE id = 5")
+    count = 4 if event_source == "notify" else 5
+    events = wait_printed(process, "shapes_sample", count)
+    assert {(e["table"], e["model"], e["pk"]) for e in events} == {("shapes_sample", "shapes.sample", 5)}
+    assert [(e["op"], e["row"]["ts"]) for e in events if e["txid"] == moved] == (
+        # The WAL holds a row moved between partitions as its DELETE and its INSERT (docs/sources.md).
+        [("DELETE", "2026-01-31"), ("INSERT", "2026-02-01")] if event_source == "wal"
+        else [("UPDATE", "2026-02-01")])
+    (update,) = [e for e in events if e["txid"] == rekeyed]
+    # A changed `ts` changes the table's key: the WAL source pairs on it, every column is changed;
+    # the trigger (pgnotify_notify_change_v4) pairs on the model's key, `ts` alone.
+    assert update["changed"] == (["id", "ts", "v"] if event_source == "wal" else ["ts"])
+    assert (events[0]["op"], events[-1]["op"]) == ("INSERT", "DELETE")
 
 
 def test_a_model_and_its_proxy_each_get_their_events(event_source, listener):

@@ -17,7 +17,9 @@ from pgnotify import checks
 from pgnotify.connection import listener_conninfo
 from pgnotify.demo import Inbox
 from pgnotify.publication import sync_publication
+from pgnotify.tables import TableName, inspect
 from pgnotify.triggers import sync_triggers
+from pgnotify.watched import Target, WatchedTable, refusal
 from tests import support
 from tests.sources import source_env, use_source
 from tests.test_migrations import TRIGGER_COMMENTS, throwaway_database  # noqa: F401 (a fixture)
@@ -57,6 +59,40 @@ def test_what_a_trigger_cannot_serve_is_refused_with_a_hint(entries, expected, i
     (message,) = found_with(pgnotify)
     assert message.id == expected and in_message in message.msg and in_hint in message.hint
     assert message.level == (django_checks.WARNING if expected.startswith("pgnotify.W") else django_checks.ERROR)
+
+
+@pytest.mark.django_db
+def test_a_partitioned_table_whose_key_holds_the_models_key_is_accepted():
+    # shapes_sample's primary key is (id, ts), as PostgreSQL requires of a table partitioned on ts;
+    # shapes.Sample's is id. A table whose unique keys all lack the model's key is still refused.
+    assert found_with(watching(**{"shapes.Sample": {"channel": "s"}})) == []
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE shapes_sample_other (id integer, ts date, v integer, PRIMARY KEY (ts, v))")
+        try:
+            (facts,) = inspect(cursor, [TableName("", "shapes_sample_other")]).values()
+        finally:
+            cursor.execute("DROP TABLE shapes_sample_other")
+    table = WatchedTable(TableName("", "shapes_sample_other"), ("id",), targets=[Target("s", "shapes.sample", ())])
+    assert refusal(table, facts) == ("key", "shapes_sample_other has no primary key or unique index on (id): "
+                                            "old and new rows cannot be paired")
+
+
+def test_migrate_attaches_the_triggers_of_a_partitioned_table_keyed_with_its_partition_column(
+        tmp_path, throwaway_database):  # noqa: F811
+    _, url = throwaway_database
+    env = support.process_env(DATABASE_URL=url)
+    manage = [sys.executable, str(support.ROOT / "manage.py"), "migrate", "--noinput"]
+    # The first migrate makes the table; the second checks it (E021 stopped it, for every app).
+    first = subprocess.run(manage, cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(manage, cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=120)
+    for result in (first, second):
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert [line for line in result.stderr.splitlines() if line.startswith("  pgnotify")] == []
+    assert "pgnotify.E021" not in second.stderr
+    assert {"  pgnotify: attached pgnotify_change on shapes_sample",
+            "  pgnotify: attached pgnotify_change on shapes_sample_2026_01 (partition of shapes_sample)",
+            "  pgnotify: attached pgnotify_change on shapes_sample_2026_02 (partition of shapes_sample)",
+            } <= set(first.stdout.splitlines())
 
 
 @pytest.mark.django_db
@@ -218,10 +254,12 @@ def test_the_publication_sync_publishes_every_shape_and_reports_the_rest_in_one_
     ]
     assert "created publication pgnotify" in result and "published shapes_other.items" in result
     assert "replica identity FULL on shapes_reading_high_b (partition of shapes_reading)" in result
+    assert "replica identity FULL on shapes_sample_2026_02 (partition of shapes_sample)" in result
     # Every other shape is published: the schema's table by its schema, the partitioned table as one
     # (its partitions' changes come as its own), the model and its proxy's table once.
     assert {"public.shop_order", "public.shapes_compositeitem", "shapes_other.items", "public.shapes_baseitem",
-            "public.shapes_reading", "public.shapes_place", "public.shapes_restaurant"} <= set(published)
+            "public.shapes_reading", "public.shapes_place", "public.shapes_restaurant",
+            "public.shapes_sample"} <= set(published)
     assert not {"public.shapes_amount", "public.shapes_reading_low", "public.shapes_unkeyed"} & set(published)
     assert via_root is True
     assert {table: identity for table, identity in identities.items() if identity != "f"} == {

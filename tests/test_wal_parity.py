@@ -6,7 +6,8 @@ digit and key for key, but for `id` and `ts` (the trigger's clock against the co
 * one table with a column of every type the WAL source renders;
 * every model of the test app `tests/shapes` (docs/models.md): a composite key, a table in
   another schema, a model and its proxy, a partitioned table written through its partitions,
-  multi-table inheritance, exact numbers and durations; each with an INSERT, an UPDATE of one
+  a partitioned table keyed with its partition column (its model keyed on id), multi-table
+  inheritance, exact numbers and durations; each with an INSERT, an UPDATE of one
   column, an UPDATE that changes nothing (no event from either), a DELETE and bulk statements.
 """
 
@@ -254,6 +255,15 @@ SHAPE_CHANGES = [
     "UPDATE shapes_reading_low SET val = 7 WHERE id > 960",  # 39 of the rows
     "UPDATE shapes_reading SET sensor = 'm'",
     "DELETE FROM shapes_reading WHERE id > 960",
+    # A partitioned table keyed (id, ts), as PostgreSQL requires, its model keyed on id: `pk` is id.
+    "INSERT INTO shapes_sample (id, ts, v) VALUES (1, '2026-01-05', 0)",
+    "UPDATE shapes_sample_2026_01 SET v = 1 WHERE id = 1",
+    "UPDATE shapes_sample SET v = v WHERE id = 1",
+    "DELETE FROM shapes_sample WHERE id = 1",
+    f"INSERT INTO shapes_sample (id, ts, v) SELECT 100 + i, date '2026-01-15' + i, 0 FROM generate_series(1, {BULK}) i",
+    "UPDATE shapes_sample SET v = 7 WHERE id > 100",
+    "UPDATE shapes_sample SET v = v WHERE id > 100",
+    "DELETE FROM shapes_sample WHERE id > 100",
     # Exact numbers (beyond a double, beyond 64 bits) and durations, whatever the writer's IntervalStyle.
     "SET intervalstyle = postgres_verbose",
     "INSERT INTO shapes_amount (id, amount, data, duration) VALUES (1, 12345678901234567890123456789012345678.12, "
@@ -363,6 +373,10 @@ async def test_both_sources_make_the_same_events_for_every_shape(both_sources):
     assert {e["table"] for e in decoded if e["channel"] == "shapes_reading"} == {"shapes_reading"}
     assert ops("shapes_reading")[:3] == [("INSERT", None), ("UPDATE", ["val"]), ("DELETE", None)]
     assert len(ops("shapes_reading")) == 3 + BULK + (BULK - 1) + BULK + BULK  # 39 rows in shapes_reading_low
+    assert ops("shapes_sample") == [("INSERT", None), ("UPDATE", ["v"]), ("DELETE", None)] + [("INSERT", None)] * BULK \
+        + [("UPDATE", ["v"])] * BULK + [("DELETE", None)] * BULK
+    assert {(e["table"], e["pk"]) for e in decoded if e["channel"] == "shapes_sample"} == {
+        ("shapes_sample", pk) for pk in [1, *range(101, 101 + BULK)]}
     amounts = [e for e in decoded if e["channel"] == "shapes_amount"]
     assert [(e["op"], e.get("changed")) for e in amounts[:4]] == [
         ("INSERT", None), ("UPDATE", ["amount"]), ("UPDATE", ["duration"]), ("DELETE", None)]

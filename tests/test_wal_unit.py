@@ -7,6 +7,7 @@ import struct
 import pytest
 
 from pgnotify.listener import exactjson
+from pgnotify.listener.keys import pairing_key
 from pgnotify.listener.wal.changes import Shape, WalTarget, commit_ts, full_xid
 from pgnotify.listener.wal.protocol import (
     UNCHANGED,
@@ -136,3 +137,26 @@ def test_a_change_makes_an_event_per_target_with_its_columns_and_none_when_it_ch
     deleted = events(None, ["1", "a", None, None], op="DELETE", key_only=True)
     assert [e["row"] for e in deleted] == [{"code": "a", "tenant": 1}] * 2
     assert "changed" not in events(["1", "a", "3", "s1"], ["1", "a", None, None], key_only=True)[1]
+
+
+def test_rows_are_paired_on_the_models_key_or_on_the_tables_own_key_holding_it():
+    assert pairing_key(("id",), [("id",)]) == ("id",)
+    assert pairing_key(("tenant", "code"), [("tenant", "code"), ("code",)]) == ("tenant", "code")
+    # A table partitioned on ts must be keyed (id, ts): the model's key is in it.
+    assert pairing_key(("id",), [("id", "ts")]) == ("id", "ts")
+    assert pairing_key(("id",), [("ts", "v"), ("v", "id", "ts"), ("id", "ts")]) == ("v", "id", "ts")  # the first
+    assert pairing_key(("id",), [("ts", "v")]) is None and pairing_key(("id",), []) is None
+
+
+def test_a_change_of_the_tables_own_key_changes_every_column_and_pk_stays_the_models():
+    relation = Relation(16384, "public", "samples", "f", [Column(name, 23 if name != "ts" else 1082, True)
+                                                           for name in ("id", "ts", "v")])
+    shape = Shape.of(relation, WalTarget("samples", "app.sample"), "samples", ("id",), [int, as_text, int],
+                     ("id", "ts"))
+
+    def update(new):
+        return shape.event(Change("UPDATE", 16384, new, ["1", "2026-01-05", "0"], False), 7, "ts", 5)
+
+    assert (update(["1", "2026-01-05", "1"])["changed"], update(["1", "2026-01-05", "1"])["pk"]) == (["v"], 1)
+    assert (update(["1", "2026-01-06", "0"])["changed"], update(["1", "2026-01-06", "0"])["pk"]) == (
+        ["id", "ts", "v"], 1)

@@ -88,3 +88,16 @@ class Unkeyed(models.Model):
     class Meta:
         managed = False
         db_table = "shapes_unkeyed"
+
+
+class Sample(models.Model):
+    """A partitioned table keyed the way PostgreSQL requires: its primary key (id, ts) holds the
+    partition column, the model's is `id`. Old and new rows are paired on the table's key; `pk` is `id`."""
+
+    id = models.IntegerField(primary_key=True)
+    ts = models.DateField()
+    v = models.IntegerField(default=0)
+
+    class Meta:
+        managed = False
+        db_table = "shapes_sample"

@@ -62,10 +62,13 @@ class Shape:
     # (index, name, converter or None for text as it is) in jsonb's key order: the hot path's plan.
     plan: list[tuple[int, str, Convert | None]] = field(default_factory=list)
     pk_name: str | None = None  # the key's column when it has one
+    # (index, name) of the columns old and new rows are paired on (pgnotify.listener.keys): the
+    # key's, or the table's own key holding them (a table partitioned on ts: id and ts).
+    pair: list[tuple[int, str]] = field(default_factory=list)
 
     @classmethod
     def of(cls, relation: Relation, target: WalTarget, table: str, key: tuple[str, ...],
-           converters: list[Convert]) -> "Shape":
+           converters: list[Convert], pair: tuple[str, ...] | None = None) -> "Shape":
         shape = cls(relation, target, table, key, converters, full=relation.replica_identity == "f")
         shape.visible = [(index, column.name) for index, column in enumerate(relation.columns)
                          if column.name not in target.excluded]
@@ -76,6 +79,7 @@ class Shape:
         shape.pk = sorted(((names[name], name) for name in key if name in names),
                           key=lambda item: _jsonb_order(item[1]))
         shape.pk_name = shape.pk[0][1] if len(shape.pk) == 1 else None
+        shape.pair = [(names[name], name) for name in pair or key if name in names]
         return shape
 
     def whole_row(self, values: list) -> dict:
@@ -123,9 +127,9 @@ class Shape:
     def changed(self, new: list, old: list) -> list[str]:
         """The visible columns whose value changed, in table order.
 
-        Like the trigger, which pairs old and new rows by primary key: a row whose key changed
-        has every visible column changed."""
-        if any(self._differs(index, new[index], old[index]) for index, _ in self.pk):
+        Like the trigger, which pairs old and new rows on the key: a row whose key (or the
+        table's own key holding it) changed has every visible column changed."""
+        if any(self._differs(index, new[index], old[index]) for index, _ in self.pair):
             return [name for _, name in self.visible]
         return [name for index, name in self.visible if self._differs(index, new[index], old[index])]
 

@@ -30,6 +30,7 @@ from psycopg import errors
 from ...exceptions import ConnectionDeadError, PgNotifyError, WalSetupError, one_line
 from ..base import SERVER_KEEPALIVES, BaseListener, ListenerOptions, Sink
 from ..eventlog import EventLog
+from ..keys import pairing_key, unique_keys_sql
 from ..notification import Notification, now
 from ..partitions import partitions_without_full_identity
 from ..receiving import NotificationReceiver, readable
@@ -45,8 +46,10 @@ logger = logging.getLogger(__name__)
 _NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, pg_current_wal_lsn()::text"
 _PUBLICATION = "SELECT count(*) FROM pg_publication WHERE pubname = %s"
 # The event's `table`: the relation's name, with its schema when the search path does not find it
-# (the rule of pgnotify.tables.Relation.display, which the change trigger follows).
-_SEARCH_PATH_FINDS = "SELECT to_regclass(quote_ident(%s)) IS NOT DISTINCT FROM %s::oid::regclass"
+# (the rule of pgnotify.tables.Relation.display, which the change trigger follows); and its unique
+# keys, which say what its old and new rows are paired on.
+_RELATION_FACTS = ("SELECT to_regclass(quote_ident(%(name)s)) IS NOT DISTINCT FROM %(oid)s::oid::regclass, "
+                   + unique_keys_sql("%(oid)s::oid"))
 _TYPE = """
     SELECT t.typtype, t.typcategory, t.typelem, t.typbasetype, coalesce(e.typdelim, ',')
       FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem WHERE t.oid = %s
@@ -395,11 +398,14 @@ class WalListener(BaseListener):
             return None
         shapes = ()
         if table.targets:
-            cursor = await self._heartbeat(conn, conn.execute(_SEARCH_PATH_FINDS, [relation.name, relation.oid]))
-            found = (await cursor.fetchone())[0]
+            cursor = await self._heartbeat(conn, conn.execute(_RELATION_FACTS,
+                                                              {"name": relation.name, "oid": relation.oid}))
+            found, unique_keys = await cursor.fetchone()
             display = relation.name if found else f"{relation.schema}.{relation.name}"
+            pair = pairing_key(table.key, json.loads(unique_keys))
             converters = [await self._converter(column.type_oid, conn) for column in relation.columns]
-            shapes = tuple(Shape.of(relation, target, display, table.key, converters) for target in table.targets)
+            shapes = tuple(Shape.of(relation, target, display, table.key, converters, pair)
+                           for target in table.targets)
         return Watched(relation.name, shapes, table.tags)
 
     async def _converter(self, oid: int, conn) -> Convert:
