@@ -77,6 +77,7 @@ class Listener(BaseListener):
             receiver = NotificationReceiver(listen_conn)  # before LISTEN: it collects from the start
             try:
                 await self._heartbeat(listen_conn, listen_conn.execute(SERVER_KEEPALIVES))
+                await self._prove_listening(listen_conn, receiver, query_conn)
                 await self._set_state("connected")
                 if not await self._acquire_lock(listen_conn, query_conn, stop):
                     return
