@@ -156,11 +156,15 @@ class BaseListener:
             await self._heartbeat(sender, sender.execute(probe.SEND, [channel]))
         deadline = time.monotonic() + self.options.heartbeat_timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            # Nothing else is listened to yet: whatever arrives is the probe's.
             if any(name == channel for name, _, _ in await receiver.receive(remaining)):
-                await self._heartbeat(listen_conn, listen_conn.execute(probe.unlisten(channel)))
-                return
-        raise probe.refusal(self.options.heartbeat_timeout)
+                break
+        else:
+            # A session that answers but heard nothing cannot LISTEN; one that does not answer is a
+            # dead connection (retried). Whatever the query's reply brought is looked at too.
+            await self._heartbeat(listen_conn, listen_conn.execute("SELECT 1"))
+            if not any(name == channel for name, _, _ in receiver.take()):
+                raise probe.refusal(self.options.heartbeat_timeout)
+        await self._heartbeat(listen_conn, listen_conn.execute(probe.unlisten(channel)))
 
     # -- shared by every event source: the lock on the name, bounded queries
 
