@@ -15,6 +15,14 @@ from django.db import connection
 from tests.support import free_port
 
 
+def run_as(host: str) -> list[str]:
+    """PgBouncer refuses to run as root: as root, it runs as a user that may reach the server (the
+    owner of the socket directory of the embedded server, else postgres)."""
+    if os.geteuid() != 0:
+        return []
+    return ["-u", Path(host).owner() if host and host.startswith("/") else "postgres"]
+
+
 class PgBouncer:
     """`pgbouncer` with pool_mode=transaction on a free port of 127.0.0.1, trusting every client,
     its files in a directory of its own; `url` is the test database through it."""
@@ -48,12 +56,15 @@ logfile = {self.directory / "pgbouncer.log"}
         (self.directory / "users.txt").write_text(f'"{settings["USER"] or "postgres"}" ""\n')
         for path in self.directory.iterdir():
             path.chmod(0o644)
-        user = ["-u", "postgres"] if os.geteuid() == 0 else []  # PgBouncer refuses to run as root
-        self.process = subprocess.Popen([binary, *user, str(ini)], stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen([binary, *run_as(settings["HOST"]), str(ini)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
         user_part = quote(settings["USER"] or "postgres", safe="")
         self.url = f"postgresql://{user_part}@127.0.0.1:{self.port}/pooled"
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

@@ -7,13 +7,14 @@ import uuid
 
 import psycopg
 import pytest
+from django.conf import settings
+from django.test import override_settings
 
+from pgnotify import checks
 from tests.faults import order_events, parse_output
 from tests.pooler import pgbouncer  # noqa: F401 (a fixture)
 from tests.support import ManagedProcess, process_env, start_listener
 from tests.support import test_database_url as database_url
-
-pytestmark = pytest.mark.slow
 
 DIRECT = 'PGNOTIFY["DIRECT"]'
 _LOCK_HELD = """
@@ -34,6 +35,7 @@ def refusal_lines(process: ManagedProcess) -> list[str]:
     return [line for line in process.stderr_lines if DIRECT in line]
 
 
+@pytest.mark.slow
 def test_a_listener_behind_a_transaction_pooler_refuses_in_one_line_and_holds_no_lock(pgbouncer):  # noqa: F811
     name = f"pooled-{uuid.uuid4().hex[:8]}"
     pooled = ManagedProcess("listen_notify", "--json", "--stats-interval", "0", "--name", name,
@@ -59,6 +61,7 @@ def test_a_listener_behind_a_transaction_pooler_refuses_in_one_line_and_holds_no
         direct.stop()
 
 
+@pytest.mark.slow
 def test_writers_and_migrate_through_the_pooler_listener_direct_loses_nothing(pgbouncer):  # noqa: F811
     name = f"direct-{uuid.uuid4().hex[:8]}"
     env = process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url())
@@ -85,6 +88,7 @@ def test_writers_and_migrate_through_the_pooler_listener_direct_loses_nothing(pg
     assert set(written[2:5]) <= set(replayed)
 
 
+@pytest.mark.slow
 def test_check_database_reports_a_listener_alias_behind_a_transaction_pooler(pgbouncer):  # noqa: F811
     check = ManagedProcess("check", "--database", "default", env=process_env(DATABASE_URL=pgbouncer.url))
     returncode = check.proc.wait(60)
@@ -96,3 +100,17 @@ def test_check_database_reports_a_listener_alias_behind_a_transaction_pooler(pgb
                             env=process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url()))
     assert direct.proc.wait(60) == 0, direct.stderr_lines
     direct.stop()
+
+
+@pytest.mark.once
+@pytest.mark.parametrize(("direct", "expected"), [
+    ({"default": "default"}, []),
+    ({"default": "nope"}, ["pgnotify.E050"]),
+    ({"nope": "default"}, ["pgnotify.E050"]),
+    (["default"], ["pgnotify.E050"]),
+])
+def test_direct_names_known_aliases(direct, expected):
+    with override_settings(PGNOTIFY={**settings.PGNOTIFY, "DIRECT": direct}):
+        found = checks.check_settings() + checks.check_direct()
+    assert [error.id for error in found] == expected
+    assert all("\n" not in error.msg for error in found)
