@@ -102,6 +102,12 @@ for _option, _value in {"connect_timeout": 5, "keepalives": 1, "keepalives_idle"
                         "keepalives_count": 3, "tcp_user_timeout": 30_000}.items():
     DATABASES["default"]["OPTIONS"].setdefault(_option, _value)
 
+# DATABASE_URL may go through a transaction-pooling PgBouncer when DIRECT_DATABASE_URL reaches the
+# same database directly: the listener's sessions use it (PGNOTIFY["DIRECT"], docs/operations.md).
+DIRECT_DATABASE_URL = os.environ.get("DIRECT_DATABASE_URL", "")
+if DIRECT_DATABASE_URL:
+    DATABASES["direct"] = {**dj_database_url.parse(DIRECT_DATABASE_URL), "TEST": {"MIRROR": "default"}}
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 
@@ -165,6 +171,7 @@ PGNOTIFY = {
     "LISTEN": ["system", "chat"],
     # "notify" (triggers) or "wal" (logical decoding): docs/sources.md.
     "SOURCE": os.environ.get("PGNOTIFY_SOURCE", "notify"),
+    "DIRECT": {"default": "direct"} if DIRECT_DATABASE_URL else {},
 }
 
 LOGGING = {

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError as DjangoDatabaseError
 from django.db import connections, router
@@ -20,6 +20,7 @@ from .connection import listener_conninfo
 from .exceptions import one_line
 from .extras import installed
 from .handlers.base import handler_error_line, handler_problem, valid_channel
+from .listener.probe import can_listen
 from .listener.wal.slots import PUBLICATION
 from .watched import key_columns, refusal, wal_refusal, watched_tables
 
@@ -413,3 +414,45 @@ def check_positions_and_slots(app_configs=None, **kwargs):
             hint="Run its listener (it reports the loss and goes on), or delete a retired name's position "
             f"(DELETE FROM pgnotify_listener WHERE name = '{name}').", id="pgnotify.W042"))
     return problems
+
+
+# -- PGNOTIFY["DIRECT"]: the listener's sessions reach the database directly (a pooler for the rest)
+
+HINT_DIRECT = 'e.g. PGNOTIFY = {"DIRECT": {"default": "direct"}}, where DATABASES["direct"] reaches the same ' \
+              'database without a transaction pooler.'
+PROBE_SECONDS = 3.0
+
+
+@register()
+def check_direct(app_configs=None, **kwargs):
+    direct = conf.get("DIRECT")
+    if not isinstance(direct, dict):
+        return [Error("PGNOTIFY['DIRECT'] must be a dict of database alias -> direct alias.", hint=HINT_DIRECT,
+                      id="pgnotify.E050")]
+    unknown = sorted({str(alias) for pair in direct.items() for alias in pair} - set(settings.DATABASES))
+    if unknown:
+        return [Error(f"PGNOTIFY['DIRECT'] names database aliases {unknown}, which are not in DATABASES.",
+                      hint=HINT_DIRECT, id="pgnotify.E050")]
+    return []
+
+
+@register(Tags.database)
+def check_listener_sessions(app_configs=None, databases=None, **kwargs):
+    """`check --database ALIAS`: the listener's sessions for ALIAS must receive other sessions'
+    notifications (a transaction pooler drops them: the listener would refuse to start)."""
+    if check_direct():
+        return []  # reported above
+    messages = []
+    for alias in databases or ():
+        if alias not in {"default", *conf.get("DIRECT")} or connections[alias].vendor != "postgresql":
+            continue
+        try:
+            works = can_listen({**listener_conninfo(alias), "connect_timeout": 3}, PROBE_SECONDS)
+        except Exception:  # a check must not raise: an unreachable database is reported where it is used
+            continue
+        if not works:
+            messages.append(Error(
+                f"Database {conf.direct_alias(alias)!r} does not deliver notifications between sessions (behind a "
+                f"transaction pooler?): the listener cannot LISTEN through it; set PGNOTIFY[\"DIRECT\"] "
+                f"for {alias!r}.", hint=HINT_DIRECT, id="pgnotify.E051"))
+    return messages

@@ -25,6 +25,9 @@ DEFAULTS = {
     "SOURCE": "notify",
     # WAL source: warn when a listener's replication slot retains more WAL than this (bytes).
     "WAL_RETAINED_WARNING": 1 << 30,
+    # Database alias -> the alias that reaches the same database directly, for every session-bound
+    # part (LISTEN, the standby lock, the WAL slot): lets the alias go through a transaction pooler.
+    "DIRECT": {},
 }
 
 SOURCES = ("notify", "wal")
@@ -70,3 +73,9 @@ def listen_channels(extra=()) -> list[str]:
     channels = [entry["channel"] for entry in watch().values()]
     channels += BUILTIN_CHANNELS + list(get("LISTEN")) + list(extra)
     return list(dict.fromkeys(channels))
+
+
+def direct_alias(alias: str) -> str:
+    """The alias the listener's sessions use for `alias`: its PGNOTIFY["DIRECT"] entry, else itself."""
+    direct = get("DIRECT")
+    return direct.get(alias, alias) if isinstance(direct, dict) else alias

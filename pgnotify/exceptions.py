@@ -61,6 +61,10 @@ class WalSetupError(PgNotifyError):
     """The database is not set up for the WAL source: see `manage.py check`."""
 
 
+class CannotListenError(PgNotifyError):
+    """The listener's session gets no notification from other sessions: see PGNOTIFY["DIRECT"]."""
+
+
 class ConnectionDeadError(psycopg.OperationalError):
     """The server did not answer the heartbeat in time: the connection is taken for dead."""
 

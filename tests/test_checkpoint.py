@@ -9,7 +9,9 @@ import psycopg
 import pytest
 
 from pgnotify.connection import listener_conninfo
-from pgnotify.listener import Listener, ListenerOptions
+from pgnotify.exceptions import CannotListenError
+from pgnotify.listener import Listener, ListenerOptions, loop
+from pgnotify.listener.receiving import NotificationReceiver
 from pgnotify.listener.snapshots import Snapshot
 from tests.faults import RecordingSink
 
@@ -94,3 +96,50 @@ async def test_a_marker_that_does_not_come_back_falls_back_to_the_event_log():
         await until_position_covers(conn, name, txid, within=5.0)
 
     assert len(sink.events()) == 1 and not sink.events()[0].replayed
+
+
+class OthersDeafReceiver(NotificationReceiver):
+    """Hears only what its own session sends: as behind a transaction pooler, whose server session
+    hands a client its own notifications and drops every other session's."""
+
+    def _take(self):
+        own = self.pgconn.backend_pid
+        return [n for n in super()._take() if n[2] == own]
+
+
+class UnprovenListener(Listener):
+    """Skips the proof at start, as if the session stopped hearing other sessions after it."""
+
+    async def _prove_listening(self, *args) -> None:
+        pass
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_position_never_moves_over_an_event_not_handed_on(monkeypatch):
+    """The marker comes back by the way other sessions' notifications come: a session that hears
+    only itself moves the position from the event log, handing on what it missed, never by a marker."""
+    monkeypatch.setattr(loop, "NotificationReceiver", OthersDeafReceiver)
+    conninfo = listener_conninfo()
+    name = f"self-only-{uuid.uuid4().hex[:8]}"
+    sink = RecordingSink()
+    options = ListenerOptions(channels=["orders"], name=name, checkpoint_interval=0.1, position_save_interval=1.0)
+    async with Running(UnprovenListener(conninfo, options, sink)), \
+            await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as conn:
+        await sink.wait_for(lambda: "live" in sink.states())
+        cursor = await conn.execute("INSERT INTO shop_order DEFAULT VALUES RETURNING pg_current_xact_id()::text")
+        txid = int((await cursor.fetchone())[0])
+        await until_position_covers(conn, name, txid, within=5.0)
+        handed_on = [n.event["txid"] for n in sink.events()]
+
+    assert handed_on == [txid], "the position covers a change that was never handed on"
+    assert sink.events()[0].replayed
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_that_hears_only_itself_is_refused_at_start(monkeypatch):
+    monkeypatch.setattr(loop, "NotificationReceiver", OthersDeafReceiver)
+    options = ListenerOptions(channels=["orders"], name=f"deaf-{uuid.uuid4().hex[:8]}", heartbeat_timeout=1.0)
+    sink = RecordingSink()
+    with pytest.raises(CannotListenError, match=r'PGNOTIFY\["DIRECT"\]'):
+        await asyncio.wait_for(Listener(listener_conninfo(), options, sink).run(asyncio.Event()), 10)
+    assert "live" not in sink.states() and "connected" not in sink.states()

@@ -22,9 +22,10 @@ import psycopg
 from psycopg import sql
 
 from ..exceptions import ConnectionDeadError, PgNotifyError, one_line
-from . import lock
+from . import lock, probe
 from .backoff import backoff_delay
 from .notification import Notification
+from .receiving import NotificationReceiver
 from .stats import ListenerStats
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,29 @@ class BaseListener:
         ended = (await cursor.fetchone())[0]
         if ended:
             logger.info("ended %d backends of an earlier session of this listener", ended)
+
+    async def _prove_listening(self, listen_conn: psycopg.AsyncConnection, receiver: NotificationReceiver,
+                               sender: psycopg.AsyncConnection | None = None) -> None:
+        """Refuse a session that cannot LISTEN, before anything depends on it (the lock, the position):
+        a notification sent by another session (`sender`, else a connection of its own) must reach
+        `listen_conn` within the heartbeat's bound. Behind a transaction pooler it never does."""
+        channel = probe.channel()
+        await self._heartbeat(listen_conn, listen_conn.execute(probe.listen(channel)))
+        async with contextlib.AsyncExitStack() as stack:
+            if sender is None:
+                sender = await stack.enter_async_context(await self._connect("probe"))
+            await self._heartbeat(sender, sender.execute(probe.SEND, [channel]))
+        deadline = time.monotonic() + self.options.heartbeat_timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if any(name == channel for name, _, _ in await receiver.receive(remaining)):
+                break
+        else:
+            # A session that answers but heard nothing cannot LISTEN; one that does not answer is a
+            # dead connection (retried). Whatever the query's reply brought is looked at too.
+            await self._heartbeat(listen_conn, listen_conn.execute("SELECT 1"))
+            if not any(name == channel for name, _, _ in receiver.take()):
+                raise probe.refusal(self.options.heartbeat_timeout)
+        await self._heartbeat(listen_conn, listen_conn.execute(probe.unlisten(channel)))
 
     # -- shared by every event source: the lock on the name, bounded queries
 

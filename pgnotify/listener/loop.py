@@ -1,12 +1,15 @@
 """The LISTEN loop: psycopg only, no Django.
 
 One process per listener name is active at a time (an advisory lock); the others wait as
-standbys. The active one LISTENs, catches up from its recorded position in the event log,
-then hands on live notifications. Every second it checkpoints: it takes a snapshot S and, in
-the same statement, notifies a marker channel of its own. PostgreSQL delivers notifications in
-commit order, so when the marker comes back every transaction S sees has had its
-notifications delivered: the listener flushes the sink and records S as its position, with no
-query on the event log. The log is read at start (catch-up), on stop, and when a marker does
+standbys. The active one proves its session receives other sessions' notifications (a
+transaction pooler's does not: refused at start), LISTENs, catches up from its recorded position
+in the event log, then hands on live notifications. Every second it checkpoints: it takes a
+snapshot S on the LISTEN session, then notifies a marker channel of its own from the other
+session. PostgreSQL delivers notifications in commit order, so when the marker comes back every
+transaction S sees has had its notifications delivered: the listener flushes the sink and
+records S as its position, with no query on the event log. The marker comes the way every other
+session's notifications come, never back to its own sender only: a session that hears only
+itself never moves the position by a marker. The log is read at start (catch-up), on stop, and when a marker does
 not come back in time (`position_save_interval`). So a committed change is never lost, and
 within one process no event is handed on twice: an event is dropped when the position already
 covers its transaction or its id was handed on since.
@@ -47,8 +50,10 @@ __all__ = ["Listener", "ListenerOptions", "Sink"]
 
 logger = logging.getLogger(__name__)
 
-# The live checkpoint: a snapshot, and a marker queued behind everything the snapshot sees.
-_MARK = "SELECT pg_current_snapshot()::text, pg_notification_queue_usage(), pg_notify(%s, %s)"
+# The live checkpoint: a snapshot on the LISTEN session (its heartbeat), then a marker from the
+# other session, queued behind everything the snapshot sees.
+_SNAPSHOT = "SELECT pg_current_snapshot()::text, pg_notification_queue_usage()"
+_MARK = "SELECT pg_notify(%s, %s)"
 
 class Listener(BaseListener):
     """The NOTIFY source: triggers write the event log and notify; this listener hands both on."""
@@ -77,6 +82,7 @@ class Listener(BaseListener):
             receiver = NotificationReceiver(listen_conn)  # before LISTEN: it collects from the start
             try:
                 await self._heartbeat(listen_conn, listen_conn.execute(SERVER_KEEPALIVES))
+                await self._prove_listening(listen_conn, receiver, query_conn)
                 await self._set_state("connected")
                 if not await self._acquire_lock(listen_conn, query_conn, stop):
                     return
@@ -121,7 +127,7 @@ class Listener(BaseListener):
                 marks.clear()
                 await self._checkpoint(listen_conn, log)
             if moment >= next_checkpoint:
-                marks.append(await self._mark(listen_conn))
+                marks.append(await self._mark(listen_conn, log.connection))
                 next_checkpoint = moment + self.options.checkpoint_interval
 
     async def _listen(self, conn: psycopg.AsyncConnection, extra: list[str] = ()) -> None:
@@ -179,13 +185,14 @@ class Listener(BaseListener):
         for payload in await log.chunk(first_id, last_id, txid):
             await self._deliver(Notification(notification.channel, payload, notification.pid), log)
 
-    async def _mark(self, listen_conn: psycopg.AsyncConnection) -> tuple[int, Snapshot, float]:
-        """Take a snapshot and send a marker behind it: the live checkpoint's first half."""
+    async def _mark(self, listen_conn: psycopg.AsyncConnection,
+                    query_conn: psycopg.AsyncConnection) -> tuple[int, Snapshot, float]:
+        """Take a snapshot and send a marker behind it, from another session: the live checkpoint's first half."""
         self._marks_sent += 1
-        cursor = await self._heartbeat(listen_conn, listen_conn.execute(
-            _MARK, [self._mark_channel, str(self._marks_sent)]))
-        text, usage, _ = await cursor.fetchone()
+        cursor = await self._heartbeat(listen_conn, listen_conn.execute(_SNAPSHOT))
+        text, usage = await cursor.fetchone()
         self._note_queue_usage(usage)
+        await self._heartbeat(query_conn, query_conn.execute(_MARK, [self._mark_channel, str(self._marks_sent)]))
         return self._marks_sent, Snapshot.parse(text), time.monotonic()
 
     async def _checkpoint(self, listen_conn: psycopg.AsyncConnection, log: EventLog, save: bool = False,

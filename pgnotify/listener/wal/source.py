@@ -119,6 +119,7 @@ class WalListener(BaseListener):
             receiver = NotificationReceiver(conn)
             try:
                 await self._heartbeat(conn, conn.execute(SERVER_KEEPALIVES))
+                await self._prove_listening(conn, receiver)
                 await self._set_state("connected")
                 if not await self._acquire_lock(conn, conn, stop):
                     return
@@ -146,6 +147,10 @@ class WalListener(BaseListener):
         except psycopg.OperationalError as error:
             if error.sqlstate == "42501":  # a role without REPLICATION
                 raise WalSetupError(f"the WAL source needs a role with REPLICATION: {one_line(error)}") from error
+            if "unsupported startup parameter: replication" in str(error):  # PgBouncer: no retry mends it
+                raise WalSetupError("the WAL source's replication connection cannot go through PgBouncer: map this "
+                                    "alias in PGNOTIFY[\"DIRECT\"] to an alias that reaches the database directly") \
+                    from error
             raise
 
     async def _prepare_slot(self, conn: psycopg.AsyncConnection) -> None:

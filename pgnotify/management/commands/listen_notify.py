@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pgnotify import conf, runner
 from pgnotify.connection import listener_conninfo
-from pgnotify.exceptions import PgNotifyError
+from pgnotify.exceptions import CannotListenError, PgNotifyError
 from pgnotify.handlers.base import configured_handlers, websocket_layer_configured
 from pgnotify.handlers.output import Output
 from pgnotify.listener import ListenerOptions
@@ -52,6 +52,8 @@ class Command(BaseCommand):
             runner.run(runner.run_listener(listener_conninfo(), listener_options, output,
                                            handlers=handlers,
                                            stats_interval=options["stats_interval"]))
+        except CannotListenError as error:
+            raise CommandError(f"database {conf.direct_alias('default')!r}: {error}") from error
         except PgNotifyError as error:
             raise CommandError(str(error)) from error
         if getattr(self, "_called_from_command_line", False):
