@@ -134,6 +134,27 @@ def rate(events: list[dict]) -> float | None:
     return round((len(events) - 1) / seconds, 1) if seconds > 0 else None
 
 
+def change_of(event: dict) -> str:
+    """What a change event says, less its id and how it came: the same in every repeat."""
+    return json.dumps([event[key] for key in ("table", "op", "pk", "txid", "row")], sort_keys=True, default=str)
+
+
+def assert_stable_ids(per_process: list[list[dict]]) -> None:
+    """The events each listener process handed on, in order: no id twice within one process
+    (reconnects included), every repeat with the id of its first delivery, one change per id."""
+    first_id: dict[str, int] = {}
+    changes: dict[int, str] = {}
+    for index, events in enumerate(per_process):
+        twice = [event_id for event_id, n in Counter(e["id"] for e in events).items() if n > 1]
+        assert not twice, f"process {index} handed on {len(twice)} events twice: {twice[:10]}"
+        for event in events:
+            change = change_of(event)
+            first = first_id.setdefault(change, event["id"])
+            assert first == event["id"], f"a repeat came with id {event['id']}, first with {first}: {change}"
+            other = changes.setdefault(event["id"], change)
+            assert other == change, f"id {event['id']} came with two changes: {other} and {change}"
+
+
 def duplicates(counter: Counter) -> int:
     return sum(n - 1 for n in counter.values() if n > 1)
 
