@@ -234,7 +234,19 @@ async def test_silent_connection_is_detected_within_10_s(event_source):
                                          "states": " > ".join(sink.states())})
 
 
-async def test_a_change_sent_again_after_a_cut_is_handed_on_once_with_its_id(event_source):
+async def _write_rows(writer, statement: bool) -> None:
+    async with writer.transaction():
+        if statement:
+            await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
+            await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
+        else:  # one COPY: its rows share one WAL record, hence one LSN
+            async with writer.cursor().copy("COPY shop_order (quantity) FROM STDIN") as copy:
+                for quantity in (1, 2):
+                    await copy.write_row([quantity])
+
+
+@pytest.mark.parametrize("statement", [True, False], ids=["two_inserts", "copy"])
+async def test_a_change_sent_again_after_a_cut_is_handed_on_once_with_its_id(event_source, statement):
     """The connection that brings the changes (LISTEN's; the replication stream's) is cut right
     after the first change of a two-row transaction reached the listener and was handed on, before
     the rest (with the WAL source: before the transaction's Commit), so the server sends it again
@@ -254,9 +266,7 @@ async def test_a_change_sent_again_after_a_cut_is_handed_on_once_with_its_id(eve
                 for sink in (cut_sink, reference_sink):
                     await sink.wait_for(lambda sink=sink: "live" in sink.states(), within=20)
                 proxy.hold_after_change(marker)
-                async with writer.transaction():
-                    await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
-                    await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
+                await _write_rows(writer, statement)
                 await cut_sink.wait_for(lambda: cut_sink.events(), within=10)
                 assert proxy.held.is_set()
                 proxy.cut(marker)
