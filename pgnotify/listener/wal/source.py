@@ -91,7 +91,7 @@ class WalListener(BaseListener):
         self._types: dict[int, Convert] = dict(SCALARS)
         self._relations: dict[int, Watched | None] = {}
         self._next_xid = 0
-        self._change_lsn = 0  # of the transaction's last change handed on (0: none yet)
+        self._change_lsn = 0  # of the open transaction's last watched change (0: none yet)
         self._next_ordinal = 0  # the next event id at _change_lsn is _change_lsn + this
         self._open: _Transaction | None = None  # the transaction being decoded
         self._cut_short = (0, -1)  # (commit LSN, last event id handed on) of one a lost connection cut
