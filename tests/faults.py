@@ -134,6 +134,27 @@ def rate(events: list[dict]) -> float | None:
     return round((len(events) - 1) / seconds, 1) if seconds > 0 else None
 
 
+def change_of(event: dict) -> str:
+    """What a change event says, less its id and how it came: the same in every repeat."""
+    return json.dumps([event[key] for key in ("table", "op", "pk", "txid", "row")], sort_keys=True, default=str)
+
+
+def assert_stable_ids(per_process: list[list[dict]]) -> None:
+    """The events each listener process handed on, in order: no id twice within one process
+    (reconnects included), every repeat with the id of its first delivery, one change per id."""
+    first_id: dict[str, int] = {}
+    changes: dict[int, str] = {}
+    for index, events in enumerate(per_process):
+        twice = [event_id for event_id, n in Counter(e["id"] for e in events).items() if n > 1]
+        assert not twice, f"process {index} handed on {len(twice)} events twice: {twice[:10]}"
+        for event in events:
+            change = change_of(event)
+            first = first_id.setdefault(change, event["id"])
+            assert first == event["id"], f"a repeat came with id {event['id']}, first with {first}: {change}"
+            other = changes.setdefault(event["id"], change)
+            assert other == change, f"id {event['id']} came with two changes: {other} and {change}"
+
+
 def duplicates(counter: Counter) -> int:
     return sum(n - 1 for n in counter.values() if n > 1)
 
@@ -265,6 +286,10 @@ class SilenceableProxy(ThreadedProxy):
 
         asyncio.run_coroutine_threadsafe(thaw(), self._loop).result(5)
 
+    def _from_server(self, connection: dict, data: bytes) -> bytes:
+        """What to relay to the client of what the server sent (all of it here)."""
+        return data
+
     def _abort_all(self) -> None:
         for connection in self._connections:
             for writer in connection["writers"]:
@@ -281,7 +306,7 @@ class SilenceableProxy(ThreadedProxy):
         relaying = asyncio.Event()
         relaying.set()
         connection = {"first": bytearray(), "relaying": relaying, "closed": False,
-                      "writers": [client_writer, server_writer]}
+                      "writers": [client_writer, server_writer], "from_server": bytearray(), "hold": None}
         self._connections.append(connection)
 
         async def pump(reader, writer, record: bool):
@@ -291,6 +316,8 @@ class SilenceableProxy(ThreadedProxy):
                     break
                 if record and len(connection["first"]) < 4096:
                     connection["first"].extend(data)
+                if not record and not (data := self._from_server(connection, data)):
+                    continue
                 # Silenced: relay nothing, answer nothing, close nothing (a dead peer) until thawed.
                 await relaying.wait()
                 writer.write(data)
@@ -301,6 +328,64 @@ class SilenceableProxy(ThreadedProxy):
             await asyncio.gather(pump(client_reader, server_writer, True), pump(server_reader, client_writer, False),
                                  return_exceptions=True)
         connection["closed"] = True
+
+
+class ChangeCuttingProxy(SilenceableProxy):
+    """A SilenceableProxy that can cut a connection right after a change reached its client.
+
+    `hold_after_change(marker)`: on the open connection carrying `marker`, the server's messages
+    are relayed up to and including the first that brings a row change (an XLogData holding a
+    pgoutput Insert, Update or Delete, or a NotificationResponse on `channel`), and nothing after
+    it (a WAL transaction's Commit stays behind). `held` is set then; `cut(marker)` aborts the
+    connection, so the server sends again what it had not heard confirmed."""
+
+    def __init__(self, host: str, port: int, channel: str = "orders"):
+        super().__init__(host, port)
+        self.channel = channel.encode()
+        self.held = threading.Event()
+
+    def hold_after_change(self, marker: str) -> None:
+        async def arm() -> None:
+            matching = [c for c in self._connections if marker.encode() in c["first"] and not c["closed"]]
+            assert len(matching) == 1, f"{len(matching)} connections carry {marker!r}"
+            matching[0]["hold"] = "armed"
+
+        asyncio.run_coroutine_threadsafe(arm(), self._loop).result(5)
+
+    def cut(self, marker: str) -> None:
+        async def cut() -> None:
+            for connection in self._connections:
+                if marker.encode() in connection["first"]:
+                    for writer in connection["writers"]:
+                        writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(cut(), self._loop).result(5)
+
+    def _brings_change(self, message: bytes) -> bool:
+        if message[0] == 0x64:  # 'd' CopyData: an XLogData ('w') whose pgoutput message is at 25
+            return len(message) > 30 and message[5] == 0x77 and message[30] in b"IUD"
+        if message[0] == 0x41:  # 'A' NotificationResponse: pid, then the channel
+            return message[9:].split(b"\0", 1)[0] == self.channel
+        return False
+
+    def _from_server(self, connection: dict, data: bytes) -> bytes:
+        """Whole messages only (the server's messages are framed from its first byte on): the
+        rest waits for its end; once held, nothing more."""
+        pending = connection["from_server"]
+        pending.extend(data)
+        end = 0
+        while connection["hold"] != "held" and len(pending) - end >= 5:
+            size = 1 + int.from_bytes(pending[end + 1:end + 5])
+            if len(pending) - end < size:
+                break
+            message = bytes(pending[end:end + size])
+            end += size
+            if connection["hold"] == "armed" and self._brings_change(message):
+                connection["hold"] = "held"
+                self.held.set()
+        relay = bytes(pending[:end])
+        del pending[:end]
+        return relay
 
 
 

@@ -17,7 +17,9 @@ from notifyproject.shop.models import Order, Product
 from pgnotify import notify
 from pgnotify.connection import listener_conninfo
 from pgnotify.listener import ListenerOptions
+from pgnotify.listener.wal.protocol import Change, Commit, parse_copy_data
 from pgnotify.listener.wal.slots import slot_name
+from pgnotify.listener.wal.stream import ReplicationStream
 from pgnotify.publication import sync_publication
 from pgnotify.sources import make_listener
 from tests.faults import PrivateServer, RecordingSink
@@ -301,3 +303,40 @@ async def test_a_slot_retaining_more_than_the_threshold_is_warned_about(wal, cap
     wal_stats = run.listener.stats.snapshot()["wal"]
     assert wal_stats["slot"] == run.listener.slot and wal_stats["retained_bytes"] > 1
     assert f"replication slot {run.listener.slot} retains" in caplog.text
+
+
+async def test_messages_read_before_an_error_in_the_same_read_are_handed_out_first(wal):
+    """The walsender is ended after it sent a transaction and before the stream was read: the
+    transaction's messages and the server's error arrive in one read. The messages come out
+    first; the error on the next read."""
+    conninfo = listener_conninfo()
+    slot = f"pgnotify_test_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as conn:
+        await conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [slot])
+        wal_conn = await psycopg.AsyncConnection.connect(autocommit=True, replication="database", **conninfo)
+        try:
+            stream = ReplicationStream(wal_conn)
+            await stream.start(slot, "pgnotify", 0)
+            order = await database_sync_to_async(Order.objects.create)(quantity=3)
+            cursor = await conn.execute("SELECT pg_current_wal_lsn()")
+            (written,) = await cursor.fetchone()
+            for _ in range(100):  # the walsender sent the transaction (it writes each message out)
+                cursor = await conn.execute("SELECT sent_lsn >= %s FROM pg_stat_replication WHERE pid = %s",
+                                            [written, wal_conn.info.backend_pid])
+                if (await cursor.fetchone())[0]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the walsender did not send the transaction")
+            cursor = await conn.execute("SELECT pg_terminate_backend(%s, 5000)", [wal_conn.info.backend_pid])
+            assert (await cursor.fetchone())[0]
+            messages = stream.poll()
+            with pytest.raises(psycopg.OperationalError, match="terminating connection"):
+                stream.poll()
+        finally:
+            await wal_conn.close()
+            await conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+    decoded = [message for _, message in map(parse_copy_data, messages)]
+    assert [(m.op, m.new[0]) for m in decoded if isinstance(m, Change)] == [("INSERT", str(order.pk))]
+    kinds = [type(m) for m in decoded]
+    assert Commit in kinds[kinds.index(Change):]  # the whole transaction

@@ -11,6 +11,8 @@ restart. A record that makes several events takes LSN, LSN + 1, ...: a multi-row
 (COPY) holds several rows at one LSN, and a table with several targets makes an event per target.
 These stay inside the record, so no other change can have them: a record is at least 24 bytes,
 and every row of a multi-row record more than 8, which holds for up to 8 targets per table.
+The listener counts these ordinals afresh at each transaction's Begin, and the server sends a
+transaction again only whole, from its Begin: so a change sent again gets the same ids.
 """
 
 from dataclasses import dataclass, field

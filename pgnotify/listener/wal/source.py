@@ -9,8 +9,10 @@ Position: the slot's confirmed position. Every `checkpoint_interval` the listene
 sink and only then confirms the end of the last transaction handed on (or, between
 transactions, the server's position of its last keepalive), so what the server may forget has
 been taken by every handler. After a restart or a reconnect the server sends everything after
-the confirmed position again (at least once, with the same ids); within one process a
-transaction is never handed on twice (commit LSNs only grow). A slot invalidated by
+the confirmed position again, whole transactions from their Begin (at least once, with the same
+ids: an id depends only on where its change is in the WAL and in its transaction). Within one
+process nothing is handed on twice: a transaction handed on whole is skipped (commit LSNs only
+grow), and of one a lost connection cut short, the changes already handed on. A slot invalidated by
 `max_slot_wal_keep_size` is reported as `behind_retention` and made anew at the current position.
 
 Beside the stream, a normal connection holds the advisory lock (one active process per name, the
@@ -65,14 +67,16 @@ _SETUP_ERRORS = (errors.ObjectNotInPrerequisiteState, errors.InsufficientPrivile
 
 
 class _Transaction:
-    __slots__ = ("cache", "commit_lsn", "replayed", "skip", "ts", "txid")
+    __slots__ = ("cache", "commit_lsn", "handed_on_until", "replayed", "skip", "ts", "txid")
 
-    def __init__(self, begin: Begin, txid: int, skip: bool, replayed: bool):
+    def __init__(self, begin: Begin, txid: int, skip: bool, replayed: bool, handed_on_until: int = -1):
         self.commit_lsn = begin.commit_lsn
         self.ts = commit_ts(begin.commit_time_us)
         self.txid = txid
         self.skip = skip
         self.replayed = replayed
+        # Sent again after a reconnect cut it short: its events up to this id were handed on.
+        self.handed_on_until = handed_on_until
         self.cache: dict[tuple[str, str], tuple[str, ...]] = {}  # (table, op) -> tags
 
 
@@ -91,8 +95,10 @@ class WalListener(BaseListener):
         self._types: dict[int, Convert] = dict(SCALARS)
         self._relations: dict[int, Watched | None] = {}
         self._next_xid = 0
-        self._change_lsn = 0
+        self._change_lsn = 0  # of the open transaction's last watched change (0: none yet)
         self._next_ordinal = 0  # the next event id at _change_lsn is _change_lsn + this
+        self._open: _Transaction | None = None  # the transaction being decoded
+        self._cut_short = (0, -1)  # (commit LSN, last event id handed on) of one a lost connection cut
         self._saved_at = 0.0
         self._confirmed_at = time.monotonic()  # when the position last covered everything received
         self._pruned_at = 0.0
@@ -256,6 +262,7 @@ class WalListener(BaseListener):
         cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
         self._next_xid, current = await cursor.fetchone()
         catch_up_until = parse_lsn(current)
+        self._note_cut_short()
         stream = ReplicationStream(wal_conn)
         # A slot still in use (ObjectInUse: the previous consumer is going away) is a recoverable
         # error: the session is retried after a short backoff.
@@ -334,6 +341,8 @@ class WalListener(BaseListener):
                 else:
                     self._change_lsn, ordinal = lsn, 0
                 self._next_ordinal = ordinal + len(shapes)
+                if lsn + ordinal <= transaction.handed_on_until:
+                    continue  # handed on before the connection was lost
                 for shape in shapes:
                     event = shape.event(message, lsn + ordinal, transaction.ts, transaction.txid)
                     ordinal += 1
@@ -347,9 +356,12 @@ class WalListener(BaseListener):
                             logger.exception("the sink failed on a %s notification", notification.channel)
             elif kind is Begin:
                 txid = full_xid(message.xid, self._next_xid)
-                skip = message.commit_lsn <= self._last_commit or txid in self._logged_txids
-                transaction = _Transaction(message, txid, skip=skip,
-                                           replayed=message.commit_lsn < catch_up_until)
+                cut_lsn, handed_on_until = self._cut_short
+                transaction = self._open = _Transaction(
+                    message, txid, skip=message.commit_lsn <= self._last_commit or txid in self._logged_txids,
+                    replayed=message.commit_lsn < catch_up_until,
+                    handed_on_until=handed_on_until if message.commit_lsn == cut_lsn else -1)
+                self._change_lsn = 0  # ordinals count within the transaction: the same ids when it comes again
             elif kind is Commit:
                 if not transaction.skip:
                     for (table_name, op), tags in transaction.cache.items():
@@ -358,7 +370,7 @@ class WalListener(BaseListener):
                         await self._hand_on(notification)
                     self._last_commit = transaction.commit_lsn
                 self._received = max(self._received, message.end_lsn)
-                transaction = None
+                transaction = self._open = None
             elif kind is Relation:
                 relations[message.oid] = await self._watched(message, conn)
             elif kind is Keepalive:
@@ -372,6 +384,16 @@ class WalListener(BaseListener):
                         if (watched := relations.get(oid)) is not None and watched.tags:
                             transaction.cache.setdefault((watched.name, "TRUNCATE"), watched.tags)
         return transaction
+
+    def _note_cut_short(self) -> None:
+        """Before streaming again: remember how far the transaction a lost connection cut short
+        was handed on, for the server sends it again from its Begin."""
+        cut = self._open
+        self._open = None
+        if cut is None or cut.skip:
+            return
+        handed_on_until = self._change_lsn + self._next_ordinal - 1 if self._change_lsn else -1
+        self._cut_short = (cut.commit_lsn, max(handed_on_until, cut.handed_on_until))
 
     async def _pass_on(self, notification: Notification) -> None:
         """A notification that came by LISTEN: passed on as it is."""

@@ -23,6 +23,7 @@ class ReplicationStream:
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
         self.pgconn = conn.pgconn
+        self._failure: psycopg.OperationalError | None = None  # read after messages: raised next
 
     async def start(self, slot: str, publication: str, start_lsn: int) -> None:
         """START_REPLICATION; raises psycopg.OperationalError with the server's message (the caller
@@ -42,10 +43,16 @@ class ReplicationStream:
 
     def poll(self) -> list[bytes]:
         """The copy data messages that arrived (at most READ_BATCH), without waiting."""
-        self.pgconn.consume_input()  # raises psycopg.OperationalError on a broken connection
+        if self._failure is None:
+            self.pgconn.consume_input()  # raises psycopg.OperationalError on a broken connection
         return self.take()
 
     def take(self) -> list[bytes]:
+        """The messages already read; the stream's end or error once every message before it
+        was taken (never in place of them)."""
+        if (failure := self._failure) is not None:
+            self._failure = None
+            raise failure
         pgconn = self.pgconn
         messages = []
         get = pgconn.get_copy_data
@@ -58,8 +65,12 @@ class ReplicationStream:
             else:  # -1: the server ended the stream; -2: an error
                 result = pgconn.get_result()
                 message = result.error_message.decode(errors="replace") if result is not None else ""
-                raise psycopg.OperationalError(message.strip() or pgconn.error_message.decode(errors="replace")
-                                               or "the replication stream ended")
+                failure = psycopg.OperationalError(message.strip() or pgconn.error_message.decode(errors="replace")
+                                                   or "the replication stream ended")
+                if not messages:
+                    raise failure
+                self._failure = failure
+                break
         return messages
 
     def confirm(self, lsn: int, reply: bool = False) -> None:
