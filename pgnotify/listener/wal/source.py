@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 
 import psycopg
 from psycopg import errors
@@ -100,7 +101,10 @@ class WalListener(BaseListener):
         self._open: _Transaction | None = None  # the transaction being decoded
         self._cut_short = (0, -1)  # (commit LSN, last event id handed on) of one a lost connection cut
         self._saved_at = 0.0
-        self._confirmed_at = time.monotonic()  # when the position last covered everything received
+        # The server's WAL position at each checkpoint not yet covered by ours, with its time: the
+        # oldest one's age is how far the position is held back (a large transaction being decoded
+        # holds it back before a single change of it arrives).
+        self._server_marks: deque[tuple[int, float]] = deque()
         self._pruned_at = 0.0
         self._partitions_checked_at = 0.0
         self._warned_retained = False
@@ -455,7 +459,8 @@ class WalListener(BaseListener):
 
     async def _checkpoint(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
         cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
-        self._next_xid, _ = await cursor.fetchone()
+        self._next_xid, current = await cursor.fetchone()
+        self._server_marks.append((parse_lsn(current), time.monotonic()))
         await self._confirm(conn, stream)
         self._note_slot(await self._heartbeat(conn, slot_info(conn, self.slot)))
         moment = time.monotonic()
@@ -475,15 +480,13 @@ class WalListener(BaseListener):
         """Flush the sink, then confirm what it has taken; a status update in any case (asking
         for a reply: the replication connection's heartbeat)."""
         moment = time.monotonic()
-        if self._received <= self._confirmed:
-            self._confirmed_at = moment
-        else:
+        if self._received > self._confirmed:
             try:
                 await self.sink.flush()
             except PgNotifyError as error:  # a handler has not taken everything: keep the old position
                 logger.debug("position of %s held back: %s", self.options.name, error)
             else:
-                self._confirmed, self._confirmed_at = self._received, moment
+                self._confirmed = self._received
                 if moment - self._saved_at >= self.options.position_save_interval:
                     await self._heartbeat(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
                     self._saved_at = moment
@@ -492,14 +495,19 @@ class WalListener(BaseListener):
                     await EventLog(conn, guard=self._guard(conn)).save_position(self.options.name,
                                                                                 self._log_position[0])
                     self._log_position, self._logged_txids = None, set()
+        while self._server_marks and self._server_marks[0][0] <= self._confirmed:
+            self._server_marks.popleft()
         stream.confirm(self._confirmed, reply=True)
+
+    def held_back_s(self) -> float:
+        """Seconds since the server was at a WAL position the listener's position does not cover yet."""
+        return time.monotonic() - self._server_marks[0][1] if self._server_marks else 0.0
 
     def _note_slot(self, info: SlotInfo | None) -> None:
         if info is None:
             return
-        # The age of what the slot holds for us: how long the position has not covered everything.
         self.stats.wal = {**info.as_dict(), "confirmed_lsn": lsn_text(self._confirmed),
-                          "confirmed_age_s": round(time.monotonic() - self._confirmed_at, 1)}
+                          "confirmed_age_s": round(self.held_back_s(), 1)}
         if info.wal_status == "unreserved":  # the next checkpoint may invalidate it
             logger.error("replication slot %s retains more WAL than max_slot_wal_keep_size: the next checkpoint may "
                          "invalidate it and lose changes (docs/sources.md: sizing the limit)", self.slot)
