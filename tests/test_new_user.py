@@ -27,7 +27,7 @@ from websockets.sync.client import connect as websocket_connect
 
 from pgnotify.connection import listener_conninfo
 from tests.support import ROOT, ManagedProcess, free_port
-from tests.web import REDIS_HOST, REDIS_PORT, browser, redis_reachable  # noqa: F401 (fixture)
+from tests.web import REDIS_HOST, REDIS_PORT, redis_reachable
 
 pytestmark = [pytest.mark.once, pytest.mark.slow, pytest.mark.timeout(600)]
 VENVS = ROOT / "build" / "new-user"
@@ -332,7 +332,7 @@ def readme_command(name: str) -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.skipif(not redis_reachable(), reason=f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}")
-def test_readme_steps_serve_the_pages_in_a_browser(wheel, database, tmp_path, browser):  # noqa: F811
+def test_readme_steps_serve_the_pages_in_a_browser(wheel, database, tmp_path, browser):
     """The README's steps as written, in a `startproject` project, then a real browser: an anonymous
     user lands on a working log-in page, staff see the dashboard live, and an admin edit in one
     page shows as the live notice on another admin page."""
