@@ -20,6 +20,7 @@ COVERED_ELSEWHERE = {
     "make bench": "bench/ (not part of the suite)",
     "DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres make": "CI runs make test with this DATABASE_URL",
     ".venv/bin/python -m pip install": "tests/test_new_user.py installs the wheel into fresh virtualenvs",
+    ".venv/bin/python manage.py runserver": "tests/test_new_user.py serves the README's project with it",
 }
 # Long-running commands: started, awaited until ready, then stopped with Ctrl-C (SIGINT).
 LONG_RUNNING = {"manage.py listen_notify": "': live"}

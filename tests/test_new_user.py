@@ -10,6 +10,7 @@ second PostgreSQL run of CI reuses them; the project and its database are new on
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,6 +128,11 @@ def write_posts(database: dict) -> int:
 def test_core_install_without_extras(wheel, database, tmp_path):
     home = virtualenv(wheel, "")
     python, env = new_project(home, tmp_path, database)
+    versions = run(python, "-c", "import django, sys; print(django.get_version(), sys.version.split()[0])",
+                   cwd=tmp_path, env=env).stdout.split()
+    print(f"\nnew user's virtualenv: Django {versions[0]} on Python {versions[1]}")
+    if wanted := os.environ.get("PIP_CONSTRAINT"):  # .ci/matrix asks for a Django release
+        assert f"Django=={versions[0]}" in Path(wanted).read_text().split()
     run(python, "manage.py", "makemigrations", "blog", cwd=tmp_path, env=env)
     migrated = run(python, "manage.py", "migrate", cwd=tmp_path, env=env)
     assert "pgnotify: attached pgnotify_change on blog_post" in migrated.stdout
@@ -260,3 +266,133 @@ def test_the_distribution_holds_what_the_app_needs_and_passes_twine(tmp_path):
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Classifier: Framework :: Django :: 5.2" in metadata and "License-Expression: MIT" in metadata
     assert 'Provides-Extra: redis' in metadata and "channels-redis<4.4" in metadata.replace(" ", "")
+
+
+SHOP_MODELS = '''
+from django.db import models
+
+
+class Order(models.Model):
+    status = models.CharField(max_length=20, default="new")
+    total = models.DecimalField(max_digits=30, decimal_places=10, default=0)
+
+
+class Product(models.Model):
+    name = models.CharField(max_length=100)
+'''
+
+
+def readme_files() -> list[tuple[str, str, str]]:
+    """The README's "Add pgnotify to your project" blocks that name a file: (path, how, text), in order.
+
+    A block's first line names its file and how it goes in: `# mysite/urls.py, at the end` or
+    `{# templates/admin/base_site.html, the whole file ... #}`."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Add pgnotify to your project"):]
+    section = section[:section.index("\n## ", 1)]
+    files = []
+    for _indent, block in re.findall(r"^( *)```(?:python|django)\n(.*?)^\1```", section, flags=re.M | re.S):
+        text = textwrap.dedent(block)
+        named = re.match(r"(?:#|\{#) (\S+), (at the end|the whole file)", text)
+        if named:
+            files.append((named[1], named[2], text))
+    return files
+
+
+def readme_project(home: Path, where: Path, database: dict, layer_prefix: str) -> tuple[Path, dict]:
+    """`startproject mysite` and `startapp shop` (the README's models), then the README's blocks as
+    written; the test adds only what is the project's own: its app, database and Redis."""
+    env = {"PATH": f"{home / 'bin'}:/usr/bin:/bin", "HOME": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
+    run(home / "bin" / "django-admin", "startproject", "mysite", where, cwd=where, env=env)
+    python = home / "bin" / "python"
+    run(python, "manage.py", "startapp", "shop", cwd=where, env=env)
+    (where / "shop" / "models.py").write_text(SHOP_MODELS)
+    (where / "shop" / "admin.py").write_text("from django.contrib import admin\n\nfrom .models import Order\n\n"
+                                             "admin.site.register(Order)\n")
+    files = readme_files()
+    assert {path for path, _, _ in files} >= {"mysite/settings.py", "mysite/asgi.py", "mysite/urls.py",
+                                              "templates/admin/base_site.html"}, files
+    for path, how, text in files:
+        target = where / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text((target.read_text() + "\n" if how == "at the end" else "") + text)
+    db_settings = {"ENGINE": "django.db.backends.postgresql", "NAME": database["dbname"],
+                   "USER": database.get("user") or "postgres", "PASSWORD": database.get("password") or "",
+                   "HOST": database.get("host") or "", "PORT": str(database.get("port") or "")}
+    with open(where / "mysite" / "settings.py", "a") as settings:
+        settings.write(textwrap.dedent(f"""
+            INSTALLED_APPS += ["shop"]
+            DATABASES = {{"default": {db_settings!r}}}
+            CHANNEL_LAYERS = {{"default": {{"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {{
+                "hosts": [{{"address": "redis://{REDIS_HOST}:{REDIS_PORT}/4", "max_connections": 1000}}],
+                "prefix": "{layer_prefix}"}}}}}}
+        """))
+    return python, env
+
+
+def readme_command(name: str) -> list[str]:
+    """A `manage.py` command as the README's bash blocks give it, without the trailing comment."""
+    readme = (ROOT / "README.md").read_text()
+    (line,) = [line for line in re.findall(r"^\s*(\.venv/bin/python manage\.py \S+.*)$", readme, flags=re.M)
+               if line.split()[2] == name]
+    return re.sub(r"\s+#\s.*$", "", line).split()[2:]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not redis_reachable(), reason=f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}")
+def test_readme_steps_serve_the_pages_in_a_browser(wheel, database, tmp_path, browser):
+    """The README's steps as written, in a `startproject` project, then a real browser: an anonymous
+    user lands on a working log-in page, staff see the dashboard live, and an admin edit in one
+    page shows as the live notice on another admin page."""
+    home = virtualenv(wheel, "redis,daphne")
+    python, env = readme_project(home, tmp_path, database, f"newuser{uuid.uuid4().hex[:8]}")
+    run(python, "manage.py", "makemigrations", "shop", cwd=tmp_path, env=env)
+    run(python, "manage.py", "migrate", cwd=tmp_path, env=env)
+    run(python, "manage.py", "check", cwd=tmp_path, env=env)
+    run(python, "manage.py", "shell", "--no-imports", "-c",
+        "from django.contrib.auth.models import User; from shop.models import Order; "
+        "User.objects.create_superuser('staff', 'staff@example.com', 'staff-password-1'); "
+        "Order.objects.create(pk=9007199254740993, total='12345678901234567890.0123456789')",
+        cwd=tmp_path, env=env)
+
+    port = free_port()
+    server = ManagedProcess(*readme_command("runserver"), "--noreload", f"127.0.0.1:{port}", python=python,
+                            cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"})
+    listener = listen(python, tmp_path, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_for_line("development server at", timeout=30)
+        anonymous = browser.new_context()
+        anonymous.set_default_timeout(15_000)
+        page = anonymous.new_page()
+        response = page.goto(f"{url}/dashboard/")
+        assert response.status == 200, f"{page.url} answered {response.status}: {server.stderr_lines[-20:]}"
+        assert page.locator("input[type=password]").count() == 1, f"{page.url} is no log-in page"
+        page.fill("input[name=username]", "staff")
+        page.fill("input[name=password]", "staff-password-1")
+        with page.expect_navigation():
+            page.click("[type=submit]")
+        assert page.url == f"{url}/dashboard/", page.url
+        page.wait_for_function("window.websocketConnected === true", timeout=10_000)
+
+        # Two admin pages of the same staff user: an edit saved in one appears as a notice in the other.
+        elsewhere = anonymous.new_page()
+        elsewhere.goto(f"{url}/admin/")
+        elsewhere.wait_for_function("window.websocketConnected === true", timeout=10_000)
+        editor = anonymous.new_page()
+        editor.goto(f"{url}/admin/shop/order/9007199254740993/change/")
+        editor.fill("input[name=status]", "paid")
+        with editor.expect_navigation():
+            editor.click("input[name=_save]")
+        notice = elsewhere.locator("#pgnotify-notice .item").filter(has_text="UPDATE shop_order")
+        notice.wait_for(timeout=10_000)
+        assert notice.first.inner_text() == "UPDATE shop_order pk=9007199254740993 · status"
+        feed = page.locator("#feed-body tr").filter(has_text="shop_order")
+        feed.first.wait_for(timeout=10_000)
+        assert "9007199254740993" in feed.first.inner_text()
+        anonymous.close()
+    finally:
+        listener.stop()
+        server.stop()
+    failed = [line for line in server.stderr_lines if re.match(r"HTTP \S+ (?!/favicon.ico)\S+ [45]\d\d ", line)]
+    assert failed == []  # no page, script or style sheet answered an error

@@ -1,9 +1,11 @@
 """Pages of the web side. The live data arrives over websockets; views only render the shell."""
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import render
 
+from .login import send_to_login
 
-@staff_member_required(login_url=None)  # None: the project's LOGIN_URL, read per request
+
 def dashboard(request):
+    if not (request.user.is_active and request.user.is_staff):
+        return send_to_login(request)
     return render(request, "pgnotify/dashboard.html")

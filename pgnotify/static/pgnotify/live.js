@@ -74,13 +74,30 @@
   };
 
   // Frames carry numbers with all their digits (a numeric of 29 digits, an integer beyond 2^64).
-  // JSON.parse would round what a double cannot hold; where the browser shows the reviver the
-  // number's source text (Chromium 114+), such a number becomes a string of its exact digits.
-  // Others stay numbers. A frame with no run of 16 digits has none: it skips the reviver.
+  // JSON.parse would round what a double cannot hold: such a number becomes a string of its exact
+  // digits; others stay numbers. Where the reviver gets the number's source text (Chromium 114+,
+  // Firefox 135+, Safari 18.4+) it decides; elsewhere long numbers are quoted before parsing.
+  // A frame with no run of 16 digits has none: it is parsed as it is.
   var LONG_NUMBER = /[0-9.]{16}/;
+  var HAS_SOURCE = (function () {
+    var seen = false;
+    JSON.parse("1", function (key, value, context) { seen = !!context && context.source === "1"; return value; });
+    return seen;
+  })();
 
   function parseFrame(text) {
-    return LONG_NUMBER.test(text) ? JSON.parse(text, exactNumber) : JSON.parse(text);
+    if (!LONG_NUMBER.test(text)) return JSON.parse(text);
+    return HAS_SOURCE ? JSON.parse(text, exactNumber) : JSON.parse(quoteLongNumbers(text));
+  }
+
+  // Strings are matched whole first, so digits inside them are left alone.
+  var STRING_OR_LONG_NUMBER = /"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]{15,}/g;
+
+  function quoteLongNumbers(text) {
+    return text.replace(STRING_OR_LONG_NUMBER, function (token) {
+      if (token[0] === '"' || decimalKey(token) === decimalKey(String(Number(token)))) return token;
+      return '"' + token + '"';
+    });
   }
 
   function exactNumber(key, value, context) {
