@@ -88,3 +88,28 @@ class Unkeyed(models.Model):
     class Meta:
         managed = False
         db_table = "shapes_unkeyed"
+
+
+class OddValue(models.Model):
+    """Values at the edges of what a change event can carry (tests/test_odd_values.py): a `json`
+    column (Django has no field for it), jsonb, text, numeric and a double."""
+
+    doc = models.TextField(null=True)  # json in the table
+    docb = models.JSONField(null=True)
+    body = models.TextField(null=True)
+    num = models.DecimalField(max_digits=40, decimal_places=10, null=True)
+    flt = models.FloatField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "shapes_oddvalue"
+
+
+class Wide(models.Model):
+    """A table of 1,600 columns, PostgreSQL's most; the model names only its key."""
+
+    id = models.BigAutoField(primary_key=True)
+
+    class Meta:
+        managed = False
+        db_table = "shapes_wide"
