@@ -39,6 +39,8 @@ CASES = [
          lambda row: row["doc"] == DEEP_ARRAY, ["doc"]),
     Case("lone surrogate in json", f"INSERT INTO shapes_oddvalue (doc, body) VALUES ('{LONE}', 'x') RETURNING id",
          lambda row: row["doc"] == LONE and row["body"] == "x", ["doc"]),
+    Case("NUL escape in json", """INSERT INTO shapes_oddvalue (doc) VALUES ('["\\u0000"]') RETURNING id""",
+         lambda row: row["doc"] == '["\\u0000"]', ["doc"]),
     Case("surrogate pair in json", """INSERT INTO shapes_oddvalue (doc) VALUES ('{"a":"\\ud83d\\ude00"}') RETURNING id""",
          lambda row: row["doc"] == {"a": "\U0001F600"}),
     Case("5 MB text", f"INSERT INTO shapes_oddvalue (body) VALUES (repeat('x', {MB5})) RETURNING id",
@@ -83,14 +85,19 @@ class Events:
                 self.unreadable.append(line[:200])
                 continue
             if isinstance(payload, dict) and "pk" in payload and "op" in payload:
-                self.seen[payload["pk"]] = payload
+                self.seen[payload["pk"], payload["op"]] = payload
 
-    def wait(self, pk: int, timeout: float = 30.0) -> dict:
+    def wait(self, pk: int, case: str = "a normal row", op: str = "INSERT", timeout: float = 30.0) -> dict:
         def arrived(lines):
             self._scan(lines)
-            return self.seen.get(pk)
+            return self.seen.get((pk, op))
 
-        return self.process.wait_for(arrived, timeout=timeout)
+        try:
+            return self.process.wait_for(arrived, timeout=timeout)
+        except TimeoutError:
+            raise AssertionError(f"{case}: no event for pk {pk} in {timeout} s; printed on the channel: "
+                                 f"{list(self.seen)}, unreadable: {self.unreadable}; "
+                                 f"stderr: {self.process.stderr_lines[-5:]}") from None
 
 
 def assert_no_failure(process) -> None:
@@ -104,11 +111,21 @@ def test_odd_values_never_stop_the_stream(listener, event_source):
     events = Events(process, "shapes_odd")
     for case in CASES:
         pk = insert(case.statement)  # the write succeeds, watched
-        event = events.wait(pk)
+        event = events.wait(pk, case.name)
         assert case.expect(event["row"]), f"{case.name}: {str(event['row'])[:300]}"
         assert event.get("as_text") == case.as_text, f"{case.name}: {event.get('as_text')}"
         after = normal_row()
         assert events.wait(after)["row"]["body"] == "normal", case.name
+    # The UPDATE and DELETE of a row holding what jsonb refuses.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE shapes_oddvalue SET body = 'y' WHERE body = 'x'")
+        cursor.execute("SELECT id FROM shapes_oddvalue WHERE body = 'y'")
+        (lone,) = cursor.fetchone()
+        updated = events.wait(lone, "lone surrogate UPDATE", "UPDATE")
+        assert (updated["row"]["doc"], updated["as_text"], updated["changed"]) == (LONE, ["doc"], ["body"])
+        cursor.execute("DELETE FROM shapes_oddvalue WHERE id = %s", [lone])
+        deleted = events.wait(lone, "lone surrogate DELETE", "DELETE")
+        assert (deleted["row"]["doc"], deleted["as_text"]) == (LONE, ["doc"])
     assert events.unreadable == []
     assert_no_failure(process)
     assert process.stop() == 0
