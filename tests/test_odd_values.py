@@ -128,7 +128,10 @@ def test_odd_values_never_stop_the_stream(listener, event_source):
         assert (deleted["row"]["doc"], deleted["as_text"]) == (LONE, ["doc"])
     assert events.unreadable == []
     assert_no_failure(process)
+    # Said loudly: at once for the first, then a count a minute; counted in the statistics.
+    process.wait_for_line("events carrying a json value as its JSON text", stream="stderr")
     assert process.stop() == 0
+    assert any("with a json value as its text" in line for line in process.stderr_lines), process.stderr_lines[-5:]
 
     # A restart under the same name goes on (nothing replayed dies again), and so does the stream.
     again = listener("--name", "odd", env=source_env(event_source))
