@@ -27,9 +27,10 @@
 
 -- A row of a table with a json column as to_jsonb renders it; a value jsonb refuses is its JSON
 -- text, and the row's key '' (no column can have that name) lists those columns in jsonb's key
--- order. Only a \u escape can make jsonb refuse what json took: a row without one never enters
--- an EXCEPTION block (a subtransaction each time). Only on that path are the columns read one by
--- one: a transition table's row is a record, made the table's row type through its text.
+-- order. Only a \u escape can make jsonb refuse what json took: the trigger calls this only for
+-- a row whose text holds one, so no other row enters its EXCEPTION block (a subtransaction each
+-- time). Only on that path are the columns read one by one: a transition table's row is a
+-- record, made the table's row type through its text.
 CREATE OR REPLACE FUNCTION pgnotify_jsonb_row_v5(whole anyelement, relation regclass) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -38,9 +39,6 @@ DECLARE
     name text;
     value jsonb;
 BEGIN
-    IF strpos(whole::text, '\u') = 0 THEN
-        RETURN to_jsonb(whole);
-    END IF;
     BEGIN
         RETURN to_jsonb(whole);
     EXCEPTION WHEN invalid_text_representation OR untranslatable_character THEN
@@ -144,7 +142,7 @@ BEGIN
                            'id', e.id, 'channel', event_channel, 'table', event_table, 'model', label,
                            'op', TG_OP, 'pk', CASE WHEN composite THEN e.whole - non_key ELSE e.whole -> key END,
                            'ts', ts, 'txid', txid, 'row', e.whole - excluded) AS payload
-                          FROM (SELECT nextval('pgnotify_event_id_seq') AS id, CASE WHEN with_json
+                          FROM (SELECT nextval('pgnotify_event_id_seq') AS id, CASE WHEN with_json AND strpos(r::text, '\u') > 0
                                            THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
                                   FROM new_rows r) e) p
                 RETURNING id, payload)
@@ -162,7 +160,7 @@ BEGIN
                            'id', e.id, 'channel', event_channel, 'table', event_table, 'model', label,
                            'op', TG_OP, 'pk', CASE WHEN composite THEN e.whole - non_key ELSE e.whole -> key END,
                            'ts', ts, 'txid', txid, 'row', e.whole - excluded) AS payload
-                          FROM (SELECT nextval('pgnotify_event_id_seq') AS id, CASE WHEN with_json
+                          FROM (SELECT nextval('pgnotify_event_id_seq') AS id, CASE WHEN with_json AND strpos(r::text, '\u') > 0
                                            THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
                                   FROM old_rows r) e) p
                 RETURNING id, payload)
@@ -179,10 +177,14 @@ BEGIN
                AND a.attnum > 0 AND NOT a.attisdropped AND a.attname::text <> ALL (excluded);
             -- Old and new rows are paired on the key (a row whose key changed finds no old row:
             -- every visible column counts as changed). MATERIALIZED: each row is rendered once.
-            WITH new_json AS MATERIALIZED (SELECT CASE WHEN with_json THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass)
-                                                       ELSE to_jsonb(r) END AS whole FROM new_rows r),
-                 old_json AS MATERIALIZED (SELECT CASE WHEN with_json THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass)
-                                                       ELSE to_jsonb(r) END AS whole FROM old_rows r),
+            WITH new_json AS MATERIALIZED (
+                    SELECT CASE WHEN with_json AND strpos(r::text, '\u') > 0
+                                THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
+                      FROM new_rows r),
+                 old_json AS MATERIALIZED (
+                    SELECT CASE WHEN with_json AND strpos(r::text, '\u') > 0
+                                THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
+                      FROM old_rows r),
                  pairs AS MATERIALIZED (
                     SELECT n.whole,
                            -- In column order: unnest yields the array in order.
