@@ -70,6 +70,7 @@ class TableFacts:
     has_intervals: bool
     partitions: tuple[Relation, ...]  # every partition below it, sub-partitions included
     unlogged: bool = False  # an UNLOGGED table: the WAL has none of its changes
+    has_json: bool = False  # a json column (or an array or domain of json): may hold what jsonb refuses
 
     def pairing_key(self, key) -> tuple[str, ...] | None:
         """The columns this table's old and new rows are paired on, for a model keyed on `key`
@@ -108,6 +109,9 @@ SELECT w.schema, w.name, c.oid, n.nspname, c.relname, c.relkind::text,
        EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                   AND 'interval'::regtype IN (t.oid, t.typelem, t.typbasetype)),
+       EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                  AND 'json'::regtype IN (t.oid, t.typelem, t.typbasetype)),
        (SELECT coalesce(json_agg(json_build_array(
                    pc.oid::bigint, pn.nspname, pc.relname, pc.relkind,
                    to_regclass(quote_ident(pc.relname)) IS NOT DISTINCT FROM pc.oid::regclass)
@@ -128,8 +132,8 @@ def inspect(cursor, names) -> dict[TableName, TableFacts | None]:
         return {}
     cursor.execute(_FACTS, [[n.schema for n in names], [n.name for n in names]])
     facts = {}
-    for (schema, name, oid, nspname, relname, kind, visible, columns, unique_keys, intervals, partitions,
-         unlogged) in cursor.fetchall():
+    for (schema, name, oid, nspname, relname, kind, visible, columns, unique_keys, intervals, json_columns,
+         partitions, unlogged) in cursor.fetchall():
         if oid is None:
             facts[TableName(schema, name)] = None
             continue
@@ -140,6 +144,7 @@ def inspect(cursor, names) -> dict[TableName, TableFacts | None]:
             has_intervals=intervals,
             partitions=tuple(Relation(*row) for row in json.loads(partitions)),
             unlogged=unlogged,
+            has_json=json_columns,
         )
     return facts
 

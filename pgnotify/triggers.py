@@ -3,8 +3,8 @@
 Each trigger carries a hash of its definition in its comment (as django-pgtrigger does),
 so `migrate` rewrites only the triggers whose definition changed.
 
-The change trigger of a table is statement-level (pgnotify_notify_change_v4, migration 0006;
-the newest of v3 or v2 where only migrations up to 0005 or 0003 are applied): PostgreSQL allows
+The change trigger of a table is statement-level (pgnotify_notify_change_v5, migration 0007;
+the newest of v4, v3 or v2 where only migrations up to 0006, 0005 or 0003 are applied): PostgreSQL allows
 transition tables only on single-event triggers, so it is three triggers, `pgnotify_change`
 (UPDATE, carrying the hash of all three) and its INSERT and DELETE parts. With only migration
 0001 applied, the row-level v1 function is attached instead.
@@ -50,7 +50,8 @@ _CHANGE_STATEMENT = {
 }
 _CHANGE_EXECUTE = " FOR EACH STATEMENT EXECUTE FUNCTION {function}({arguments})"
 # Statement-level change functions, newest first: the newest installed one is attached.
-STATEMENT_FUNCTIONS = ["pgnotify_notify_change_v4", "pgnotify_notify_change_v3", "pgnotify_notify_change_v2"]
+STATEMENT_FUNCTIONS = ["pgnotify_notify_change_v5", "pgnotify_notify_change_v4", "pgnotify_notify_change_v3",
+                       "pgnotify_notify_change_v2"]
 _CACHE = sql.SQL(
     "CREATE OR REPLACE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
     "FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_invalidate_cache({tags})"
@@ -88,14 +89,18 @@ def _array_literal(values) -> str:
 
 
 def _change_arguments(table: WatchedTable, facts: TableFacts, function: str | None) -> sql.Composed:
-    """The change function's arguments: v4 takes the key, the event's table, options and a target
-    per WATCH entry; the older functions the first entry's channel, label, key and exclusions.
+    """The change function's arguments: v5 and v4 take the key, the event's table, options and a
+    target per WATCH entry (v5's options may add 'json': the table has a json column); the older
+    functions the first entry's channel, label, key and exclusions.
 
     The key given is the event's `pk` and what old and new rows are paired on: the model's key, also
     where the table's own key only holds it (partitioned on ts: (id, ts)), which the functions up to
-    v4 cannot be given besides (docs/models.md)."""
-    if function == STATEMENT_FUNCTIONS[0]:
-        values = [_array_literal(table.key), facts.relation.display, "iso_intervals" if facts.has_intervals else ""]
+    v5 cannot be given besides (docs/models.md)."""
+    if function in STATEMENT_FUNCTIONS[:2]:
+        options = ["iso_intervals"] if facts.has_intervals else []
+        if facts.has_json and function == STATEMENT_FUNCTIONS[0]:
+            options.append("json")
+        values = [_array_literal(table.key), facts.relation.display, ",".join(options)]
         for target in table.targets:
             values += [target.channel, target.label, _array_literal(target.excluded)]
     else:

@@ -17,8 +17,13 @@ SHAPES_WATCH = {
     "shapes.Amount": {"channel": "shapes_amount"},
     "shapes.Sample": {"channel": "shapes_sample"},
 }
+# Tables of odd values (tests/test_odd_values.py), apart from the shapes every parity test compares.
+ODD_WATCH = {
+    "shapes.OddValue": {"channel": "shapes_odd"},
+    "shapes.Wide": {"channel": "shapes_wide"},
+}
 PGNOTIFY = {
     **PGNOTIFY,
-    "WATCH": {**PGNOTIFY["WATCH"], **SHAPES_WATCH},
+    "WATCH": {**PGNOTIFY["WATCH"], **SHAPES_WATCH, **ODD_WATCH},
     "CACHE_INVALIDATE": {**PGNOTIFY["CACHE_INVALIDATE"], "shapes.Reading": ["readings"]},
 }

@@ -152,11 +152,19 @@ TRIGGER_FUNCTIONS = """
 """
 
 
-def test_back_to_0005_attaches_v3_back_to_0003_v2_and_forward_again_v4(throwaway_database):
+def test_back_to_0006_attaches_v4_back_to_0005_v3_back_to_0003_v2_and_forward_again_v5(throwaway_database):
     name, url = throwaway_database
     assert manage(url, "migrate", "--noinput").returncode == 0
     with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
+        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v5",)}
+        back = manage(url, "migrate", "pgnotify", "0006", "--noinput")
+        assert back.returncode == 0, back.stderr
         assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v4",)}
+        # v4 on a table with a json column (v5's option 'json' is not passed to it).
+        conn.execute("INSERT INTO shapes_oddvalue (doc) VALUES ('[1]')")
+        assert conn.execute("SELECT payload->'row'->'doc' FROM pgnotify_event "
+                            "WHERE channel = 'shapes_odd'").fetchall() == [([1],)]
+        conn.execute("DELETE FROM pgnotify_event")
         back = manage(url, "migrate", "pgnotify", "0005", "--noinput")
         assert back.returncode == 0, back.stderr
         assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v3",)}
@@ -170,9 +178,13 @@ def test_back_to_0005_attaches_v3_back_to_0003_v2_and_forward_again_v4(throwaway
         conn.execute("INSERT INTO shop_order DEFAULT VALUES")
         assert conn.execute("SELECT count(*) FROM pgnotify_event WHERE channel = 'orders'").fetchone() == (1,)
         assert manage(url, "migrate", "--noinput").returncode == 0
-        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v4",)}
+        assert query(conn, TRIGGER_FUNCTIONS) == {("pgnotify_notify_change_v5",)}
         conn.execute("INSERT INTO shop_order DEFAULT VALUES")
         assert conn.execute("SELECT count(*) FROM pgnotify_event WHERE channel = 'orders'").fetchone() == (2,)
+        # v5 takes what jsonb refuses, as its text.
+        conn.execute("""INSERT INTO shapes_oddvalue (doc) VALUES ('"\\udc00"')""")
+        assert conn.execute("SELECT payload->'row'->'doc', payload->'as_text' FROM pgnotify_event "
+                            "WHERE channel = 'shapes_odd'").fetchall() == [('"\\udc00"', ["doc"])]
         # v4's composite key, back after v3 and v2 had it wrong.
         conn.execute("INSERT INTO shapes_compositeitem (tenant, code, val) VALUES (1, 'a', 0)")
         conn.execute("UPDATE shapes_compositeitem SET val = 1")

@@ -33,6 +33,8 @@ def stats_lines(stats: dict) -> list[str]:
         if channel["latency_p50_ms"] is not None:
             latency = f", latency p50 {channel['latency_p50_ms']:.2f} ms p99 {channel['latency_p99_ms']:.2f} ms"
         extra = f", {channel['non_json']} not JSON" if channel["non_json"] else ""
+        if channel.get("as_text"):
+            extra += f", {channel['as_text']} with a json value as its text"
         lines.append(f"   - {name}: {count} notification{'s' if count != 1 else ''}, "
                      f"{channel['rate']:.1f}/s{latency}{extra}")
     if stats.get("wal"):

@@ -39,6 +39,10 @@ class Notification:
         # decimals as Decimal), in C; the event test inline (a call costs as much as the test).
         try:
             data = exactjson.loads(self.payload)
+        except exactjson.NestedTooDeeply:
+            data = self._parse_deep()
+            if data is None:
+                return
         except ValueError:
             self.data, self.is_json, self.event = None, False, None
             return
@@ -47,6 +51,15 @@ class Notification:
                       else None)
 
     __post_init__ = parse
+
+    def _parse_deep(self) -> dict | None:
+        """A change event whose row holds a value too deeply nested to read, with that value as
+        its JSON text (exactjson.loads_event); None, and not JSON, when it is not one."""
+        try:
+            return exactjson.loads_event(self.payload)
+        except ValueError:
+            self.data, self.is_json, self.event = None, False, None
+            return None
 
     @property
     def chunk(self) -> tuple[int, int, int] | None:

@@ -1,11 +1,18 @@
 """Per-channel and listener statistics: counts, rates, commit-to-listener latency."""
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .throttle import ThrottledLog
+
 LATENCY_SAMPLES = 2000
+logger = logging.getLogger(__name__)
+# Events carrying a json value as its JSON text (docs/models.md): the first at once, then a count a minute.
+_as_text_log = ThrottledLog(logger, "handed on %s events carrying a json value as its JSON text "
+                            "(nested too deeply, or holding what jsonb refuses)", 60)
 
 
 def percentile(values, fraction: float) -> float | None:
@@ -20,6 +27,7 @@ class ChannelStats:
     count: int = 0
     replayed: int = 0
     non_json: int = 0
+    as_text: int = 0  # events carrying a json value as its JSON text
     # (event ts as sent, time received) of the newest live events: parsed when a summary is made.
     samples: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     _window_start: float = field(default_factory=time.monotonic)
@@ -74,6 +82,9 @@ class ListenerStats:
         if event is None:
             return
         self.last_event_id = event["id"]
+        if "as_text" in event:
+            stats.as_text += 1
+            _as_text_log.add(detail=f"the last: event {event['id']} on {channel}, {', '.join(event['as_text'])}")
         if not replayed:
             stats.samples.append((event.get("ts"), notification.received))
 
@@ -87,6 +98,7 @@ class ListenerStats:
                 "rate": round(stats.rate(), 2),
                 "replayed": stats.replayed,
                 "non_json": stats.non_json,
+                "as_text": stats.as_text,
                 "latency_p50_ms": _round(percentile(latencies, 0.50)),
                 "latency_p99_ms": _round(percentile(latencies, 0.99)),
             }

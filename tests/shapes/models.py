@@ -101,3 +101,28 @@ class Sample(models.Model):
     class Meta:
         managed = False
         db_table = "shapes_sample"
+
+
+class OddValue(models.Model):
+    """Values at the edges of what a change event can carry (tests/test_odd_values.py): a `json`
+    column (Django has no field for it), jsonb, text, numeric and a double."""
+
+    doc = models.TextField(null=True)  # noqa: DJ001 (json in the table, where NULL is the default)
+    docb = models.JSONField(null=True)
+    body = models.TextField(null=True)  # noqa: DJ001 (the table's column is nullable)
+    num = models.DecimalField(max_digits=40, decimal_places=10, null=True)
+    flt = models.FloatField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "shapes_oddvalue"
+
+
+class Wide(models.Model):
+    """A table of 1,600 columns, PostgreSQL's most; the model names only its key."""
+
+    id = models.BigAutoField(primary_key=True)
+
+    class Meta:
+        managed = False
+        db_table = "shapes_wide"

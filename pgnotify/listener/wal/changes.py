@@ -18,8 +18,9 @@ transaction again only whole, from its Begin: so a change sent again gets the sa
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from ..exactjson import jsonb_order
 from .protocol import UNCHANGED, Change, Relation
-from .values import Convert, as_text
+from .values import AsText, Convert, as_text
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,18 @@ class WalTable:
     tags: tuple[str, ...] = ()
 
 
-def _jsonb_order(name: str) -> tuple[int, bytes]:
-    encoded = name.encode()
-    return len(encoded), encoded
+class _Text(str):
+    """A value the event carries as its JSON text (values.AsText), until the event is made."""
+
+
+def _or_text(convert: Convert) -> Convert:
+    def careful(text: str):
+        try:
+            return convert(text)
+        except AsText:
+            return _Text(text)
+
+    return careful
 
 
 @dataclass
@@ -67,6 +77,7 @@ class Shape:
     # (index, name) of the columns old and new rows are paired on (pgnotify.listener.keys): the
     # key's, or the table's own key holding them (a table partitioned on ts: id and ts).
     pair: list[tuple[int, str]] = field(default_factory=list)
+    careful: "Shape | None" = None  # the same shape with values.AsText turned into text
 
     @classmethod
     def of(cls, relation: Relation, target: WalTarget, table: str, key: tuple[str, ...],
@@ -74,12 +85,12 @@ class Shape:
         shape = cls(relation, target, table, key, converters, full=relation.replica_identity == "f")
         shape.visible = [(index, column.name) for index, column in enumerate(relation.columns)
                          if column.name not in target.excluded]
-        shape.row_order = sorted(shape.visible, key=lambda item: _jsonb_order(item[1]))
+        shape.row_order = sorted(shape.visible, key=lambda item: jsonb_order(item[1]))
         shape.plan = [(index, name, None if converters[index] is as_text else converters[index])
                       for index, name in shape.row_order]
         names = {column.name: index for index, column in enumerate(relation.columns)}
         shape.pk = sorted(((names[name], name) for name in key if name in names),
-                          key=lambda item: _jsonb_order(item[1]))
+                          key=lambda item: jsonb_order(item[1]))
         shape.pk_name = shape.pk[0][1] if len(shape.pk) == 1 else None
         shape.pair = [(names[name], name) for name in pair or key if name in names]
         return shape
@@ -137,7 +148,31 @@ class Shape:
 
     def event(self, change: Change, event_id: int, ts: str, txid: int) -> dict | None:
         """The change event, or None for an UPDATE that changed no visible column (only excluded
-        ones, or none at all), as the trigger sends none."""
+        ones, or none at all), as the trigger sends none. A json value the event cannot carry
+        as JSON (values.AsText) is its JSON text, and the event names it in `as_text`."""
+        try:
+            return self._event(change, event_id, ts, txid)
+        except AsText:
+            return self._event_with_text(change, event_id, ts, txid)
+
+    def _event_with_text(self, change: Change, event_id: int, ts: str, txid: int) -> dict | None:
+        if self.careful is None:
+            self.careful = Shape.of(self.relation, self.target, self.table, self.key,
+                                    [_or_text(convert) for convert in self.converters])
+        event = self.careful._event(change, event_id, ts, txid)
+        if event is None:
+            return None
+        row = event["row"]
+        as_text = [name for name, value in row.items() if type(value) is _Text]
+        for name in as_text:
+            row[name] = str(row[name])
+        # In jsonb's key order, as the NOTIFY source's: ..., as_text, changed, channel.
+        rest = {key: event.pop(key) for key in ("changed", "channel") if key in event}
+        event["as_text"] = as_text
+        event.update(rest)
+        return event
+
+    def _event(self, change: Change, event_id: int, ts: str, txid: int) -> dict | None:
         op = change.op
         changed = None
         if op == "INSERT":

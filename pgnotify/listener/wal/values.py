@@ -11,9 +11,14 @@ stay strings. The exact parse then makes a number without a decimal point an int
 any other a decimal.Decimal with the digits PostgreSQL wrote. The replication connection runs with
 DateStyle ISO, TimeZone UTC and IntervalStyle iso_8601 (see stream.py), so timestamptz values are
 in UTC and intervals in ISO 8601, as the change trigger renders them.
+
+A json or jsonb value the event cannot carry as JSON (nested too deeply for Python's parsers, or a
+json escape jsonb refuses: a lone surrogate, \\u0000) raises AsText: the event carries it as its
+JSON text and names the column in `as_text`, as the NOTIFY source does (docs/models.md).
 """
 
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -90,6 +95,26 @@ def as_timestamptz(text: str) -> str:
     return text + era
 
 
+class AsText(ValueError):
+    """A json or jsonb value that the event carries as its JSON text."""
+
+
+# The escapes jsonb refuses (\\u0000, a lone surrogate) start so; a pair of surrogates is taken.
+_REFUSED_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_REFUSED_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def _refused_by_jsonb(value) -> bool:
+    """Whether a string in `value` holds a NUL or a lone surrogate (a pair is one character)."""
+    if type(value) is str:
+        return _REFUSED_CHAR.search(value) is not None
+    if type(value) is list:
+        return any(_refused_by_jsonb(item) for item in value)
+    if type(value) is dict:
+        return any(_refused_by_jsonb(key) or _refused_by_jsonb(item) for key, item in value.items())
+    return False
+
+
 def _jsonb_object(pairs: list[tuple[str, object]]) -> dict:
     """An object as jsonb holds it: the last of duplicate keys, keys by length, then bytes."""
     last = dict(pairs)
@@ -97,13 +122,24 @@ def _jsonb_object(pairs: list[tuple[str, object]]) -> dict:
 
 
 def as_json(text: str):
-    """json: jsonb keeps the last of duplicate keys, orders keys, and stores numbers as numeric."""
-    return json.loads(text, parse_float=as_exact_number, parse_int=int, object_pairs_hook=_jsonb_object)
+    """json: jsonb keeps the last of duplicate keys, orders keys, and stores numbers as numeric.
+    AsText when nested too deeply, or holding an escape jsonb refuses."""
+    try:
+        value = json.loads(text, parse_float=as_exact_number, parse_int=int, object_pairs_hook=_jsonb_object)
+        if "\\u" in text and _REFUSED_ESCAPE.search(text) and _refused_by_jsonb(value):
+            raise AsText("an escape jsonb refuses")
+    except RecursionError as error:
+        raise AsText("nested too deeply") from error
+    return value
 
 
 def as_jsonb(text: str):
-    """jsonb's own text: what the exact parse of the NOTIFY source's payload gives."""
-    return exactjson.loads(text)
+    """jsonb's own text: what the exact parse of the NOTIFY source's payload gives. AsText when
+    nested too deeply."""
+    try:
+        return exactjson.loads(text)
+    except exactjson.NestedTooDeeply as error:
+        raise AsText("nested too deeply") from error
 
 
 SCALARS: dict[int, Convert] = {
