@@ -93,14 +93,16 @@ def _change_arguments(table: WatchedTable, facts: TableFacts, function: str | No
     target per WATCH entry (v5's options may add 'json': the table has a json column); the older
     functions the first entry's channel, label, key and exclusions.
 
-    The key given is the event's `pk` and what old and new rows are paired on: the model's key, also
-    where the table's own key only holds it (partitioned on ts: (id, ts)), which the functions up to
-    v5 cannot be given besides (docs/models.md)."""
+    The key given is the event's `pk`; v5 also takes what old and new rows are paired on, the
+    table's own key where it only holds the model's (partitioned on ts: (id, ts)); v4 pairs on the
+    model's key (docs/models.md)."""
     if function in STATEMENT_FUNCTIONS[:2]:
         options = ["iso_intervals"] if facts.has_intervals else []
-        if facts.has_json and function == STATEMENT_FUNCTIONS[0]:
-            options.append("json")
-        values = [_array_literal(table.key), facts.relation.display, ",".join(options)]
+        values = [_array_literal(table.key), facts.relation.display, ""]
+        if function == STATEMENT_FUNCTIONS[0]:
+            options += ["json"] if facts.has_json else []
+            values.append(_array_literal(facts.pairing_key(table.key) or table.key))
+        values[2] = ",".join(options)
         for target in table.targets:
             values += [target.channel, target.label, _array_literal(target.excluded)]
     else:

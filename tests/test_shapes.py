@@ -154,10 +154,17 @@ def test_a_row_of_a_partitioned_table_keyed_with_its_partition_column_moved_or_r
         [("DELETE", "2026-01-31"), ("INSERT", "2026-02-01")] if event_source == "wal"
         else [("UPDATE", "2026-02-01")])
     (update,) = [e for e in events if e["txid"] == rekeyed]
-    # A changed `ts` changes the table's key: the WAL source pairs on it, every column is changed;
-    # the trigger (pgnotify_notify_change_v4) pairs on the model's key, `ts` alone.
-    assert update["changed"] == (["id", "ts", "v"] if event_source == "wal" else ["ts"])
+    # A changed `ts` changes the table's key, which both sources pair rows on: every column is changed.
+    assert update["changed"] == ["id", "ts", "v"]
     assert (events[0]["op"], events[-1]["op"]) == ("INSERT", "DELETE")
+
+    # The table's key allows one `id` in two months: one UPDATE of both is two events, each its own row's.
+    key = 7 if event_source == "notify" else 8  # the table is not emptied between tests
+    execute(f"INSERT INTO shapes_sample (id, ts, v) VALUES ({key}, '2026-01-10', 0), ({key}, '2026-02-10', 0)")
+    both = execute(f"UPDATE shapes_sample SET v = 1 WHERE id = {key}")
+    events = [e for e in wait_printed(process, "shapes_sample", count + 4) if e["txid"] == both]
+    assert sorted((e["op"], e["row"]["ts"], e["changed"]) for e in events) == [
+        ("UPDATE", "2026-01-10", ["v"]), ("UPDATE", "2026-02-10", ["v"])]
 
 
 def test_a_model_and_its_proxy_each_get_their_events(event_source, listener):

@@ -22,8 +22,12 @@
 -- `chunk_size` event ids, {"chunk": [first_id, last_id], "txid", "table", "op"}, which the
 -- listener expands from the log. No SET clauses on the function (each costs a settings save and
 -- restore per call): what a statement needs it sets transaction-locally and puts back.
+-- An UPDATE pairs old and new rows on the table's own key when it only holds the model's (a table
+-- partitioned on ts: PRIMARY KEY (id, ts), the model keyed on id): a row whose ts changed is
+-- still the same row; `pk` stays the model's key.
 -- Arguments: key columns (array literal), event table, options (comma-separated: 'iso_intervals',
--- 'json'; or ''), then per target: channel, model label, excluded columns (array literal).
+-- 'json'; or ''), the columns rows are paired on (array literal), then per target: channel, model
+-- label, excluded columns (array literal).
 
 -- A row of a table with a json column as to_jsonb renders it; a value jsonb refuses is its JSON
 -- text, and the row's key '' (no column can have that name) lists those columns in jsonb's key
@@ -83,7 +87,9 @@ DECLARE
     saved_mergejoin text;
     saved_intervalstyle text;
     non_key text[];
-    target int := 3;
+    pair_keys text[] := TG_ARGV[3]::text[];
+    pair_non_key text[];  -- set when rows are paired on other columns than the key
+    target int := 4;
     event_channel text;
     label text;
     excluded text[];
@@ -170,13 +176,20 @@ BEGIN
               INTO first_id, last_id, events, notified
               FROM logged;
         ELSE
+            IF pair_keys IS DISTINCT FROM keys THEN
+                SELECT coalesce(array_agg(a.attname::text), '{}') || ''::text INTO pair_non_key
+                  FROM pg_attribute a
+                 WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attname::text <> ALL (pair_keys);
+            END IF;
             -- `changed` follows the column order of the partitioned table a partition belongs to.
             SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO visible
               FROM pg_attribute a
              WHERE a.attrelid = coalesce(pg_partition_root(TG_RELID), TG_RELID::regclass)
                AND a.attnum > 0 AND NOT a.attisdropped AND a.attname::text <> ALL (excluded);
-            -- Old and new rows are paired on the key (a row whose key changed finds no old row:
-            -- every visible column counts as changed). MATERIALIZED: each row is rendered once.
+            -- Old and new rows are paired on the key, or the table's key holding it (a row whose
+            -- key changed finds no old row: every visible column counts as changed).
+            -- MATERIALIZED: each row is rendered once.
             WITH new_json AS MATERIALIZED (
                     SELECT CASE WHEN with_json AND strpos(r::text, '\u') > 0
                                 THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
@@ -191,8 +204,10 @@ BEGIN
                            ARRAY(SELECT v.name FROM unnest(visible) AS v(name)
                                   WHERE n.whole -> v.name IS DISTINCT FROM o.whole -> v.name) AS changed
                       FROM new_json n LEFT JOIN old_json o
-                        ON CASE WHEN composite THEN o.whole - non_key ELSE o.whole -> key END
-                         = CASE WHEN composite THEN n.whole - non_key ELSE n.whole -> key END),
+                        ON CASE WHEN pair_non_key IS NOT NULL THEN o.whole - pair_non_key
+                                WHEN composite THEN o.whole - non_key ELSE o.whole -> key END
+                         = CASE WHEN pair_non_key IS NOT NULL THEN n.whole - pair_non_key
+                                WHEN composite THEN n.whole - non_key ELSE n.whole -> key END),
                  logged AS (
                     INSERT INTO pgnotify_event (id, channel, txid, payload)
                     SELECT l.id, event_channel, xact, CASE WHEN with_json AND l.whole ? ''
