@@ -25,7 +25,7 @@ from .listener.wal.slots import PUBLICATION
 from .watched import key_columns, refusal, wal_refusal, watched_tables
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
-HINT_STREAMS = "See docs/live.md: a stream names a watched model, its fields, filters and rows (a callable returning a Q)."
+HINT_STREAMS = "See docs/live.md: a stream names a watched model, its fields, filters and rows (a Q per user)."
 HINT_CHANNEL = "1 to 63 letters, digits, '_', '-', '.' or ':'."
 WATCH_OPTIONS = {"channel", "exclude", "replica_identity"}
 REPLICA_IDENTITIES = ("full", "default")
