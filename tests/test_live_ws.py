@@ -192,13 +192,25 @@ def test_anonymous_users_are_refused_at_the_handshake(stack):
     assert asyncio.run(run()) == 403
 
 
-def test_a_deactivated_user_s_socket_closes_with_4403(stack):
+def deactivate(user_id):
+    get_user_model().objects.filter(pk=user_id).update(is_active=False)
+
+
+def log_out(user_id):
+    from django.contrib.sessions.models import Session
+
+    doomed = [s.pk for s in Session.objects.all() if s.get_decoded().get("_auth_user_id") == str(user_id)]
+    Session.objects.filter(pk__in=doomed).delete()
+
+
+@pytest.mark.parametrize("lose", [deactivate, log_out])
+def test_a_user_who_loses_the_right_has_the_socket_closed_with_4403(stack, lose):
     user, cookie = session_cookie("frank")
 
     async def run():
         s = await LiveSocket.connect(stack.daphne.port, cookie)
         await s.subscribe("all")
-        await db(lambda: get_user_model().objects.filter(pk=user).update(is_active=False))
+        await db(lose, user)
         started = asyncio.get_running_loop().time()
         code = await s.socket.wait_closed(wait=5)
         return code, asyncio.get_running_loop().time() - started
