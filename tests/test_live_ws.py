@@ -16,8 +16,8 @@ FIELDS = {"id", "number", "status", "quantity", "total", "created_at"}
 
 
 @pytest.fixture
-def stack():
-    stack = WebStack("postgres").start()
+def stack(request):
+    stack = WebStack(getattr(request, "param", "postgres")).start()
     yield stack
     stack.stop()
 
@@ -31,6 +31,7 @@ def update(pk, **values):
     return Order.objects.filter(pk=pk).update(**values)
 
 
+@pytest.mark.parametrize("stack", ["postgres", "redis"], indirect=True)
 def test_each_user_gets_their_own_rows_then_their_changes(stack):
     alice, alice_cookie = session_cookie("alice")
     bob, bob_cookie = session_cookie("bob")
