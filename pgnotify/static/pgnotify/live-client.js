@@ -74,6 +74,7 @@ export class LiveConnection {
       for (const subscription of this.subscriptions.values()) this.sendSubscribe(subscription);
     };
     socket.onmessage = (message) => this.receive(message.data);
+    socket.onerror = () => {};  // a close event follows, which retries (ws throws an unheard error)
     socket.onclose = (event) => {
       if (this.socket !== socket || this.closed) return;
       this.socket = null;
