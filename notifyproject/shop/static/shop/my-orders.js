@@ -4,7 +4,10 @@
 import { connect } from "../pgnotify/live-client.js";
 
 const $ = (id) => document.getElementById(id);
-const state = window.pgnotifyLive = { ready: false, status: "", filter: null, rows: 0, bellReady: false, notifications: [] };
+const state = window.pgnotifyLive = {
+  ready: false, status: "", filter: null, rows: 0, bellReady: false, notifications: [],
+  seen: [],  // every change frame of both subscriptions: [op, number, status]
+};
 const live = connect();
 let table = null;
 
@@ -62,7 +65,10 @@ function showTable(status) {
       render(rows);
       state.ready = true;
     },
-    onChange(change, rows) { render(rows, change.key); },
+    onChange(change, rows) {
+      state.seen.push([change.op, change.row.number, change.row.status]);
+      render(rows, change.key);
+    },
     onError(message) { showStatus("error", message); },
   });
 }
@@ -90,7 +96,10 @@ function notify(order) {
 
 live.subscribe("my-orders", { filter: { status: "shipped" } }, {
   onSnapshot() { state.bellReady = true; },
-  onChange(change) { if (change.op === "INSERT") notify(change.row); },
+  onChange(change) {
+    state.seen.push([change.op, change.row.number, change.row.status]);
+    if (change.op === "INSERT") notify(change.row);
+  },
 });
 
 $("bell-button").addEventListener("click", () => {
