@@ -172,6 +172,15 @@ PGNOTIFY = {
     # "notify" (triggers) or "wal" (logical decoding): docs/sources.md.
     "SOURCE": os.environ.get("PGNOTIFY_SOURCE", "notify"),
     "DIRECT": {"default": "direct"} if DIRECT_DATABASE_URL else {},
+    # Live data for the app's users (docs/live.md): each customer's own orders, at /ws/live/.
+    "STREAMS": {
+        "my-orders": {
+            "model": "shop.Order",
+            "fields": ["id", "number", "status", "quantity", "total", "created_at"],
+            "filters": {"status": ["eq", "in"]},
+            "rows": "notifyproject.shop.streams.my_orders",
+        },
+    },
 }
 
 LOGGING = {

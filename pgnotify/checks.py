@@ -25,6 +25,7 @@ from .listener.wal.slots import PUBLICATION
 from .watched import key_columns, refusal, wal_refusal, watched_tables
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
+HINT_STREAMS = "See docs/live.md: a stream names a watched model, its fields, filters and rows (a callable returning a Q)."
 HINT_CHANNEL = "1 to 63 letters, digits, '_', '-', '.' or ':'."
 WATCH_OPTIONS = {"channel", "exclude", "replica_identity"}
 REPLICA_IDENTITIES = ("full", "default")
@@ -456,3 +457,15 @@ def check_listener_sessions(app_configs=None, databases=None, **kwargs):
                 f"transaction pooler?): the listener cannot LISTEN through it; set PGNOTIFY[\"DIRECT\"] "
                 f"for {alias!r}.", hint=HINT_DIRECT, id="pgnotify.E051"))
     return messages
+
+
+@register()
+def check_streams(app_configs=None, **kwargs):
+    from .web.live import streams  # the web side's own declarations (imported late: checks load early)
+
+    value = conf.get("STREAMS")
+    if not isinstance(value, dict):
+        return [Error("PGNOTIFY['STREAMS'] must map stream names to declarations.", hint=HINT_STREAMS,
+                      id="pgnotify.E060")]
+    return [Error(message, hint=HINT_STREAMS, id=f"pgnotify.{check_id}")
+            for name, declaration in value.items() for check_id, message in streams.problems(name, declaration)]

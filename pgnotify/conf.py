@@ -28,6 +28,8 @@ DEFAULTS = {
     # Database alias -> the alias that reaches the same database directly, for every session-bound
     # part (LISTEN, the standby lock, the WAL slot): lets the alias go through a transaction pooler.
     "DIRECT": {},
+    # Live data for the app's users: stream name -> declaration (docs/live.md).
+    "STREAMS": {},
 }
 
 SOURCES = ("notify", "wal")

@@ -52,6 +52,7 @@ class GroupForwarder:
         self._windows: dict[str, tuple[float, int]] = {}  # channel -> rate window of our stats frames
         self.frames_sent = 0
         self.events_sent = 0
+        self.taken = 0  # notifications taken (compared with the listener's count at a checkpoint)
         self.dropped = 0
         self._failures = 0  # failed sends in a row
         self._retry_at = 0.0
@@ -72,6 +73,7 @@ class GroupForwarder:
     # -- the listener's sink interface
 
     async def handle(self, notification) -> None:
+        self.taken += 1
         event = notification.event
         if event is None:
             return
@@ -102,6 +104,7 @@ class GroupForwarder:
             await self._sender
         if self._pending:
             await self._drain()
+        await self._send_checkpoint()
         if time.monotonic() - self._stats_sent >= STATS_INTERVAL:
             await self._send_stats()
         self._dropped_log.flush()
@@ -122,6 +125,16 @@ class GroupForwarder:
                 return
             self.frames_sent += 1
             self.events_sent += len(batch)
+
+    async def _send_checkpoint(self) -> None:
+        # For live streams (pgnotify.web.live): the listener's checkpoint snapshot, behind every
+        # event it covers. Only when this handler has sent all the listener handed on (a lane that
+        # fell behind flushes late, when the listener's checkpoint may already be a newer one).
+        listener = self.listener
+        snapshot = getattr(listener, "checkpoint", None)
+        if snapshot is None or self._pending or self.taken != getattr(listener, "handed_on", None):
+            return
+        await self._send(self.group, frame({"type": "checkpoint", "snapshot": snapshot, "t": round(time.time(), 3)}))
 
     async def _send_stats(self) -> None:
         self._stats_sent = time.monotonic()

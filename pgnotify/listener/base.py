@@ -92,6 +92,10 @@ class BaseListener:
         self.conninfo = conninfo
         self.options = options
         self.sink = sink
+        # Live streams (pgnotify.web.live): how many notifications were handed on, and the snapshot
+        # of the last checkpoint whose events all were, set just before the sink is flushed for it.
+        self.handed_on = 0
+        self.checkpoint: str | None = None
         self.stats = ListenerStats()
         self._own_pids: list[int] = []
         self._notifier: psycopg.AsyncConnection | None = None
@@ -222,6 +226,7 @@ class BaseListener:
     # -- the hand-over to the sink
 
     async def _hand_on(self, notification: Notification) -> None:
+        self.handed_on += 1
         try:
             await self.sink.handle(notification)
         except Exception:

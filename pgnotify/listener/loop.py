@@ -221,6 +221,7 @@ class Listener(BaseListener):
         before = len(self._handed)
         self._handed = {i: t for i, t in self._handed.items() if not current.sees(t)}
         covered = len(self._handed) < before
+        self.checkpoint = current.text
         try:
             await self.sink.flush()
         except PgNotifyError as error:  # a handler has not taken everything: keep the old position

@@ -1,0 +1,66 @@
+"""/ws/live/: one websocket per page, several subscriptions on it (docs/live.md)."""
+
+import asyncio
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+
+from ...listener import exactjson
+from .. import rights
+from .session import LiveSession
+from .streams import any_anonymous
+
+MAX_FRAME_CHARS = 64 * 1024  # a client frame longer than this is refused
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    """Client frames: subscribe and unsubscribe; server frames: snapshot, change, resync, error.
+
+    Anonymous users are refused at the handshake (403) unless a stream allows them. A logged-in
+    user who loses the right to the socket (logged out, deactivated, password changed) gets it
+    closed with 4403 (pgnotify.web.rights)."""
+
+    channel_layer_alias = None  # frames come through the per-process router, not a channel per socket
+    session: LiveSession | None = None
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self.leave())
+
+    async def connect(self):
+        user = self.scope.get("user")
+        authenticated = user is not None and user.is_authenticated
+        if not authenticated and not any_anonymous():
+            await self.close()  # 403 at the handshake
+            return
+        await self.accept()
+        if authenticated:
+            rights.watch(self)
+        self.session = LiveSession(user, get_channel_layer(), self.send_frame)
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send(text_data=exactjson.dumps(frame))
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.session is None:
+            return
+        if text_data is None or len(text_data) > MAX_FRAME_CHARS:
+            await self.session.error(None, f"frames are JSON text of at most {MAX_FRAME_CHARS} characters")
+            return
+        try:
+            message = exactjson.loads(text_data)
+        except ValueError:
+            await self.session.error(None, "not JSON")
+            return
+        await self.session.receive(message)
+
+    async def disconnect(self, code):
+        await self.leave()
+
+    async def leave(self) -> None:
+        rights.unwatch(self)
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()

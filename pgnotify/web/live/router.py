@@ -1,0 +1,248 @@
+"""One router per process (per event loop): the stream events of the channel layer, routed once
+per event to the subscriptions they concern.
+
+The router is one member of the per-process fan-out (pgnotify.web.fanout) of the listener's
+group: each `changes` frame reaches the process once. For an event of model M it looks up the
+subscriptions of M by the equality terms of their rights (`customer_id = 7` -> the
+subscriptions of user 7), plus those that hold the row's pk in their view (the row may leave
+it), plus those whose rights have no equality term (scanned). A subscription whose snapshot is
+being taken buffers every event of its model, then applies them once it has its rows.
+"""
+
+import asyncio
+import logging
+import time
+
+from ...exceptions import one_line
+from ...listener import exactjson
+from ...listener.snapshots import Snapshot
+from .. import fanout
+from ..frames import DASHBOARD_GROUP
+from .positions import Position
+
+logger = logging.getLogger(__name__)
+
+
+class Subscription:
+    """One client subscription: a stream, the user's rights and the client's filter, the primary
+    keys of the rows in its view, and the position of the view."""
+
+    def __init__(self, sub_id, stream, rights, filter, send):
+        self.id = sub_id
+        self.stream = stream
+        self.rights = rights
+        self.filter = filter
+        self.send = send  # async callable(frame dict)
+        self.pks: set = set()
+        self.position: Position | None = None
+        self.buffer: list | None = []  # events (and checkpoints) held while the view is being read
+        self.keys: list[tuple] = []  # this subscription's entries in its router's index
+
+    @property
+    def q(self):
+        return self.rights.q & self.filter.q
+
+    def change(self, event: dict) -> dict | None:
+        """The frame this event makes for the view (None when it does not touch it), the view and
+        its position updated."""
+        event_id, txid = event.get("id"), event.get("txid")
+        if not isinstance(event_id, int) or not isinstance(txid, int) or self.position.covers(event_id, txid):
+            return None
+        self.position.apply(event_id, txid)
+        op, row, pk = event.get("op"), event.get("row") or {}, event.get("pk")
+        was_in = pk in self.pks
+        is_in = op != "DELETE" and self.rights.matches(row) and self.filter.matches(row)
+        if is_in:
+            self.pks.add(pk)
+            kind = "UPDATE" if was_in else "INSERT"
+        elif was_in:
+            self.pks.discard(pk)
+            kind = "DELETE"
+        else:
+            return None
+        visible = self.stream.visible(row)
+        if kind == "DELETE":
+            visible[self.stream.fields[0]] = pk
+        return {"type": "change", "id": self.id, "op": kind, "row": visible, "position": self.position.encode()}
+
+    def checkpoint(self, snapshot: Snapshot, taken: float) -> None:
+        if self.position is not None:
+            self.position.advance(snapshot, taken)
+
+
+class Router:
+    def __init__(self, layer):
+        self.layer = layer
+        self.by_model: dict[str, set[Subscription]] = {}  # model label -> its subscriptions
+        self.index: dict[tuple, set[Subscription]] = {}  # (label, column, value) -> subscriptions
+        self.members: dict[tuple, set[Subscription]] = {}  # (label, pk) -> subscriptions whose view holds it
+        self.scanned: dict[str, set[Subscription]] = {}  # label -> subscriptions without an equality term
+        self.columns: dict[str, dict[str, object]] = {}  # label -> indexed column -> its field
+        self.joined = False
+        self.ready = asyncio.Event()  # set once the fan-out's subscription is in place
+        self.events = 0
+
+    # -- the fan-out's side (the router is one of its consumers)
+
+    async def send(self, text_data: str) -> None:
+        try:
+            frame = exactjson.loads(text_data)
+        except ValueError:
+            return
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "changes":
+            for event in frame.get("events") or ():
+                if isinstance(event, dict):
+                    await self.route(event)
+        elif kind == "checkpoint":
+            try:
+                snapshot, taken = Snapshot.parse(frame["snapshot"]), float(frame["t"])
+            except (KeyError, TypeError, ValueError):
+                return
+            for subscriptions in self.by_model.values():
+                for subscription in subscriptions:
+                    if subscription.buffer is not None:
+                        subscription.buffer.append(("checkpoint", snapshot, taken))
+                    else:
+                        subscription.checkpoint(snapshot, taken)
+
+    async def dispatch(self, message) -> None:
+        pass  # other group messages are not for streams
+
+    async def close(self, code=None) -> None:
+        pass
+
+    # -- routing
+
+    async def route(self, event: dict) -> None:
+        label = event.get("model")
+        everyone = self.by_model.get(label)
+        if not everyone:
+            return
+        self.events += 1
+        for subscription in list(self.candidates(label, event)):
+            if subscription.buffer is not None:
+                subscription.buffer.append(event)
+                continue
+            frame = subscription.change(event)
+            self._note_membership(subscription, event.get("pk"))
+            if frame is not None:
+                await deliver(subscription, frame)
+
+    def candidates(self, label: str, event: dict) -> set[Subscription]:
+        found = set(self.scanned.get(label, ()))
+        found |= self.members.get((label, event.get("pk")), set())
+        row = event.get("row") or {}
+        for column, field in self.columns.get(label, {}).items():
+            value = _normal(field, row.get(column))
+            if value is not None:
+                found |= self.index.get((label, column, value), set())
+        return found
+
+    def _note_membership(self, subscription: Subscription, pk) -> None:
+        key = (subscription.stream.label, pk)
+        if pk in subscription.pks:
+            self.members.setdefault(key, set()).add(subscription)
+        elif key in self.members:
+            self.members[key].discard(subscription)
+            if not self.members[key]:
+                del self.members[key]
+
+    # -- subscriptions
+
+    def add(self, subscription: Subscription) -> None:
+        """From now on the subscription buffers its model's events (until `live`)."""
+        label = subscription.stream.label
+        self.by_model.setdefault(label, set()).add(subscription)
+        self.scanned.setdefault(label, set()).add(subscription)
+
+    def live(self, subscription: Subscription) -> None:
+        """The view is read and the buffer applied: from now on only the events that concern it."""
+        label = subscription.stream.label
+        subscription.buffer = None
+        equalities = subscription.rights.equalities()
+        if equalities:
+            self.scanned[label].discard(subscription)
+            column, value = equalities[0]
+            self.columns.setdefault(label, {})[column] = subscription.rights.field(column)
+            key = (label, column, value)
+            self.index.setdefault(key, set()).add(subscription)
+            subscription.keys = [key]
+        for pk in subscription.pks:
+            self.members.setdefault((label, pk), set()).add(subscription)
+
+    def remove(self, subscription: Subscription) -> None:
+        label = subscription.stream.label
+        for group in (self.by_model.get(label), self.scanned.get(label)):
+            if group is not None:
+                group.discard(subscription)
+        for key in subscription.keys:
+            self.index.get(key, set()).discard(subscription)
+            if not self.index.get(key):
+                self.index.pop(key, None)
+        for pk in subscription.pks:
+            members = self.members.get((label, pk))
+            if members is not None:
+                members.discard(subscription)
+                if not members:
+                    del self.members[(label, pk)]
+        subscription.buffer = None
+
+    async def drain(self, subscription: Subscription) -> None:
+        """Apply what the subscription buffered while its view was read, then make it live."""
+        while subscription.buffer:
+            item = subscription.buffer.pop(0)
+            if isinstance(item, tuple):
+                subscription.checkpoint(item[1], item[2])
+                continue
+            frame = subscription.change(item)
+            if frame is not None:
+                await deliver(subscription, frame)
+        self.live(subscription)
+
+
+async def deliver(subscription: Subscription, frame: dict) -> None:
+    try:
+        await subscription.send(frame)
+    except Exception as error:  # a socket that went away without saying so: its consumer removes it
+        logger.debug("live frame not delivered: %s", one_line(error))
+
+
+def _normal(field, value):
+    if value is None or field is None:
+        return None
+    target = field.target_field if field.is_relation else field
+    try:
+        return target.to_python(value)
+    except Exception:  # a value the column cannot hold matches no subscription
+        return None
+
+
+# event loop -> its router
+_routers: dict[asyncio.AbstractEventLoop, Router] = {}
+
+
+async def router(layer) -> Router:
+    """This process's router, subscribed to the listener's group through the fan-out."""
+    loop = asyncio.get_running_loop()
+    for closed in [other for other in _routers if other.is_closed()]:
+        del _routers[closed]
+    found = _routers.get(loop)
+    if found is None or found.layer is not layer:
+        found = _routers[loop] = Router(layer)
+    if not found.joined:
+        found.joined = True
+        try:
+            await fanout.join(found, layer, DASHBOARD_GROUP, accept=_accepted)
+        finally:
+            found.ready.set()
+    await found.ready.wait()
+    return found
+
+
+async def _accepted() -> None:
+    pass
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,155 @@
+"""The subscriptions of one client connection (a websocket, or an SSE response): subscribe
+with a snapshot or a resume, unsubscribe, limits. Frames go out through `send(frame)`."""
+
+import logging
+import time
+
+from channels.db import database_sync_to_async
+
+from ... import conf
+from ...exceptions import one_line
+from .positions import BadPosition, Position, decode
+from .router import Subscription, deliver, router
+from .snapshot import TooFarBehind, catch_up, snapshot
+from .streams import Refused, get
+
+logger = logging.getLogger(__name__)
+
+MAX_SUBSCRIPTIONS = 50  # per connection
+MAX_ID_LENGTH = 100
+PAGE_ROWS = 500
+
+
+class LiveSession:
+    def __init__(self, user, layer, send):
+        self.user = user
+        self.layer = layer
+        self.send = send
+        self.subscriptions: dict[str, Subscription] = {}
+
+    async def error(self, sub_id, message: str) -> None:
+        await self.send({"type": "error", "id": sub_id, "message": message})
+
+    async def receive(self, message) -> None:
+        """One client frame: subscribe or unsubscribe; anything else gets an error frame."""
+        sub_id = message.get("id") if isinstance(message, dict) else None
+        if not isinstance(sub_id, str) or not 0 < len(sub_id) <= MAX_ID_LENGTH:
+            await self.error(None, f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
+            return
+        kind = message.get("type")
+        if kind == "unsubscribe":
+            await self.unsubscribe(sub_id)
+        elif kind == "subscribe":
+            await self.subscribe(sub_id, message.get("stream"), message.get("filter"), message.get("after"))
+        else:
+            await self.error(sub_id, "'type' must be subscribe or unsubscribe")
+
+    async def unsubscribe(self, sub_id: str) -> None:
+        subscription = self.subscriptions.pop(sub_id, None)
+        if subscription is not None:
+            (await router(self.layer)).remove(subscription)
+
+    async def close(self) -> None:
+        if self.subscriptions:
+            found = await router(self.layer)
+            for subscription in self.subscriptions.values():
+                found.remove(subscription)
+            self.subscriptions.clear()
+
+    async def subscribe(self, sub_id: str, name, filter, after) -> None:
+        if sub_id in self.subscriptions:
+            await self.error(sub_id, f"subscription {sub_id!r} exists: unsubscribe it first")
+            return
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            await self.error(sub_id, f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+            return
+        try:
+            stream = get(name)
+            if not (self.user.is_authenticated or stream.anonymous):
+                raise Refused(f"stream {name} is for logged-in users")
+            position = decode(after) if after is not None else None
+            rights = await database_sync_to_async(stream.rights)(self.user)
+            subscription = Subscription(sub_id, stream, rights, stream.filter(filter), self._sender(sub_id))
+        except (Refused, BadPosition) as error:
+            await self.error(sub_id, str(error))
+            return
+        self.subscriptions[sub_id] = subscription
+        found = await router(self.layer)
+        found.add(subscription)  # buffers from now on, before the view is read
+        try:
+            if position is not None and not await self._resume(subscription, position):
+                await self.send({"type": "resync", "id": sub_id})
+                position = None
+            if position is None:
+                await self._snapshot(subscription)
+        except Exception as error:  # the database is away: the client may subscribe again
+            logger.warning("live subscription %s failed: %s", sub_id, one_line(error))
+            found.remove(subscription)
+            self.subscriptions.pop(sub_id, None)
+            await self.error(sub_id, "the subscription failed; subscribe again")
+            return
+        if self.subscriptions.get(sub_id) is subscription:
+            await found.drain(subscription)
+
+    def _sender(self, sub_id):
+        async def send(frame):
+            if sub_id in self.subscriptions:
+                await self.send(frame)
+        return send
+
+    async def _snapshot(self, subscription: Subscription) -> None:
+        current, rows = await database_sync_to_async(snapshot)(subscription.stream, subscription.q)
+        subscription.position = Position(current, time.time())
+        pk = subscription.stream.fields[0]
+        subscription.pks = {row[pk] for row in rows}
+        position = subscription.position.encode()
+        pages = [rows[start:start + PAGE_ROWS] for start in range(0, len(rows), PAGE_ROWS)] or [[]]
+        for number, page in enumerate(pages, 1):
+            await deliver(subscription, {"type": "snapshot", "id": subscription.id, "rows": page,
+                                         "position": position, "done": number == len(pages)})
+
+    async def _resume(self, subscription: Subscription, position: Position) -> bool:
+        """Send what changed since `position`; False when it cannot be (too old, or the WAL source)."""
+        if conf.source() != "notify" or time.time() - position.taken > conf.retention().total_seconds():
+            return False
+        try:
+            current, pks, events = await database_sync_to_async(catch_up)(subscription.stream, subscription.q,
+                                                                          position)
+        except TooFarBehind:
+            return False
+        subscription.position = position
+        subscription.pks = set(pks)  # (after the catch-up below: the view under `current`)
+        replay = Subscription(subscription.id, subscription.stream, subscription.rights, subscription.filter,
+                              subscription.send)
+        replay.position = Position(position.snapshot, position.taken, dict(position.applied))
+        replay.pks = _before(pks, events, subscription)
+        for event in events:
+            frame = replay.change(event)
+            if frame is not None:
+                await deliver(subscription, frame)
+        subscription.position = Position(current, time.time())
+        return True
+
+
+def _before(pks_now: set, events: list[dict], subscription: Subscription) -> set:
+    """The view's keys at the resumed position, as far as the events tell: a key no event touches
+    is in it as it is now; otherwise the first event on the key says. An UPDATE of a column the
+    rights or the filter read does not tell (the event has no old values): the key is taken as in
+    the view, so the client gets an UPDATE (an upsert) or a DELETE, never a stale row."""
+    read = subscription.rights.columns | subscription.filter.columns
+    before = set(pks_now)
+    seen = set()
+    for event in events:
+        pk, op, row = event.get("pk"), event.get("op"), event.get("row") or {}
+        if pk in seen:
+            continue
+        seen.add(pk)
+        changed = event.get("changed")
+        if op == "INSERT":
+            was_in = False
+        elif op == "DELETE" or (op == "UPDATE" and isinstance(changed, list) and not read & set(changed)):
+            was_in = subscription.rights.matches(row) and subscription.filter.matches(row)
+        else:
+            was_in = True
+        (before.add if was_in else before.discard)(pk)
+    return before
