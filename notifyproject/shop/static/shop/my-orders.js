@@ -27,7 +27,7 @@ function render(rows, changedKey) {
     tr.dataset.status = order.status;
     if (order.id === changedKey) tr.className = "flash";
     tr.append(cell(order.number), cell(order.status, "status-" + order.status), cell(order.quantity, "num"),
-      cell(order.total, "num"), cell(formatTime(order.created_at)));
+      cell(money(order.total), "num"), cell(formatTime(order.created_at)));
     return tr;
   });
   if (!lines.length) {
@@ -46,6 +46,11 @@ function render(rows, changedKey) {
 function compareIds(a, b) {
   const x = String(a), y = String(b);
   return x.length - y.length || (x < y ? -1 : x > y ? 1 : 0);
+}
+
+// A total arrives as a number, or as a string of its digits past what a double holds.
+function money(total) {
+  return typeof total === "number" ? total.toFixed(2) : total;
 }
 
 function formatTime(text) {
