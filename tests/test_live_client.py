@@ -8,15 +8,16 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from http import HTTPStatus
 
 import pytest
 from websockets.asyncio.server import serve
 
-from tests.nodejs import node_with, run_script
-from tests.support import ROOT
+from tests.nodejs import NODE_HOME, node_with, run_script
+from tests.support import ROOT, ManagedProcess
+from tests.web import Daphne
 
-pytestmark = pytest.mark.once
 WS = "ws@8.18.0"
 BIG = "9007199254740993"  # 2^53 + 1: a double reads 9007199254740992
 TOTAL = "12345678901234567890123456789.12"
@@ -162,6 +163,7 @@ def keyed(pairs: list) -> dict:
     return {str(key): row for key, row in pairs}
 
 
+@pytest.mark.once
 def test_the_client_keeps_its_view_and_resumes_after_a_drop(node, server):
     client = (ROOT / "pgnotify" / "static" / "pgnotify" / "live-client.js").as_uri()
     script = CLIENT % {"client": client, "port": server.port, "min": MIN_DELAY_MS, "max": MAX_DELAY_MS}
@@ -220,3 +222,79 @@ def test_the_client_keeps_its_view_and_resumes_after_a_drop(node, server):
     for gap, retry in zip(gaps, retries[1:], strict=True):
         assert gap >= retry["retryInMs"] / 1000 * 0.95, (gaps, retries)
     assert len(server.handshakes) == 2 + REFUSED_HANDSHAKES + 1
+
+
+# Against the real server: alice's session cookie on the socket (ws sends no Origin by itself).
+REAL_CLIENT = """
+import WebSocket from "ws";
+import { connect } from "%(client)s";
+const say = (line) => process.stdout.write(JSON.stringify(line) + "\\n");
+class Alice extends WebSocket {
+  constructor(url) { super(url, { headers: { Cookie: "sessionid=%(session)s", Origin: "%(origin)s" } }); }
+}
+const live = connect("%(url)s", { WebSocket: Alice, minDelayMs: 100, maxDelayMs: 400,
+                                   onStatus: (status) => say({ status }) });
+live.subscribe("my-orders", {}, {
+  onSnapshot: (rows) => say({ snapshot: [...rows.keys()], rows: [...rows.values()] }),
+  onChange: (change, rows) => say({ op: change.op, key: change.key, row: change.row, keys: [...rows.keys()] }),
+  onError: (message) => say({ error: message }),
+});
+process.stdin.on("end", () => { live.close(); process.exit(0); });
+process.stdin.resume();
+"""
+
+
+def client_lines(process: ManagedProcess) -> list[dict]:
+    return [json.loads(line) for line in process.stdout_lines]
+
+
+def wait_line(process: ManagedProcess, predicate, timeout: float = 10.0) -> dict:
+    return process.wait_for(lambda lines: next(
+        (line for line in map(json.loads, lines) if predicate(line)), None), timeout)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_client_against_daphne_keeps_every_digit_and_resumes_after_a_restart(node, postgres_stack):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from notifyproject.shop.models import Order
+
+    alice, bob = (get_user_model().objects.create_user(name, password="pw-" + name) for name in ("alice", "bob"))
+    Order.objects.create(id=int(BIG), customer=alice, quantity=1, total="10.00", status="new")
+    Order.objects.create(customer=bob, quantity=1, total="1.00")
+    browser = Client()
+    browser.force_login(alice)
+    url = postgres_stack.url
+    script = NODE_HOME / f"real-{uuid.uuid4().hex[:8]}.mjs"
+    script.write_text(REAL_CLIENT % {
+        "client": (ROOT / "pgnotify" / "static" / "pgnotify" / "live-client.js").as_uri(),
+        "session": browser.cookies["sessionid"].value, "origin": url,
+        "url": url.replace("http://", "ws://") + "/ws/live/"})
+    client = ManagedProcess(str(script), python=node, manage=False, cwd=NODE_HOME, stdin=True)
+    try:
+        # The snapshot: alice's one order, its pk with every digit (a string: a double has no 2^53 + 1).
+        snapshot = wait_line(client, lambda line: "snapshot" in line or "error" in line)
+        assert snapshot == {"snapshot": [BIG], "rows": [snapshot["rows"][0]]} and snapshot["rows"][0]["id"] == BIG
+        Order.objects.filter(pk=int(BIG)).update(status="paid")
+        change = wait_line(client, lambda line: line.get("op"))
+        assert change["op"] == "UPDATE" and change["key"] == BIG and change["row"]["status"] == "paid"
+
+        # daphne goes away; what alice's orders go through meanwhile reaches the client once it is
+        # back, as changes (no new snapshot), in order.
+        postgres_stack.daphne.stop()
+        wait_line(client, lambda line: line.get("status") == "reconnecting")
+        Order.objects.filter(pk=int(BIG)).update(status="shipped")
+        added = Order.objects.create(customer=alice, quantity=2, total="2.00")
+        Order.objects.create(customer=bob, quantity=2, total="2.00")
+        postgres_stack.daphne = Daphne(postgres_stack.env, port=postgres_stack.daphne.port).wait_ready()
+        wait_line(client, lambda line: line.get("op") == "INSERT", timeout=20)
+        lines = client_lines(client)
+        resumed = lines[lines.index({"status": "open"}, lines.index({"status": "reconnecting"})):]
+        assert [(line["op"], str(line["key"]), line["row"].get("status")) for line in resumed if "op" in line] == [
+            ("UPDATE", BIG, "shipped"), ("INSERT", str(added.pk), "new")]
+        assert not [line for line in resumed if "snapshot" in line or "error" in line]
+        assert sorted(resumed[-1]["keys"], key=str) == sorted([BIG, added.pk], key=str)
+    finally:
+        client.stop()
+        script.unlink()
