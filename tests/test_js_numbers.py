@@ -4,20 +4,17 @@ reviver gets no source text) read a real `listen_notify --json` line with every 
 
 import json
 import re
-import shutil
-import subprocess
-import uuid
 
 import pytest
 from django.db import connection, transaction
 
 from pgnotify.listener import exactjson
 from pgnotify.web.frames import frame
+from tests.nodejs import node_with, run_script
 from tests.support import ROOT
 
 pytestmark = [pytest.mark.once, pytest.mark.django_db(transaction=True)]
 LOSSLESS_JSON = "lossless-json@4.3.3"
-NODE_HOME = ROOT / "build" / "node"
 PK = 9007199254740993  # 2^53 + 1: a double reads 9007199254740992
 AMOUNT = "12345678901234567890123456789.12"  # numeric(40,2)
 EXACT = "12345678901234567890.0123456789"  # numeric(30,10), inside jsonb
@@ -26,14 +23,7 @@ EXACT = "12345678901234567890.0123456789"  # numeric(30,10), inside jsonb
 @pytest.fixture(scope="module")
 def node() -> str:
     """`node`, with lossless-json installed under build/node (once per version)."""
-    found = shutil.which("node")
-    if not found:
-        pytest.skip("node is not installed: the JavaScript advice of docs/models.md is not tested")
-    if not (NODE_HOME / "node_modules" / "lossless-json" / "package.json").exists():
-        NODE_HOME.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(NODE_HOME),
-                        LOSSLESS_JSON], check=True, capture_output=True, timeout=300)
-    return found
+    return node_with(LOSSLESS_JSON)
 
 
 def docs_snippet() -> str:
@@ -42,12 +32,7 @@ def docs_snippet() -> str:
 
 
 def run_node(node: str, script: str, line: str) -> dict:
-    path = NODE_HOME / f"check-{uuid.uuid4().hex[:8]}.mjs"
-    path.write_text(script)
-    try:
-        result = subprocess.run([node, str(path)], input=line, capture_output=True, text=True, timeout=60)
-    finally:
-        path.unlink()
+    result = run_script(node, script, line)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -86,12 +71,12 @@ def test_the_docs_advice_keeps_every_digit_in_node(node, event_line):
 
 
 def test_the_pages_parser_keeps_every_digit_without_the_reviver_context(node, event_line):
-    live = (ROOT / "pgnotify" / "static" / "pgnotify" / "live.js").read_text()
+    live = (ROOT / "pgnotify" / "static" / "pgnotify" / "live.js").as_uri()
     # The dashboard's frame of this event, made as the listener makes it for the channel layer.
     text = frame({"type": "changes", "events": [exactjson.loads(event_line)["payload"]]})["text"]
-    script = ('import { readFileSync } from "node:fs";\nimport vm from "node:vm";\n'
+    script = ('import { readFileSync } from "node:fs";\n'
               "globalThis.window = globalThis;\n"
-              f"vm.runInThisContext({json.dumps(live)});\n"
+              f"await import({json.dumps(live)});\n"
               "const frame = window.pgnotify.parseFrame(readFileSync(0, 'utf8'));\n"
               "process.stdout.write(JSON.stringify(frame.events[0]));\n")
     assert_exact(run_node(node, script, text))

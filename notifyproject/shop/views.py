@@ -1,5 +1,6 @@
 """Demo pages of the shop."""
 
+from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from pgnotify.cache import cached, listener_live
@@ -28,3 +29,10 @@ def catalog(request):
         "from_cache": not computed,
         "listener_live": listener_live(),
     })
+
+
+@login_required
+def my_orders(request):
+    """The user's orders, live from the `my-orders` stream (SPEC §13): the page is static, the rows
+    come over /ws/live/ (notifyproject/shop/static/shop/my-orders.js)."""
+    return render(request, "shop/my_orders.html")

@@ -1,5 +1,9 @@
 // A websocket that reconnects by itself, with capped exponential backoff and jitter.
 // onState receives "connecting", "open" or "reconnecting"; window.websocketConnected mirrors "open".
+// An ES module (for exact-json.js): the pages load it, and the scripts using window.pgnotify after
+// it, with type="module", which runs them in document order.
+import { parseExact } from "./exact-json.js";
+
 (function () {
   "use strict";
 
@@ -73,51 +77,9 @@
     if (!banner.parentNode) document.body.appendChild(banner);
   };
 
-  // Frames carry numbers with all their digits (a numeric of 29 digits, an integer beyond 2^64).
-  // JSON.parse would round what a double cannot hold: such a number becomes a string of its exact
-  // digits; others stay numbers. Where the reviver gets the number's source text (Chromium 114+,
-  // Firefox 135+, Safari 18.4+) it decides; elsewhere long numbers are quoted before parsing.
-  // A frame with no run of 16 digits has none: it is parsed as it is.
-  var LONG_NUMBER = /[0-9.]{16}/;
-  var HAS_SOURCE = (function () {
-    var seen = false;
-    JSON.parse("1", function (key, value, context) { seen = !!context && context.source === "1"; return value; });
-    return seen;
-  })();
-
-  function parseFrame(text) {
-    if (!LONG_NUMBER.test(text)) return JSON.parse(text);
-    return HAS_SOURCE ? JSON.parse(text, exactNumber) : JSON.parse(quoteLongNumbers(text));
-  }
-
-  // Strings are matched whole first, so digits inside them are left alone.
-  var STRING_OR_LONG_NUMBER = /"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]{15,}/g;
-
-  function quoteLongNumbers(text) {
-    return text.replace(STRING_OR_LONG_NUMBER, function (token) {
-      if (token[0] === '"' || decimalKey(token) === decimalKey(String(Number(token)))) return token;
-      return '"' + token + '"';
-    });
-  }
-
-  function exactNumber(key, value, context) {
-    if (typeof value !== "number" || !context || typeof context.source !== "string") return value;
-    var source = context.source;
-    // 15 characters hold at most 15 significant digits, which a double always gives back.
-    if (isFinite(value) && (source.length <= 15 || decimalKey(source) === decimalKey(String(value)))) return value;
-    return source;
-  }
-
-  // "-0012.3400e+5" -> "-1234e3": sign, significant digits and power of ten, to compare values.
-  function decimalKey(text) {
-    var m = /^(-?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
-    if (!m) return text;
-    var fraction = m[3] || "", digits = (m[2] + fraction).replace(/^0+/, "");
-    var exponent = (m[4] ? parseInt(m[4], 10) : 0) - fraction.length;
-    var trimmed = digits.replace(/0+$/, "");
-    if (!trimmed) return "0";
-    return m[1] + trimmed + "e" + (exponent + digits.length - trimmed.length);
-  }
+  // Frames carry numbers with all their digits (a numeric of 29 digits, an integer beyond 2^64):
+  // exact-json.js keeps them (a string of the exact digits where a double would round).
+  var parseFrame = parseExact;
 
   // "2026-11-27T10:00:00.123456+00:00" -> epoch ms (Date.parse wants at most 3 fraction digits).
   function parseTs(ts) {
