@@ -465,7 +465,8 @@ def check_listener_sessions(app_configs=None, databases=None, **kwargs):
 
 # The PostgreSQL channel layer's tables (channels_postgres): web processes and the listener use them.
 LAYER_TABLES = ("channels_postgres_message", "channels_postgres_groupchannel")
-_ROLE = "SELECT quote_ident(current_user), quote_ident(current_schema()), has_schema_privilege(current_schema(), 'CREATE')"
+_ROLE = ("SELECT quote_ident(current_user), quote_ident(current_schema()), "
+         "has_schema_privilege(current_schema(), 'CREATE')")
 _OWNERS = """
     SELECT c.oid, pg_has_role(c.relowner, 'USAGE'), quote_ident(pg_get_userbyid(c.relowner))
       FROM pg_class c WHERE c.oid = ANY(%s)

@@ -48,9 +48,13 @@ def grants(rights: list[tuple[str, str]], role: str) -> str:
 
 # -- what `migrate` would run
 
+def _pgnotify_apps() -> list:
+    return [config for config in apps.get_app_configs()
+            if config.name == "pgnotify" or config.name.startswith("pgnotify.")]
+
+
 def _pgnotify_labels(loader) -> list[str]:
-    return [config.label for config in apps.get_app_configs()
-            if (config.name == "pgnotify" or config.name.startswith("pgnotify.")) and config.label in loader.migrated_apps]
+    return [config.label for config in _pgnotify_apps() if config.label in loader.migrated_apps]
 
 
 def pending_migrations(using: str) -> list:
@@ -70,16 +74,15 @@ def migration_sql(using: str, migrations: list) -> list[str]:
     for migration in migrations:
         statements.append(f"-- {migration.app_label}.{migration.name}")
         statements += loader.collect_sql([(migration, False)])
-        statements.append(connection.ops.compose_sql(f"INSERT INTO {table} (app, name, applied) VALUES (%s, %s, now());",
-                                                     [migration.app_label, migration.name]))
+        statements.append(connection.ops.compose_sql(
+            f"INSERT INTO {table} (app, name, applied) VALUES (%s, %s, now());", [migration.app_label, migration.name]))
     return statements
 
 
 def table_grants(using: str, role: str) -> list[str]:
     """GRANTs on the tables of pgnotify's apps, for a role that will not own them."""
-    tables = [model._meta.db_table for config in apps.get_app_configs()
-              if config.name == "pgnotify" or config.name.startswith("pgnotify.")
-              for model in config.get_models() if model._meta.managed and not model._meta.proxy]
+    tables = [model._meta.db_table for config in _pgnotify_apps() for model in config.get_models()
+              if model._meta.managed and not model._meta.proxy]
     return [f"GRANT {DML} ON {connections[using].ops.quote_name(table)} TO {role};" for table in tables] + \
         [f"GRANT USAGE ON SEQUENCE {EVENT_SEQUENCE} TO {role};"]
 
