@@ -342,8 +342,11 @@ def check_source(app_configs=None, **kwargs):
                               hint="ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL.",
                               id="pgnotify.E032"))
     if not replication:
-        problems.append(Error("The WAL source needs a role with REPLICATION; the database user has not.",
-                              hint="ALTER ROLE <user> REPLICATION.", id="pgnotify.E034"))
+        problems.append(Error(f"The WAL source needs a role with REPLICATION; role {role} has no REPLICATION.",
+                              hint=f"ALTER ROLE {role} REPLICATION; (managed servers: GRANT rds_replication TO "
+                                   f"{role}; on RDS/Aurora, cloudsql.logical_decoding = on and ALTER ROLE {role} "
+                                   "REPLICATION on Cloud SQL, ALTER ROLE ... REPLICATION by an azure_pg_admin "
+                                   "member on Azure).", id="pgnotify.E034"))
     if not publications and not create:
         problems.append(Error(f"The WAL source needs CREATE on the database to create publication {PUBLICATION}; "
                               f"role {role} has no CREATE on database {database}.",
@@ -469,3 +472,107 @@ def check_streams(app_configs=None, **kwargs):
                       id="pgnotify.E060")]
     return [Error(message, hint=HINT_STREAMS, id=f"pgnotify.{check_id}")
             for name, declaration in value.items() for check_id, message in streams.problems(name, declaration)]
+
+
+# -- least privilege (docs/operations.md, "Rights"): each missing right, with the statement that grants it
+
+# The PostgreSQL channel layer's tables (channels_postgres): web processes and the listener use them.
+LAYER_TABLES = ("channels_postgres_message", "channels_postgres_groupchannel")
+_ROLE = ("SELECT quote_ident(current_user), quote_ident(current_schema()), "
+         "has_schema_privilege(current_schema(), 'CREATE')")
+_OWNERS = """
+    SELECT c.oid, pg_has_role(c.relowner, 'USAGE'), quote_ident(pg_get_userbyid(c.relowner))
+      FROM pg_class c WHERE c.oid = ANY(%s)
+"""
+
+
+@register(Tags.database)
+def check_rights(app_configs=None, databases=None, **kwargs):
+    """`check --database ALIAS` (and `migrate`): what the database role lacks to migrate, write,
+    listen and serve the channel layer, one line each with its GRANT or ALTER."""
+    if any(isinstance(message, Error) for message in [*check_source(), *check_watched_tables()]):
+        return []  # a setting or a table reported above comes first
+    messages = []
+    for alias in databases or ():
+        if alias in conf.SERVED_DATABASES and connections[alias].vendor == "postgresql":
+            try:
+                messages += _rights(alias)
+            except DjangoDatabaseError:
+                continue  # an unreachable database is reported where it is used
+    return messages
+
+
+def _rights(alias: str) -> list:
+    from . import rights
+
+    try:
+        pending = rights.pending_migrations(alias)
+    except DjangoDatabaseError:  # a role that may not read django_migrations (a writer's) does not migrate
+        pending = None
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_ROLE)
+        role, schema, create = cursor.fetchone()
+        if pending and not create:
+            names = ", ".join(f"{m.app_label}.{m.name}" for m in pending)
+            return [Error(f"pgnotify's migrations {names} are not applied, and role {role} has no CREATE on schema "
+                          f"{schema} for their tables and functions.",
+                          hint=f"GRANT CREATE ON SCHEMA {schema} TO {role}; or have a DBA run the SQL "
+                               "`manage.py pgnotify_sql` prints, then run `manage.py migrate`.", id="pgnotify.E071")]
+        messages = _table_rights(cursor, role)
+    if pending == []:
+        messages += _owned(alias, role)
+    return messages
+
+
+def _table_rights(cursor, role: str) -> list:
+    from . import rights
+
+    messages = []
+    writer = [f"{', '.join(missing)} on {table}" for table, privileges in rights.WRITER
+              if (missing := rights.missing(cursor, table, privileges))]
+    if rights.sequence_usage_missing(cursor):
+        writer.append(f"USAGE on sequence {rights.EVENT_SEQUENCE}")
+    if writer and conf.source() == "notify":
+        messages.append(Error(f"Writes to watched tables as role {role} would fail: the change trigger runs as the "
+                              f"writer, and {role} has no {'; no '.join(writer)}.",
+                              hint=rights.grants(rights.WRITER, role) +
+                              f" GRANT USAGE ON SEQUENCE {rights.EVENT_SEQUENCE} TO {role};", id="pgnotify.E072"))
+    listener = [f"{', '.join(missing)} on {table}" for table, privileges in rights.LISTENER
+                if (missing := rights.missing(cursor, table, privileges))]
+    if listener:
+        messages.append(Error(f"The listener cannot run as role {role}: it has no {'; no '.join(listener)}.",
+                              hint=rights.grants(rights.LISTENER, role), id="pgnotify.E073"))
+    backend = str(((getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}).get("BACKEND", ""))
+    if any(backend.startswith(prefix) for prefix, (module, _) in LAYER_PACKAGES.items()
+           if module == "channels_postgres"):
+        layer = [(table, rights.DML) for table in LAYER_TABLES if rights.missing(cursor, table, rights.DML)]
+        if layer:
+            messages.append(Error(f"The PostgreSQL channel layer cannot work as role {role}: it has no "
+                                  f"{rights.DML} on {', '.join(table for table, _ in layer)}.",
+                                  hint=rights.grants(layer, role), id="pgnotify.E074"))
+    return messages
+
+
+def _owned(alias: str, role: str) -> list:
+    """Watched tables the trigger (or publication) sync would change but the role does not own."""
+    from . import rights
+
+    statements = rights.sync_statements(alias) or []
+    tables, _ = watched_tables()
+    with connections[alias].cursor() as cursor:
+        facts = database_tables.inspect(cursor, tables)
+        relations = [relation for fact in facts.values() if fact for relation, _ in fact.relations()]
+        cursor.execute(_OWNERS, [[relation.oid for relation in relations]])
+        owners = {oid: (owned, owner) for oid, owned, owner in cursor.fetchall()}
+        touched = [(relation, owners[relation.oid][1], relation.identifier.as_string(cursor.connection))
+                   for relation in relations if not owners[relation.oid][0]]
+    touched = [entry for entry in touched if any(entry[2] in statement for statement in statements)]
+    if not touched:
+        return []
+    what = "publish them and set their replica identity" if conf.source() == "wal" else "attach their triggers"
+    names = ", ".join(f"{relation.display} (owner {owner})" for relation, owner, _ in touched)
+    _, owner, identifier = touched[0]
+    return [Error(f"role {role} does not own {names}: pgnotify cannot {what}.",
+                  hint=f"ALTER TABLE {identifier} OWNER TO {role}; (each), or run `manage.py "
+                       f"migrate` as {owner}, or have a DBA run the SQL `manage.py pgnotify_sql` prints.",
+                  id="pgnotify.E070")]

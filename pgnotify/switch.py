@@ -21,8 +21,9 @@ it at start and then moves it too. So each switch hands over at a point both sid
 import time
 
 from django.core.management.base import CommandError
-from django.db import connections
+from django.db import DatabaseError, connections
 
+from .exceptions import WalSetupError, one_line
 from .listener.wal.slots import POSITION_PREFIX, PUBLICATION, SLOT_PREFIX, slot_name
 from .triggers import SyncResult
 
@@ -82,7 +83,10 @@ def prepare_slots(using: str, fresh_publication: bool) -> SyncResult:
         for slot, name in _names_by_slot(cursor).items():
             if slot not in existing:
                 # Waits for the transactions running now to end: every later commit is in the slot.
-                cursor.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", [slot])
+                try:
+                    cursor.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", [slot])
+                except DatabaseError as error:  # no REPLICATION: `migrate` fails in one line, the triggers stay
+                    raise WalSetupError(f"could not create replication slot {slot}: {one_line(error)}") from error
                 result.append(f"created replication slot {slot} for '{name}' at {cursor.fetchone()[0]}: its "
                               "WAL listener goes on from where its NOTIFY listener stopped")
     return result
