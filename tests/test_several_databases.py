@@ -5,10 +5,12 @@ own database's changes only, those of 'analytics' carrying `"database": "analyti
 and a listener killed with SIGKILL hands on, when it comes back, what was committed meanwhile,
 with the ids of that database's event log (NOTIFY) or its slot's (WAL)."""
 
+import asyncio
 import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -17,8 +19,13 @@ from psycopg import sql
 
 from notifyproject.shop.models import Product
 from pgnotify.connection import listener_conninfo
+from pgnotify.web.frames import DASHBOARD_GROUP, frame
 from tests import support
 from tests.sources import drop_database_slots, source_env
+from tests.support import process_env
+from tests.web import Daphne, in_thread, layer_env, login, make_user, wait_websocket
+
+STATE = "window.pgnotifyDashboard.state"
 
 ROUTER = '''
 class AnalyticsRouter:
@@ -139,3 +146,42 @@ def test_each_database_is_served_by_its_own_listener(analytics, event_source):
     finally:
         on_analytics.stop()
         on_default.stop()
+
+
+async def send_changes(prefix: str, batches: list[list[dict]]) -> None:
+    from pgnotify.web.layers.postgres import PostgresChannelLayer
+
+    layer = PostgresChannelLayer(prefix=prefix)
+    try:
+        for events in batches:
+            await layer.group_send(DASHBOARD_GROUP, frame({"type": "changes", "events": events}))
+    finally:
+        await layer.close()
+
+
+@pytest.mark.browser
+@pytest.mark.once
+def test_the_dashboard_keeps_events_of_two_databases_with_the_same_id(transactional_db, browser):
+    """Ids are per database: the dashboard's de-duplication drops a repeat of (database, id), never
+    the event of 'analytics' whose id is that of one of 'default'."""
+    env = process_env(**layer_env("postgres"))
+    daphne = Daphne(env).wait_ready()
+    context = browser.new_context()
+    try:
+        make_user("staff", staff=True)
+        page = context.new_page()
+        login(page, daphne.url, "staff")
+        page.goto(f"{daphne.url}/dashboard/")
+        wait_websocket(page)
+        ts = datetime.now(UTC).isoformat()
+        of_default = {"id": 7, "op": "INSERT", "pk": 1, "ts": ts, "table": "shop_product", "channel": "products"}
+        of_analytics = {**of_default, "table": "shop_order", "channel": "orders", "database": "analytics"}
+        in_thread(asyncio.run, send_changes(env["CHANNEL_LAYER_PREFIX"], [[of_default], [of_analytics],
+                                                                          [of_default, of_analytics]]))
+        page.wait_for_function(f"{STATE}.events + {STATE}.duplicates >= 4", timeout=10_000)
+        assert page.evaluate(f"[{STATE}.events, {STATE}.duplicates]") == [2, 2]
+        assert page.evaluate("[window.pgnotifyDashboard.seen(7), window.pgnotifyDashboard.seen(7, 'analytics'), "
+                             "window.pgnotifyDashboard.seen(7, 'other')]") == [True, True, False]
+    finally:
+        context.close()
+        daphne.stop()
