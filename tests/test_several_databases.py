@@ -6,6 +6,7 @@ and a listener killed with SIGKILL hands on, when it comes back, what was commit
 with the ids of that database's event log (NOTIFY) or its slot's (WAL)."""
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from psycopg import sql
 
 from notifyproject.shop.models import Product
 from pgnotify.connection import listener_conninfo
+from pgnotify.handlers.forwarding.base import message_of
+from pgnotify.listener.notification import Notification
 from pgnotify.web.frames import DASHBOARD_GROUP, frame
 from tests import support
 from tests.sources import drop_database_slots, source_env
@@ -185,3 +188,15 @@ def test_the_dashboard_keeps_events_of_two_databases_with_the_same_id(transactio
     finally:
         context.close()
         daphne.stop()
+
+
+@pytest.mark.once
+def test_forwarded_messages_of_two_databases_with_the_same_id_keep_apart():
+    """A destination de-duplicates by message id (JetStream's Nats-Msg-Id, RabbitMQ's message_id):
+    an event of 'analytics' is "analytics:<id>", never the id of an event of 'default'."""
+    of_default = Notification("orders", '{"id": 7, "op": "INSERT", "txid": 12, "channel": "orders"}')
+    of_analytics = Notification("orders", of_default.payload)
+    of_analytics.add_database("analytics")
+    assert message_of(of_default).id == 7 and message_of(of_analytics).id == "analytics:7"
+    assert json.loads(message_of(of_analytics).body) == {**json.loads(of_default.payload), "database": "analytics"}
+    assert of_analytics.event["database"] == "analytics"
