@@ -22,7 +22,7 @@ from .extras import installed
 from .handlers.base import handler_error_line, handler_problem, valid_channel
 from .listener.probe import can_listen
 from .listener.wal.slots import PUBLICATION
-from .watched import key_columns, refusal, wal_refusal, watched_tables
+from .watched import database_of, key_columns, refusal, served_databases, wal_refusal, watched_labels, watched_tables
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
 HINT_STREAMS = "See docs/live.md: a stream names a watched model, its fields, filters and rows (a Q per user)."
@@ -133,33 +133,36 @@ def _inheritance_warnings(label, model, watch) -> list:
 
 @register()
 def check_routing(app_configs=None, **kwargs):
-    """A watched model whose table DATABASE_ROUTERS puts on a database no listener serves would
-    lose its changes without a word: its triggers (or publication) would be missing, or unread."""
+    """A watched model is served where DATABASE_ROUTERS write it (`migrate --database ALIAS` and
+    `listen_notify --database ALIAS`). What no listener can serve is an error: a database that is
+    not PostgreSQL, a table the routers make elsewhere, a database without pgnotify's tables."""
     if not isinstance(conf.get("WATCH"), dict) or not isinstance(conf.get("CACHE_INVALIDATE"), dict):
         return []  # reported by the checks above
     errors = []
-    for label in dict.fromkeys([*conf.watch(), *conf.get("CACHE_INVALIDATE")]):
+    for label in watched_labels():
         model = _model(label)
-        database = model and _unserved_database(model)
-        if database:
-            served = ", ".join(map(repr, conf.SERVED_DATABASES))
-            errors.append(Error(f"{label} is routed to database {database!r} (DATABASE_ROUTERS), but the listener "
-                                f"serves only {served}: its changes would be lost.",
-                                hint=f"Route {label} to {served}, or stop watching it: serving several databases "
-                                     "comes later.", id="pgnotify.E026"))
+        problem = model and _unservable(model)
+        if problem:
+            errors.append(Error(f"{label} {problem}: its changes would be lost.",
+                                hint=f"Make the routers' db_for_write and allow_migrate agree on {label} (and allow "
+                                     "app 'pgnotify' there), or stop watching it.", id="pgnotify.E026"))
     return errors
 
 
-def _unserved_database(model) -> str | None:
-    """The database the routers write the model to, or make its table on, when it is not served."""
-    written = router.db_for_write(model)
-    if written not in conf.SERVED_DATABASES:
-        return written
-    if all(router.allow_migrate_model(alias, model) for alias in conf.SERVED_DATABASES):
-        return None
-    others = [alias for alias in settings.DATABASES if alias not in conf.SERVED_DATABASES
-              and router.allow_migrate_model(alias, model)]
-    return others[0] if others else "(none)"
+def _unservable(model) -> str | None:
+    """Why no listener can serve the database the routers write the model to, or None."""
+    database = database_of(model)
+    if database not in settings.DATABASES or connections[database].vendor != "postgresql":
+        return f"is written to database {database!r} (DATABASE_ROUTERS), which is not a PostgreSQL database"
+    if not router.allow_migrate_model(database, model):
+        made = [alias for alias in settings.DATABASES if router.allow_migrate_model(alias, model)]
+        where = ", ".join(map(repr, made)) or "no database"
+        return (f"is written to database {database!r} (db_for_write), but its table is made on {where} "
+                "(allow_migrate): its triggers would not be where its writes go")
+    if not all(router.allow_migrate_model(database, own) for own in apps.get_app_config("pgnotify").get_models()):
+        return (f"is written to database {database!r}, where the routers do not migrate app 'pgnotify' "
+                "(allow_migrate): it has no event log there")
+    return None
 
 
 # What the database refuses, by refusal reason: message id and hint.
@@ -180,14 +183,23 @@ def check_watched_tables(app_configs=None, **kwargs):
     if connections["default"].vendor != "postgresql" or not isinstance(conf.get("WATCH"), dict) \
             or not isinstance(conf.get("CACHE_INVALIDATE"), dict):
         return []  # reported by the checks above
-    tables, _ = watched_tables()  # entries that cannot be used: reported by the checks above
+    messages = []
+    for database in served_databases():
+        if database in settings.DATABASES and connections[database].vendor == "postgresql":
+            messages += _check_tables_of(database)
+    return messages
+
+
+def _check_tables_of(database: str) -> list:
+    tables, _ = watched_tables(database)  # entries that cannot be used: reported by the checks above
     try:
         # A connection of its own with a short timeout: Django's pool would wait 30 s for a server
         # that is down, and `check` runs before most commands.
-        with Connection.connect(autocommit=True, **{**listener_conninfo(), "connect_timeout": 3}) as connection:
+        with Connection.connect(autocommit=True, **{**listener_conninfo(database), "connect_timeout": 3}) as connection:
             facts = database_tables.inspect(connection.cursor(), tables)
     except Exception as error:  # a check must not raise: the database may be down, or not created yet
-        return [Warning(f"pgnotify could not inspect the watched tables: {one_line(error)}.",
+        where = "" if database == "default" else f" of database {database!r}"
+        return [Warning(f"pgnotify could not inspect the watched tables{where}: {one_line(error)}.",
                         hint="Run manage.py check where the database is reachable to check them.", id="pgnotify.W020")]
     messages = []
     refuse = wal_refusal if conf.source() == "wal" else refusal
@@ -494,7 +506,7 @@ def check_rights(app_configs=None, databases=None, **kwargs):
         return []  # a setting or a table reported above comes first
     messages = []
     for alias in databases or ():
-        if alias in conf.SERVED_DATABASES and connections[alias].vendor == "postgresql":
+        if alias in served_databases() and connections[alias].vendor == "postgresql":
             try:
                 messages += _rights(alias)
             except DjangoDatabaseError:

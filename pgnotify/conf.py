@@ -34,10 +34,6 @@ DEFAULTS = {
 
 SOURCES = ("notify", "wal")
 
-# The databases a listener serves (several come with issue 19): watched models routed elsewhere
-# are a check error (pgnotify.E026), and `migrate` of another database attaches nothing there.
-SERVED_DATABASES = ("default",)
-
 # Always listened to: state notices, chat, cache invalidation.
 BUILTIN_CHANNELS = ["system", "chat", "cache_invalidate"]
 

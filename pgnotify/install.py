@@ -9,10 +9,13 @@ watched table without a source of events, so a switch of source loses nothing (p
   holds, the publication goes and the slots are retired.
 - `migrate pgnotify zero` leaves nothing: with pgnotify's functions gone, the publication and
   pgnotify's slots go too.
-- A database no listener serves (pgnotify.conf.SERVED_DATABASES) gets neither: its events would
-  pile up unread. `migrate` says so in one line.
+- Each database gets what the watched models DATABASE_ROUTERS write there need (`migrate
+  --database ALIAS`; its listener is `listen_notify --database ALIAS`). An alias that is only
+  the direct alias of another (PGNOTIFY["DIRECT"]) is that database: it is set up through the
+  other, never as a database of its own (where no model is routed, the sync would drop all).
 """
 
+from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import connections
 
@@ -27,16 +30,22 @@ def sync_after_migrate(sender, using="default", verbosity=1, **kwargs):
     publication that cannot be made is."""
     if connections[using].vendor != "postgresql":
         return
-    if using not in conf.SERVED_DATABASES:
+    reached = [alias for alias in settings.DATABASES if alias != using and conf.direct_alias(alias) == using]
+    if reached:
         if verbosity >= 1:
-            served = ", ".join(map(repr, conf.SERVED_DATABASES))
-            print(f"  pgnotify: database {using!r} is not served by a listener (only {served}): no triggers or "
-                  "publication there")
+            print(f"  pgnotify: database {using!r} is the direct alias of {reached[0]!r}: `migrate --database "
+                  f"{reached[0]}` sets up pgnotify there")
         return
     try:
         _sync(using, verbosity)
     except WalSetupError as error:
         raise CommandError(f"pgnotify: {error}") from error
+
+
+def schema_syncs() -> list:
+    """The trigger and publication syncs in the order that never leaves a watched table without a
+    source of events: the new source's part first."""
+    return [sync_publication, sync_triggers] if conf.source() == "wal" else [sync_triggers, sync_publication]
 
 
 def _sync(using: str, verbosity: int) -> None:

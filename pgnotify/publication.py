@@ -114,7 +114,7 @@ def sync_publication(using: str = "default") -> SyncResult:
         run = _Sync(cursor, using)
         cursor.execute(_PUBLICATION, [PUBLICATION])
         exists = cursor.fetchone()
-        tables, _ = watched_tables()  # entries that cannot be used: the trigger sync reports them
+        tables, _ = watched_tables(using)  # entries that cannot be used: the trigger sync reports them
         facts = inspect(cursor, tables)
         if conf.source() == "wal" and installed(cursor):
             _publish(run, tables, facts, exists)

@@ -13,9 +13,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
 
-from . import conf
-from .publication import sync_publication
-from .triggers import sync_triggers
+from .install import schema_syncs
 
 EVENT_SEQUENCE = "pgnotify_event_id_seq"
 # (table, privileges): what a writer needs with the NOTIFY source, what a listener needs.
@@ -103,12 +101,8 @@ class _Recorder:
 
 def _sync(using: str) -> None:
     """The post-migrate sync's trigger and publication statements, in migrate's order."""
-    if conf.source() == "wal":
-        sync_publication(using)
-        sync_triggers(using)
-    else:
-        sync_triggers(using)
-        sync_publication(using)
+    for sync in schema_syncs():
+        sync(using)
 
 
 def sync_statements(using: str, first: list[str] = ()) -> list[str] | None:

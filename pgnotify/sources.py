@@ -8,11 +8,11 @@ from .listener.wal import WalListener, WalTable, WalTarget
 from .watched import watched_tables
 
 
-def wal_tables() -> list[WalTable]:
-    """The watched and cache-invalidated tables (pgnotify.watched: a target per WATCH entry, a
-    model and its proxies on one table), as the WAL source renders them. Entries that cannot be
-    used are left out (the system checks and `migrate` say why)."""
-    tables, _ = watched_tables()
+def wal_tables(database: str = "default") -> list[WalTable]:
+    """The watched and cache-invalidated tables of `database` (pgnotify.watched: a target per
+    WATCH entry, a model and its proxies on one table), as the WAL source renders them. Entries
+    that cannot be used are left out (the system checks and `migrate` say why)."""
+    tables, _ = watched_tables(database)
     return [WalTable(name.name, name.schema, table.key,
                      tuple(WalTarget(t.channel, t.label, frozenset(t.excluded)) for t in table.targets),
                      tuple(table.tags))
@@ -21,5 +21,6 @@ def wal_tables() -> list[WalTable]:
 
 def make_listener(conninfo: dict, options: ListenerOptions, sink: Sink) -> BaseListener:
     if conf.source() == "wal":
-        return WalListener(conninfo, options, sink, wal_tables(), retained_warning=conf.get("WAL_RETAINED_WARNING"))
+        return WalListener(conninfo, options, sink, wal_tables(options.database),
+                           retained_warning=conf.get("WAL_RETAINED_WARNING"))
     return Listener(conninfo, options, sink)

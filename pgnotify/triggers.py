@@ -169,7 +169,7 @@ def sync_triggers(using: str = "default") -> SyncResult:
         if not (v1 or function):
             return result
         raw = cursor.connection
-        tables, result.problems = watched_tables()
+        tables, result.problems = watched_tables(using)
         if conf.source() == "wal":  # the publication (pgnotify.publication) takes the triggers' place
             tables = {}
         facts = inspect(cursor, tables)

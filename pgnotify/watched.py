@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
+from django.db import router
 
 from . import conf
 from .exceptions import one_line
@@ -61,9 +62,28 @@ def _model(label):
         return None
 
 
-def watched_tables() -> tuple[dict[TableName, WatchedTable], list[str]]:
-    """Every table with a WATCH or CACHE_INVALIDATE entry, and a line for each entry that cannot
-    be used (the system checks say why in detail)."""
+def database_of(model) -> str:
+    """The alias of the database a model's changes happen in: where DATABASE_ROUTERS write it
+    ('default' without a router). Its triggers go there, and its listener reads there."""
+    return router.db_for_write(model)
+
+
+def watched_labels() -> list[str]:
+    """The labels of the WATCH (settings and apps) and CACHE_INVALIDATE entries, once each."""
+    return list(dict.fromkeys([*conf.watch(), *conf.get("CACHE_INVALIDATE")]))
+
+
+def served_databases() -> list[str]:
+    """'default' and every alias the routers send a watched model to: each needs a listener
+    (`listen_notify --database ALIAS`)."""
+    models = [model for model in map(_model, watched_labels()) if model is not None]
+    return list(dict.fromkeys(["default", *map(database_of, models)]))
+
+
+def watched_tables(database: str = "default") -> tuple[dict[TableName, WatchedTable], list[str]]:
+    """Every table of `database` with a WATCH or CACHE_INVALIDATE entry (models the routers write
+    elsewhere belong to that database's listener), and a line for each entry that cannot be used
+    (the system checks say why in detail)."""
     tables: dict[TableName, WatchedTable] = {}
     problems = []
 
@@ -71,6 +91,8 @@ def watched_tables() -> tuple[dict[TableName, WatchedTable], list[str]]:
         model = _model(label)
         if model is None:
             problems.append(f"could not watch {label!r}: no such model")
+            return None, None
+        if database_of(model) != database:
             return None, None
         name = TableName.of(model)
         table = tables.setdefault(name, WatchedTable(name, key_columns(model)))

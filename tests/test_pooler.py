@@ -3,6 +3,7 @@ cannot LISTEN refuses to start in one line, holding nothing; with PGNOTIFY["DIRE
 `migrate` and `check` go through the pooler and the listener's sessions go direct, and nothing is lost."""
 
 import subprocess
+import sys
 import uuid
 
 import psycopg
@@ -114,3 +115,38 @@ def test_direct_names_known_aliases(direct, expected):
         found = checks.check_settings() + checks.check_direct()
     assert [error.id for error in found] == expected
     assert all("\n" not in error.msg for error in found)
+
+
+LAYER_SCRIPT = """
+import asyncio, django
+django.setup()
+from channels.layers import get_channel_layer
+
+async def main():
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("pooled", channel)
+    receiving = asyncio.ensure_future(layer.receive(channel))
+    while layer.listener_task_is_running is None:
+        await asyncio.sleep(0.01)  # receive() makes it on its first step
+    await asyncio.wait_for(layer.listener_task_is_running.wait(), 10)
+    await layer.group_send("pooled", {"type": "hello", "text": "through the pooler"})
+    try:
+        print("received", (await asyncio.wait_for(receiving, 8))["text"])
+    except TimeoutError:
+        print("nothing received")
+    await layer.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_the_postgres_channel_layer_listens_direct_behind_a_transaction_pooler(pgbouncer):  # noqa: F811
+    """Web processes use the pooler; the layer's LISTEN session goes to PGNOTIFY["DIRECT"] (a LISTEN
+    through a transaction pooler hears nothing, and consumers would never receive)."""
+    env = process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url(), REDIS_URL="",
+                      DJANGO_SETTINGS_MODULE="notifyproject.settings")
+    done = subprocess.run([sys.executable, "-c", LAYER_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["received through the pooler"], done.stderr

@@ -142,6 +142,7 @@ class GroupForwarder:
             return
         snapshot = self._snapshot()
         snapshot["name"] = self.listener.options.name
+        snapshot["database"] = self.listener.options.database
         await self._send(self.group, frame({"type": "stats", **snapshot}))
 
     def _snapshot(self) -> dict:

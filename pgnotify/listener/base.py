@@ -74,6 +74,9 @@ class Sink(Protocol):
 class ListenerOptions:
     channels: list[str]
     name: str = "default"
+    # The alias of the database read (`listen_notify --database`): events of any other than
+    # 'default' carry it as `database` (SPEC §4).
+    database: str = "default"
     retention: timedelta = timedelta(hours=24)
     poll_interval: float = 0.25
     checkpoint_interval: float = 1.0

@@ -69,6 +69,7 @@ class Listener(BaseListener):
         self._partitions_checked_at = 0.0
         self._mark_channel = ""  # set per session: it names the LISTEN backend
         self._marks_sent = 0
+        self._database = None if options.database == "default" else options.database
 
     async def _session(self, stop: asyncio.Event) -> None:
         async with await self._connect("listen") as listen_conn, await self._connect("query") as query_conn:
@@ -169,6 +170,8 @@ class Listener(BaseListener):
                 if payload is not None:
                     notification.restore(payload)
             self._handed[event_id] = txid
+            if self._database is not None:
+                notification.add_database(self._database)
         elif (chunk := notification.chunk) is not None:
             await self._expand(notification, chunk, log)
             return

@@ -1,5 +1,6 @@
 """What the listener hands on: one notification, raw or replayed from the event log."""
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -77,6 +78,15 @@ class Notification:
     def truncated(self) -> bool:
         event = self.event
         return event is not None and event.get("truncated") is True
+
+    def add_database(self, alias: str) -> None:
+        """Say which database the event was read from (SPEC §4 `database`): the key goes last, as
+        jsonb orders it, and the payload text gets it without being written anew."""
+        event = self.event
+        if "database" not in event:
+            event["database"] = alias
+            text = self.payload.rstrip()
+            self.payload = f"{text[:-1]}, \"database\": {json.dumps(alias)}}}"
 
     def restore(self, payload: str) -> None:
         """Replace a truncated event by the whole one from the event log."""

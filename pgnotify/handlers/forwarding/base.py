@@ -10,7 +10,9 @@ same head again, with capped exponential backoff, until the destination confirms
 handed on before the call is confirmed; it raises HandlersBehindError as soon as the destination
 fails (or when nothing was confirmed for `timeout` seconds), so the position holds and the
 listener replays from there after a crash. Delivery is therefore at least once, in order per
-channel, and every message carries the event's `id` for the consumer to de-duplicate by.
+channel, and every message carries the event's `id` for the consumer to de-duplicate by (with its
+`database`, for events read from another database than 'default': the message id is then
+"ALIAS:id").
 
 Notifications that are not change events (SPEC §4) are skipped unless `raw=True`; then each goes
 out as `{"id": "n-<32 hex digits>", "type": "notification", "channel": ..., "payload": <the text
@@ -47,7 +49,8 @@ _NOT_A_TOKEN = re.compile(r"[^A-Za-z0-9_:-]")
 class Message:
     """One notification as a forwarder sends it."""
 
-    id: int | str  # the event's id in the event log, or "n-..." for a raw notification
+    id: int | str  # the event's id in the event log ("ALIAS:id" when read from another database than
+    # 'default'), or "n-..." for a raw notification
     channel: str
     table: str
     op: str
@@ -58,7 +61,9 @@ def message_of(notification, raw: bool = False) -> Message | None:
     """The message for a notification, or None when it is not forwarded."""
     event = notification.event
     if event is not None:
-        return Message(event["id"], notification.channel, str(event.get("table", "")), str(event.get("op", "")),
+        # Ids are per database: another database's event of the same id is not a repeat.
+        ident = event["id"] if "database" not in event else f"{event['database']}:{event['id']}"
+        return Message(ident, notification.channel, str(event.get("table", "")), str(event.get("op", "")),
                        notification.payload.encode())
     if not raw:
         return None

@@ -90,6 +90,7 @@ class WalListener(BaseListener):
         self.publication = publication
         self.retained_warning = retained_warning
         self.slot: str | None = None
+        self._database = None if options.database == "default" else options.database  # SPEC §4 `database`
         self._received = 0  # where the server may resume once the sink has taken everything
         self._confirmed = 0  # what the server was told
         self._last_commit = 0  # commit LSN of the last transaction handed on: none twice in a process
@@ -351,6 +352,8 @@ class WalListener(BaseListener):
                     event = shape.event(message, lsn + ordinal, transaction.ts, transaction.txid)
                     ordinal += 1
                     if event is not None:
+                        if self._database is not None:
+                            event["database"] = self._database
                         notification = Notification.of_event(shape.target.channel, event, received,
                                                              transaction.replayed)
                         record(notification)

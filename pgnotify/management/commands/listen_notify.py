@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from pgnotify import conf, runner
 from pgnotify.connection import listener_conninfo
@@ -18,6 +20,8 @@ class Command(BaseCommand):
                             help="also listen on this channel (repeatable)")
         parser.add_argument("--name", default="default",
                             help="listener name: its position in the event log, shared by its standbys")
+        parser.add_argument("--database", default="default", metavar="ALIAS",
+                            help="the database alias to serve: one listener per database (default 'default')")
         parser.add_argument("--json", action="store_true", help="print one JSON object per line")
         parser.add_argument("--quiet", action="store_true",
                             help="no line per notification: state changes and a one-line summary per interval")
@@ -35,9 +39,15 @@ class Command(BaseCommand):
             extra = [validate_channel(channel) for channel in options["channel"]]
             if not options["name"] or len(options["name"]) > 200:
                 raise CommandError("--name must be 1 to 200 characters")
+            database = options["database"]
+            if database not in settings.DATABASES:
+                raise CommandError(f"--database {database!r} is not in DATABASES")
+            if connections[database].vendor != "postgresql":
+                raise CommandError(f"--database {database!r} is not a PostgreSQL database")
             listener_options = ListenerOptions(
                 channels=conf.listen_channels(extra),
                 name=options["name"],
+                database=database,
                 retention=conf.retention(),
             )
             output = Output(as_json=options["json"], quiet=options["quiet"],
@@ -49,11 +59,11 @@ class Command(BaseCommand):
                 from pgnotify.handlers.metrics import serve_metrics  # prometheus_client only when asked for
 
                 handlers = [*handlers, serve_metrics(options["metrics_port"], options["metrics_host"])]
-            runner.run(runner.run_listener(listener_conninfo(), listener_options, output,
+            runner.run(runner.run_listener(listener_conninfo(database), listener_options, output,
                                            handlers=handlers,
                                            stats_interval=options["stats_interval"]))
         except CannotListenError as error:
-            raise CommandError(f"database {conf.direct_alias('default')!r}: {error}") from error
+            raise CommandError(f"database {conf.direct_alias(options['database'])!r}: {error}") from error
         except PgNotifyError as error:
             raise CommandError(str(error)) from error
         if getattr(self, "_called_from_command_line", False):

@@ -32,10 +32,14 @@
     return node;
   }
 
-  function remember(id) {
-    if (state.seen.has(id)) return false;
-    state.seen.add(id);
-    state.seenOrder.push(id);
+  // Event ids are per database: an event is known by its database and id (SPEC §4 `database`,
+  // left out for 'default').
+  function eventKey(id, database) { return (database || "default") + ":" + id; }
+
+  function remember(key) {
+    if (state.seen.has(key)) return false;
+    state.seen.add(key);
+    state.seenOrder.push(key);
     if (state.seenOrder.length > SEEN_IDS) state.seen.delete(state.seenOrder.shift());
     return true;
   }
@@ -51,7 +55,10 @@
     state.frames += 1;
     for (var i = 0; i < events.length; i++) {
       var event = events[i];
-      if (typeof event.id === "number" && !remember(event.id)) { state.duplicates += 1; continue; }
+      if (typeof event.id === "number" && !remember(eventKey(event.id, event.database))) {
+        state.duplicates += 1;
+        continue;
+      }
       state.events += 1;
       state.buckets[second] = (state.buckets[second] || 0) + 1;
       var byOp = state.counts[event.table] || (state.counts[event.table] = { INSERT: 0, UPDATE: 0, DELETE: 0 });
@@ -192,7 +199,7 @@
       changed.appendChild(el("span", "dim", event.op === "INSERT" ? "new row" : event.op === "DELETE" ? "row removed" : "–"));
     }
     row.appendChild(changed);
-    row.appendChild(el("td", "num mono dim", "#" + event.id));
+    row.appendChild(el("td", "num mono dim", (event.database ? event.database + " " : "") + "#" + event.id));
     row.appendChild(el("td", "num mono", isFinite(item.latency) ? ms(item.latency) + " ms" : "–"));
     return row;
   }
@@ -335,7 +342,7 @@
 
   window.pgnotifyDashboard = {
     state: state,
-    seen: function (id) { return state.seen.has(id); },
+    seen: function (id, database) { return state.seen.has(eventKey(id, database)); },
     niceTicks: niceTicks, channelRate: channelRate,
     latencyP50: null, latencyP99: null,
   };

@@ -22,6 +22,8 @@ this layer with upstream's on one database with expiry on, as upstream's rows lo
 It also takes its connection settings from Django's default database when none are given
 (so tests use the test database), keeps one connection pool per event loop, checks pooled
 connections before use, and sends a group message with one query for the group's members.
+Its LISTEN session then reaches the database as the listener's do: through the direct alias of
+PGNOTIFY["DIRECT"] (the pool may go through a transaction pooler; a LISTEN there hears nothing).
 """
 
 import asyncio
@@ -126,9 +128,16 @@ def default_database() -> dict:
     return dict(connections["default"].settings_dict)
 
 
+def direct_listen_params() -> dict:
+    from ...connection import listener_conninfo
+
+    return listener_conninfo("default")
+
+
 class PostgresChannelLayer(core.PostgresChannelLayer):
     def __init__(self, *args, **kwargs):
-        if "NAME" not in kwargs:
+        from_default = "NAME" not in kwargs
+        if from_default:
             kwargs = {**default_database(), **kwargs}
         options = dict(kwargs.get("OPTIONS") or {})
         options.pop("pool", None)  # Django's pool setting, not a libpq parameter
@@ -136,6 +145,8 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
         kwargs.setdefault("group_expiry", GROUP_EXPIRY)
         super().__init__(*args, **kwargs)
         self.django_db = PooledDatabaseLayer(kwargs.get("PSYCOPG_OPTIONS", {}), self.db_params, logger=logger)
+        # The session-bound LISTEN: direct when the settings are Django's default database's.
+        self.listen_params = direct_listen_params() if from_default else self.db_params
         self._delivered: dict[int, float] = {}  # message id -> its expiry (epoch seconds)
         self._supervisor: asyncio.Task | None = None
         self._cleaned_at = time.time()
@@ -168,7 +179,7 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
                 await asyncio.sleep(delay)
 
     async def _listen_once(self) -> None:
-        params = {**self.db_params, **KEEPALIVES, "application_name": APPLICATION_NAME + " listen"}
+        params = {**self.listen_params, **KEEPALIVES, "application_name": APPLICATION_NAME + " listen"}
         async with await psycopg.AsyncConnection.connect(autocommit=True, **params) as conn:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
             # Listening first, then reading the table: a message sent meanwhile is seen at least once.
