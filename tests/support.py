@@ -1,5 +1,6 @@
 """Helpers for tests that run real processes against the test database."""
 
+import contextlib
 import json
 import os
 import socket
@@ -10,7 +11,9 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 from django.db import connection
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
@@ -29,6 +32,25 @@ def test_database_url() -> str:
     host = quote(str(s["HOST"] or "127.0.0.1"), safe="")
     password = f":{quote(s['PASSWORD'])}" if s["PASSWORD"] else ""
     return f"postgresql://{quote(s['USER'] or 'postgres')}{password}@{host}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@contextlib.contextmanager
+def scratch_database(suffix: str):
+    """A database of its own on the test server, named after the test database and `suffix`,
+    made afresh and dropped afterwards with its replication slots; yields its name."""
+    from pgnotify.connection import listener_conninfo
+    from tests.sources import drop_database_slots
+
+    name = f"{connection.settings_dict['NAME']}_{suffix}_{os.getpid()}"
+    with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as admin:
+        drop_database_slots(name)
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        try:
+            yield name
+        finally:
+            drop_database_slots(name)
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def process_env(**extra) -> dict:

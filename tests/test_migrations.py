@@ -43,14 +43,8 @@ def query(conn, statement: str) -> set:
 @pytest.fixture
 def throwaway_database(db):
     """A database of its own, so migrating pgnotify back and forth leaves the test database alone."""
-    name = f"{connection.settings_dict['NAME']}_migrations_{os.getpid()}"
-    with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        try:
-            yield name, support.test_database_url().rsplit("/", 1)[0] + "/" + name
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with support.scratch_database("migrations") as name:
+        yield name, support.test_database_url().rsplit("/", 1)[0] + "/" + name
 
 
 def test_migrate_forward_back_forward(throwaway_database):

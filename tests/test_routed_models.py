@@ -5,7 +5,6 @@ allow_migrate disagree (its triggers would not be where its writes go), a databa
 PostgreSQL, a database where app 'pgnotify' is not migrated. `migrate --database` of an alias
 that is only another's direct alias sets up nothing there, saying so."""
 
-import os
 import subprocess
 import sys
 
@@ -14,7 +13,6 @@ import pytest
 from django.conf import settings
 from django.db import connections
 from django.test import override_settings
-from psycopg import sql
 
 from pgnotify import checks
 from pgnotify.connection import listener_conninfo
@@ -116,14 +114,8 @@ def test_no_router_and_a_router_that_leaves_watched_models_alone_pass():
 @pytest.fixture
 def second_database(db):
     """A real second database on the same server, dropped afterwards."""
-    name = f"{settings.DATABASES['default']['NAME']}_analytics_{os.getpid()}"
-    with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        try:
-            yield name
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with support.scratch_database("analytics") as name:
+        yield name
 
 
 def test_migrate_of_a_direct_alias_sets_up_nothing_there(tmp_path, second_database):

@@ -7,7 +7,6 @@ with the ids of that database's event log (NOTIFY) or its slot's (WAL)."""
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -15,8 +14,6 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from django.conf import settings
-from psycopg import sql
 
 from notifyproject.shop.models import Product
 from pgnotify.connection import listener_conninfo
@@ -24,7 +21,7 @@ from pgnotify.handlers.forwarding.base import message_of
 from pgnotify.listener.notification import Notification
 from pgnotify.web.frames import DASHBOARD_GROUP, frame
 from tests import support
-from tests.sources import drop_database_slots, source_env
+from tests.sources import source_env
 from tests.support import process_env
 from tests.web import Daphne, in_thread, layer_env, login, make_user, wait_websocket
 
@@ -67,21 +64,13 @@ class Analytics:
 @pytest.fixture
 def analytics(transactional_db, tmp_path):
     """A real second database on the same server (its slots and itself dropped afterwards)."""
-    name = f"{settings.DATABASES['default']['NAME']}_analytics_{os.getpid()}"
-    (tmp_path / "routed_settings.py").write_text(
-        "from notifyproject.settings import *  # noqa: F403\n"
-        f"DATABASES = {{**DATABASES, 'analytics': {{**DATABASES['default'], 'NAME': {name!r}}}}}  # noqa: F405\n"
-        "DATABASE_ROUTERS = ['routed_router.AnalyticsRouter']\n")
-    (tmp_path / "routed_router.py").write_text(ROUTER)
-    with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as admin:
-        drop_database_slots(name)
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        try:
-            yield Analytics(name, tmp_path)
-        finally:
-            drop_database_slots(name)
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with support.scratch_database("analytics") as name:
+        (tmp_path / "routed_settings.py").write_text(
+            "from notifyproject.settings import *  # noqa: F403\n"
+            f"DATABASES = {{**DATABASES, 'analytics': {{**DATABASES['default'], 'NAME': {name!r}}}}}  # noqa: F405\n"
+            "DATABASE_ROUTERS = ['routed_router.AnalyticsRouter']\n")
+        (tmp_path / "routed_router.py").write_text(ROUTER)
+        yield Analytics(name, tmp_path)
 
 
 def events_of(listener: support.ManagedProcess, channel: str) -> list[dict]:
