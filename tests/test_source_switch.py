@@ -1,6 +1,7 @@
 """Switching PGNOTIFY["SOURCE"] under one listener name loses nothing, in both directions, with
 writers committing between each `migrate` and the next listener's start; losses past retention
-are said with their range, in the state notice and in `check`. Each test owns a private
+are said with their range, in the state notice and in `check`. The switches run on a database of
+their own on the test server (PostgreSQL 15 and 18 in CI); the invalidated slot on a private
 PostgreSQL (max_slot_wal_keep_size is set there, never on the shared server)."""
 
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 
 from tests.faults import PrivateServer
 from tests.sources import source_env
-from tests.support import ManagedProcess
+from tests.support import ManagedProcess, scratch_database, test_database_url
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +49,14 @@ def server(tmp_path):
     server.stop()
 
 
-def test_switching_sources_back_and_forth_loses_nothing(server):
-    url = server.create_database("pgnotify_switch")
+@pytest.fixture
+def switch_database(db):
+    with scratch_database("switch") as name:
+        yield test_database_url().rsplit("/", 1)[0] + "/" + name
+
+
+def test_switching_sources_back_and_forth_loses_nothing(switch_database):
+    url = switch_database
     notify, wal = source_env("notify", DATABASE_URL=url), source_env("wal", DATABASE_URL=url)
     name = "switching"
     assert manage(notify, "migrate", "--noinput", "-v", "0").returncode == 0
