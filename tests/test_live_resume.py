@@ -1,6 +1,7 @@
 """Positions and resume on /ws/live/: a client that comes back with its last position gets what
 it missed, in order, with no snapshot and no repeat; across a listener restart and a daphne
-restart; a position older than RETENTION gets a resync and a fresh snapshot."""
+restart; a position older than RETENTION gets a resync and a fresh snapshot. Each under both
+event sources (under the WAL source the listener writes the streams' events to the event log)."""
 
 import asyncio
 import base64
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def stack():
-    stack = WebStack("postgres").start()
+def stack(event_source):
+    stack = WebStack("postgres", source=event_source).start()
     yield stack
     stack.stop()
 
@@ -97,7 +98,8 @@ def test_resume_across_a_listener_restart_and_a_daphne_restart(stack):
         stack.listener.stop()
         stack.restart_daphne()
         new = await missed_writes(alice, bob, orders)
-        stack.listener = await asyncio.to_thread(start_listener, "--name", "live-restarted", env=stack.env)
+        # The same listener again (under the WAL source its slot holds what was written meanwhile).
+        stack.listener = await asyncio.to_thread(start_listener, "--name", stack.listener_name, env=stack.env)
         s = await resume(stack.daphne.port, cookie, view)
         await s.until(lambda: new in view.rows and view.rows[orders[3]]["status"] == "shipped")
         assert same_rows(view, await db(order_rows, alice))
