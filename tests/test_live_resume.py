@@ -137,3 +137,31 @@ def test_a_position_older_than_retention_gets_resync_and_a_fresh_snapshot(stack)
         await s.close()
 
     asyncio.run(run())
+
+
+def applied_ids(position: str) -> list:
+    return json.loads(base64.urlsafe_b64decode(position + "=" * (-len(position) % 4)))["x"]
+
+
+def test_positions_move_to_the_listeners_checkpoints(stack):
+    """A position is a checkpoint snapshot plus the events applied since: it stays small, because
+    the listener's checkpoints (each second, behind the events they cover) reach the subscription."""
+    alice, cookie = session_cookie("jill")
+    order = create(alice)
+
+    async def run():
+        s = await LiveSocket.connect(stack.daphne.port, cookie)
+        view = await s.subscribe("all")
+        first = None
+        async with asyncio.timeout(20):
+            for quantity in range(2, 1000):  # one change at a time, until a checkpoint covers the first
+                await db(update, order, quantity=quantity)
+                await s.until(lambda q=quantity: view.rows[order]["quantity"] == q)
+                applied = applied_ids(view.position)
+                first = first or applied[0]
+                if first not in applied:
+                    break
+                await asyncio.sleep(0.2)  # a pace, not a wait for something: checkpoints come each second
+        await s.close()
+
+    asyncio.run(run())
