@@ -15,6 +15,10 @@ process nothing is handed on twice: a transaction handed on whole is skipped (co
 grow), and of one a lost connection cut short, the changes already handed on. A slot invalidated by
 `max_slot_wal_keep_size` is reported as `behind_retention` and made anew at the current position.
 
+Live streams (pgnotify.web.live): each checkpoint also passes on a snapshot once every
+transaction it sees has been handed on (`_passed_mark`), and, when PGNOTIFY["STREAMS"] is set,
+first writes the streams' models' events to the event log, from which a subscription resumes.
+
 Beside the stream, a normal connection holds the advisory lock (one active process per name, the
 others standbys), LISTENs on the extra channels (system, chat, cache_invalidate, ...) whose
 notifications pass as they come, and runs the checkpoint's query, which is also its heartbeat;
