@@ -19,8 +19,24 @@ def wal_tables(database: str = "default") -> list[WalTable]:
             for name, table in tables.items()]
 
 
+def stream_models() -> frozenset[str]:
+    """The models of PGNOTIFY["STREAMS"]: the WAL source writes their events to the event log, from
+    which a live subscription resumes (the NOTIFY source's triggers write every event there)."""
+    from django.apps import apps
+
+    from .web.live.streams import declared
+
+    models = set()
+    for declaration in declared().values():
+        try:
+            models.add(apps.get_model(declaration["model"])._meta.label_lower)
+        except (LookupError, ValueError, TypeError, KeyError):
+            pass  # a declaration its check refuses: no stream serves it
+    return frozenset(models)
+
+
 def make_listener(conninfo: dict, options: ListenerOptions, sink: Sink) -> BaseListener:
     if conf.source() == "wal":
         return WalListener(conninfo, options, sink, wal_tables(options.database),
-                           retained_warning=conf.get("WAL_RETAINED_WARNING"))
+                           retained_warning=conf.get("WAL_RETAINED_WARNING"), logged_models=stream_models())
     return Listener(conninfo, options, sink)

@@ -1,6 +1,7 @@
 """Positions and resume on /ws/live/: a client that comes back with its last position gets what
 it missed, in order, with no snapshot and no repeat; across a listener restart and a daphne
-restart; a position older than RETENTION gets a resync and a fresh snapshot."""
+restart; a position older than RETENTION gets a resync and a fresh snapshot. Each under both
+event sources (under the WAL source the listener writes the streams' events to the event log)."""
 
 import asyncio
 import base64
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def stack():
-    stack = WebStack("postgres").start()
+def stack(event_source):
+    stack = WebStack("postgres", source=event_source).start()
     yield stack
     stack.stop()
 
@@ -97,7 +98,8 @@ def test_resume_across_a_listener_restart_and_a_daphne_restart(stack):
         stack.listener.stop()
         stack.restart_daphne()
         new = await missed_writes(alice, bob, orders)
-        stack.listener = await asyncio.to_thread(start_listener, "--name", "live-restarted", env=stack.env)
+        # The same listener again (under the WAL source its slot holds what was written meanwhile).
+        stack.listener = await asyncio.to_thread(start_listener, "--name", stack.listener_name, env=stack.env)
         s = await resume(stack.daphne.port, cookie, view)
         await s.until(lambda: new in view.rows and view.rows[orders[3]]["status"] == "shipped")
         assert same_rows(view, await db(order_rows, alice))
@@ -132,6 +134,34 @@ def test_a_position_older_than_retention_gets_resync_and_a_fresh_snapshot(stack)
         kinds = [f["type"] for f in view.frames[first:]]
         assert kinds == ["resync", "snapshot"], kinds
         assert same_rows(view, await db(order_rows, alice))
+        await s.close()
+
+    asyncio.run(run())
+
+
+def applied_ids(position: str) -> list:
+    return json.loads(base64.urlsafe_b64decode(position + "=" * (-len(position) % 4)))["x"]
+
+
+def test_positions_move_to_the_listeners_checkpoints(stack):
+    """A position is a checkpoint snapshot plus the events applied since: it stays small, because
+    the listener's checkpoints (each second, behind the events they cover) reach the subscription."""
+    alice, cookie = session_cookie("jill")
+    order = create(alice)
+
+    async def run():
+        s = await LiveSocket.connect(stack.daphne.port, cookie)
+        view = await s.subscribe("all")
+        first = None
+        async with asyncio.timeout(20):
+            for quantity in range(2, 1000):  # one change at a time, until a checkpoint covers the first
+                await db(update, order, quantity=quantity)
+                await s.until(lambda q=quantity: view.rows[order]["quantity"] == q)
+                applied = applied_ids(view.position)
+                first = first or applied[0]
+                if first not in applied:
+                    break
+                await asyncio.sleep(0.2)  # a pace, not a wait for something: checkpoints come each second
         await s.close()
 
     asyncio.run(run())

@@ -33,6 +33,20 @@ def update(pk, **values):
 
 @pytest.mark.parametrize("stack", ["postgres", "redis"], indirect=True)
 def test_each_user_gets_their_own_rows_then_their_changes(stack):
+    own_rows_then_changes(stack)
+
+
+@pytest.mark.parametrize("event_source", ["wal"], indirect=True)
+def test_under_the_wal_source_too(event_source):
+    stack = WebStack("postgres", source=event_source).start()
+    try:
+        own_rows_then_changes(stack)
+    finally:
+        stack.stop()
+
+
+def own_rows_then_changes(stack):
+    """Snapshots per user and filter, then changes: rows entering and leaving views."""
     alice, alice_cookie = session_cookie("alice")
     bob, bob_cookie = session_cookie("bob")
     alice_orders = make_orders(alice, 3)

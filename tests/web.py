@@ -93,17 +93,19 @@ class Daphne:
 
 
 class WebStack:
-    """daphne + `listen_notify` on the test database, sharing one channel layer."""
+    """daphne + `listen_notify` on the test database, sharing one channel layer; `source` is the
+    event source both use (PGNOTIFY_SOURCE; the `event_source` fixture sets the database up for it)."""
 
-    def __init__(self, layer: str):
+    def __init__(self, layer: str, source: str = "notify"):
         self.layer = layer
-        self.env = process_env(**layer_env(layer))
+        self.env = process_env(**layer_env(layer), PGNOTIFY_SOURCE=source)
         self.daphne: Daphne | None = None
         self.listener: ManagedProcess | None = None
 
     def start(self, listener_args=()) -> "WebStack":
         self.daphne = Daphne(self.env)
-        self.listener = start_listener("--name", f"web-{uuid.uuid4().hex[:8]}", *listener_args, env=self.env)
+        self.listener_name = f"web-{uuid.uuid4().hex[:8]}"
+        self.listener = start_listener("--name", self.listener_name, *listener_args, env=self.env)
         self.daphne.wait_ready()
         return self
 

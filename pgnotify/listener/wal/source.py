@@ -15,6 +15,10 @@ process nothing is handed on twice: a transaction handed on whole is skipped (co
 grow), and of one a lost connection cut short, the changes already handed on. A slot invalidated by
 `max_slot_wal_keep_size` is reported as `behind_retention` and made anew at the current position.
 
+Live streams (pgnotify.web.live): each checkpoint also passes on a snapshot once every
+transaction it sees has been handed on (`_passed_mark`), and, when PGNOTIFY["STREAMS"] is set,
+first writes the streams' models' events to the event log, from which a subscription resumes.
+
 Beside the stream, a normal connection holds the advisory lock (one active process per name, the
 others standbys), LISTENs on the extra channels (system, chat, cache_invalidate, ...) whose
 notifications pass as they come, and runs the checkpoint's query, which is also its heartbeat;
@@ -47,6 +51,19 @@ from .values import SCALARS, Convert, array_of, as_text
 logger = logging.getLogger(__name__)
 
 _NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, pg_current_wal_lsn()::text"
+# The live checkpoint's first half (see _checkpoint): a snapshot S, then the WAL insert position W,
+# read after it (the function in FROM is scanned before the select list is evaluated).
+_MARK = ("SELECT pg_snapshot_xmax(s)::text::bigint, pg_current_wal_lsn()::text, s::text, "
+         "pg_current_wal_insert_lsn()::text FROM pg_current_snapshot() s")
+# For resume on live streams: the events handed on of the streams' models, in the event log.
+# The payloads go as one JSON array (a list of texts would cost the listener 4 times the CPU).
+_LOG = """
+    INSERT INTO pgnotify_event (id, channel, txid, payload)
+    SELECT (e->>'id')::bigint, c, (e->>'txid')::xid8, e
+      FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS p(e, n)
+      JOIN unnest(%s::text[]) WITH ORDINALITY AS ch(c, n) USING (n)
+    ON CONFLICT (id) DO NOTHING
+"""
 _PUBLICATION = "SELECT count(*) FROM pg_publication WHERE pubname = %s"
 # The event's `table`: the relation's name, with its schema when the search path does not find it
 # (the rule of pgnotify.tables.Relation.display, which the change trigger follows); and its unique
@@ -83,7 +100,8 @@ class _Transaction:
 
 class WalListener(BaseListener):
     def __init__(self, conninfo: dict, options: ListenerOptions, sink: Sink, tables: list[WalTable],
-                 publication: str = PUBLICATION, retained_warning: int = 1 << 30):
+                 publication: str = PUBLICATION, retained_warning: int = 1 << 30,
+                 logged_models: frozenset[str] = frozenset()):
         super().__init__(conninfo, options, sink)
         self.tables = tables
         self._channels = {target.channel for table in tables for target in table.targets}
@@ -115,6 +133,12 @@ class WalListener(BaseListener):
         self._log_replayed = False
         self._logged_txids: set[int] = set()
         self._log_position: tuple[Snapshot, int] | None = None
+        # Live streams (pgnotify.web.live): the events of these models go to the event log, for a
+        # resume; (channel, payload) handed on since the last checkpoint.
+        self.logged_models = logged_models
+        self._to_log: list[tuple[str, str]] = []
+        # Checkpoint snapshots waiting for the stream to pass the WAL position read after them.
+        self._marks: deque[tuple[int, str]] = deque()
 
     # -- the session
 
@@ -326,6 +350,7 @@ class WalListener(BaseListener):
                       received, conn, stream: ReplicationStream) -> _Transaction | None:
         relations = self._relations
         handle, record = self.sink.handle, self.stats.record
+        logged, to_log = self.logged_models, self._to_log
         for data in messages:
             lsn, message = parse_copy_data(data)
             kind = type(message)
@@ -357,6 +382,9 @@ class WalListener(BaseListener):
                         notification = Notification.of_event(shape.target.channel, event, received,
                                                              transaction.replayed)
                         record(notification)
+                        if logged and event["model"] in logged:
+                            to_log.append((notification.channel, notification.payload))
+                        self.handed_on += 1
                         try:  # _hand_on, inline: one coroutine less per change
                             await handle(notification)
                         except Exception:
@@ -461,8 +489,9 @@ class WalListener(BaseListener):
     # -- position
 
     async def _checkpoint(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
-        cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
-        self._next_xid, current = await cursor.fetchone()
+        cursor = await self._heartbeat(conn, conn.execute(_MARK))
+        self._next_xid, current, snapshot, inserted = await cursor.fetchone()
+        self._marks.append((parse_lsn(inserted), snapshot))
         self._server_marks.append((parse_lsn(current), time.monotonic()))
         await self._confirm(conn, stream)
         self._note_slot(await self._heartbeat(conn, slot_info(conn, self.slot)))
@@ -483,7 +512,11 @@ class WalListener(BaseListener):
         """Flush the sink, then confirm what it has taken; a status update in any case (asking
         for a reply: the replication connection's heartbeat)."""
         moment = time.monotonic()
-        if self._received > self._confirmed:
+        checkpoint = self._passed_mark()
+        if self._received > self._confirmed or checkpoint is not None:
+            await self._write_log(conn)  # before the slot is confirmed: a crash repeats, never loses
+            if checkpoint is not None:
+                self.checkpoint = checkpoint  # the sink sends it behind the events it covers
             try:
                 await self.sink.flush()
             except PgNotifyError as error:  # a handler has not taken everything: keep the old position
@@ -501,6 +534,31 @@ class WalListener(BaseListener):
         while self._server_marks and self._server_marks[0][0] <= self._confirmed:
             self._server_marks.popleft()
         stream.confirm(self._confirmed, reply=True)
+
+    def _passed_mark(self) -> str | None:
+        """The newest checkpoint snapshot S every transaction of which has been handed on.
+
+        S was read before the WAL insert position W (_MARK). A transaction S sees left the
+        server's list of running transactions before S was taken, and it wrote its commit record
+        before that: the record ends at or before W. The stream sends transactions whole in the
+        order of their commit records, so once it has passed W (`_received`: a commit's end, or a
+        keepalive's between transactions) each of them has been handed on. Others may have been
+        too (committed after S, before W): a live position is S plus the events applied since
+        that S does not see, as under the NOTIFY source."""
+        passed = None
+        while self._marks and self._marks[0][0] <= self._received:
+            passed = self._marks.popleft()[1]
+        return passed
+
+    async def _write_log(self, conn: psycopg.AsyncConnection) -> None:
+        """The stream models' events handed on since the last checkpoint, into the event log in
+        one statement (ids are the WAL ids: one sent again after a restart is not written twice)."""
+        if not self._to_log:
+            return
+        channels, payloads = zip(*self._to_log, strict=True)
+        await self._heartbeat(conn, conn.execute(_LOG, ["[" + ",".join(payloads) + "]", list(channels)]),
+                              self.options.query_timeout)
+        self._to_log.clear()
 
     def held_back_s(self) -> float:
         """Seconds since the server was at a WAL position the listener's position does not cover yet."""

@@ -18,7 +18,7 @@ from ...listener import exactjson
 from ...listener.snapshots import Snapshot
 from .. import fanout
 from ..frames import DASHBOARD_GROUP
-from .positions import Position
+from .positions import Position, includes
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Subscription:
         self.position: Position | None = None
         self.buffer: list | None = []  # events (and checkpoints) held while the view is being read
         self.keys: list[tuple] = []  # this subscription's entries in its router's index
+        self.checkpointed: asyncio.Event | None = None  # set when a checkpoint is buffered
 
     @property
     def q(self):
@@ -103,6 +104,8 @@ class Router:
                 for subscription in subscriptions:
                     if subscription.buffer is not None:
                         subscription.buffer.append(("checkpoint", snapshot, taken))
+                        if subscription.checkpointed is not None:
+                            subscription.checkpointed.set()
                     else:
                         subscription.checkpoint(snapshot, taken)
 
@@ -199,6 +202,28 @@ class Router:
             if frame is not None:
                 await deliver(subscription, frame)
         self.live(subscription)
+
+
+async def await_checkpoint(subscription: Subscription, snapshot: Snapshot, seconds: float) -> bool:
+    """Wait until the subscription (buffering) holds a listener checkpoint that sees everything
+    `snapshot` sees; False when none came within `seconds`."""
+    async def arrived():
+        while True:
+            buffer = subscription.buffer
+            if buffer is None:
+                return False
+            if any(isinstance(item, tuple) and includes(item[1], snapshot) for item in buffer):
+                return True
+            subscription.checkpointed = asyncio.Event()
+            await subscription.checkpointed.wait()
+
+    try:
+        async with asyncio.timeout(seconds):
+            return await arrived()
+    except TimeoutError:
+        return False
+    finally:
+        subscription.checkpointed = None
 
 
 async def deliver(subscription: Subscription, frame: dict) -> None:

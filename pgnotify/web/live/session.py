@@ -10,7 +10,7 @@ from ... import conf
 from ...exceptions import one_line
 from .positions import BadPosition, Position, decode
 from .router import Subscription, deliver, router
-from .snapshot import TooFarBehind, catch_up, snapshot
+from .snapshot import TooFarBehind, missed, snapshot
 from .streams import Refused, get
 
 logger = logging.getLogger(__name__)
@@ -109,12 +109,11 @@ class LiveSession:
                                          "position": position, "done": number == len(pages)})
 
     async def _resume(self, subscription: Subscription, position: Position) -> bool:
-        """Send what changed since `position`; False when it cannot be (too old, or the WAL source)."""
-        if conf.source() != "notify" or time.time() - position.taken > conf.retention().total_seconds():
+        """Send what changed since `position`; False when it cannot be (older than RETENTION)."""
+        if time.time() - position.taken > conf.retention().total_seconds():
             return False
         try:
-            current, pks, events = await database_sync_to_async(catch_up)(subscription.stream, subscription.q,
-                                                                          position)
+            current, pks, events = await missed(subscription, position)
         except TooFarBehind:
             return False
         subscription.position = position
