@@ -5,6 +5,8 @@ inactive, no longer staff, password changed (the session's hash no longer matche
 websocket consumer that needs a right registers here; one task per process (per event loop)
 checks all of them every CHECK_INTERVAL seconds, with one query for their sessions and one for
 their users whatever their number, and closes those whose user lost the right with code 4403.
+A consumer whose view depends on its user (live streams) defines `refresh_rights(pairs)`, an
+async static method called once per tick with the (consumer, fresh user) of those still allowed.
 """
 
 import asyncio
@@ -58,7 +60,7 @@ async def _check_forever(consumers: dict[object, bool]) -> None:
         sockets = {consumer: (_session_key(consumer), _user_id(consumer), staff)
                    for consumer, staff in list(consumers.items())}
         try:
-            allowed = await database_sync_to_async(still_allowed)(set(sockets.values()))
+            allowed = await database_sync_to_async(allowed_users)(set(sockets.values()))
         except Exception as error:  # the database is away: the rights stay as they were until it is back
             logger.warning("websocket rights not checked: %s", one_line(error))
             continue
@@ -69,6 +71,21 @@ async def _check_forever(consumers: dict[object, bool]) -> None:
                     await consumer.close(code=FORBIDDEN)
                 except Exception as error:  # already closing
                     logger.debug("websocket already closed: %s", one_line(error))
+        await _refresh({consumer: allowed[key] for consumer, key in sockets.items() if key in allowed})
+
+
+async def _refresh(users: dict) -> None:
+    """Each kind of consumer that defines `refresh_rights` gets its sockets' fresh users, in one call."""
+    hooks: dict = {}
+    for consumer, user in users.items():
+        hook = getattr(type(consumer), "refresh_rights", None)
+        if hook is not None:
+            hooks.setdefault(hook, []).append((consumer, user))
+    for hook, pairs in hooks.items():
+        try:
+            await hook(pairs)
+        except Exception as error:  # the database is away: the next tick tries again
+            logger.warning("rights not re-evaluated: %s", one_line(error))
 
 
 def _session_key(consumer) -> str | None:
@@ -84,10 +101,15 @@ def _user_id(consumer):
 def still_allowed(sockets: set[tuple]) -> set[tuple]:
     """The (session key, user id, needs staff) triples whose session still logs that user in (same
     password), and whose user is still active (and staff, where needed)."""
+    return set(allowed_users(sockets))
+
+
+def allowed_users(sockets: set[tuple]) -> dict[tuple, object]:
+    """As still_allowed, each triple with its user as the database has it now."""
     users = {user.pk: user for user in get_user_model()._default_manager.filter(
         pk__in={user_id for _, user_id, _ in sockets if user_id is not None})}
     sessions = _sessions({key for key, _, _ in sockets if key})
-    allowed = set()
+    allowed = {}
     for key, user_id, staff in sockets:
         user, data = users.get(user_id), sessions.get(key)
         if user is None or data is None or str(data.get(SESSION_KEY)) != str(user.pk):
@@ -96,7 +118,7 @@ def still_allowed(sockets: set[tuple]) -> set[tuple]:
             continue
         if not _same_password(user, data.get(HASH_SESSION_KEY)):
             continue
-        allowed.add((key, user_id, staff))
+        allowed[(key, user_id, staff)] = user
     return allowed
 
 

@@ -7,6 +7,7 @@ from channels.layers import get_channel_layer
 
 from ...listener import exactjson
 from .. import rights
+from . import recheck
 from .session import LiveSession
 from .streams import any_anonymous
 
@@ -18,7 +19,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     Anonymous users are refused at the handshake (403) unless a stream allows them. A logged-in
     user who loses the right to the socket (logged out, deactivated, password changed) gets it
-    closed with 4403 (pgnotify.web.rights)."""
+    closed with 4403 (pgnotify.web.rights); a change of their rights reconciles their views on the
+    same tick (pgnotify.web.live.recheck)."""
 
     channel_layer_alias = None  # frames come through the per-process router, not a channel per socket
     session: LiveSession | None = None
@@ -39,6 +41,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if authenticated:
             rights.watch(self)
         self.session = LiveSession(user, get_channel_layer(), self.send_frame)
+
+    @staticmethod
+    async def refresh_rights(pairs: list[tuple]) -> None:
+        """The rights tick (pgnotify.web.rights): re-evaluate the rights of every subscription."""
+        await recheck.refresh([(consumer.session, user) for consumer, user in pairs if consumer.session is not None])
 
     async def send_frame(self, frame: dict) -> None:
         await self.send(text_data=exactjson.dumps(frame))

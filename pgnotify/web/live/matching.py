@@ -4,9 +4,10 @@ Supports AND, OR and NOT, and the lookups exact, in, lt, lte, gt, gte and isnull
 columns (a field's name or attname: `customer=user`, `customer_id=7`). Values on both sides go
 through the field's `to_python`, so "99.90" and Decimal("99.9"), or an ISO text and a datetime,
 compare as the database would. Anything else raises Unevaluable: such a stream must be declared
-with "query": True (checked by pgnotify.E063).
+with "query": True, and then its rights are QueryRights, decided by the database.
 """
 
+from django.core.exceptions import FieldError
 from django.db.models import Model, Q
 
 LOOKUPS = ("exact", "in", "lt", "lte", "gt", "gte", "isnull")
@@ -96,7 +97,7 @@ class Matcher:
     def __init__(self, model, q: Q):
         if not isinstance(q, Q):
             raise Unevaluable(f"expected a Q, got {type(q).__name__}")
-        self.q = q
+        self.q = self.source = q
         self.model = model
         self.tree = _compile(model, q)
         self.columns = set(_columns(self.tree))
@@ -107,6 +108,11 @@ class Matcher:
     def matches(self, row: dict) -> bool:
         return _evaluate(self.tree, row)
 
+    def admitted_row(self, event: dict) -> dict | None:
+        """The event's row when the rights hold for it, else None."""
+        row = event.get("row") or {}
+        return row if self.matches(row) else None
+
     def equalities(self) -> list[tuple[str, object]]:
         """Terms `column = value` ANDed at the top: any row that matches has these values."""
         connector, negated, children = self.tree
@@ -114,6 +120,39 @@ class Matcher:
             return []
         return [(child.column, child.value) for child in children
                 if isinstance(child, Term) and child.lookup == "exact"]
+
+
+class QueryRights:
+    """Rights that need the database (a stream declared "query": True): any Q the ORM takes,
+    relations included. The router decides, with one query per event batch for all the
+    subscriptions of the process, which events' rows they admit (`verdicts`)."""
+
+    query = True
+    columns = frozenset()  # the event's own columns do not tell
+
+    def __init__(self, model, q: Q):
+        if not isinstance(q, Q):
+            raise Unevaluable(f"expected a Q, got {type(q).__name__}")
+        try:  # a name the model does not have fails here, not on the first event
+            inner = model._default_manager.filter(q).order_by().values("pk")
+        except (FieldError, TypeError, ValueError) as error:
+            raise Unevaluable(str(error)) from error
+        self.source = q
+        self.q = Q(pk__in=inner)  # the snapshot's: a relation's join never repeats a row
+        self.model = model
+        # event id -> the row as the membership query read it (None: not admitted), set by the
+        # router before the event is applied. The row read is sent, not the event's: what leaves
+        # is a state of the row the rights admitted.
+        self.verdicts: dict = {}
+
+    def admitted_row(self, event: dict) -> dict | None:
+        return self.verdicts.pop(event.get("id"), None)
+
+    def matches(self, row: dict) -> bool:
+        raise Unevaluable("rights that need a query are decided per event batch")
+
+    def equalities(self) -> list:
+        return []
 
 
 def _compile(model, q: Q) -> tuple:

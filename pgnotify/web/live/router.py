@@ -13,11 +13,14 @@ import asyncio
 import logging
 import time
 
+from channels.db import database_sync_to_async
+
 from ...exceptions import one_line
 from ...listener import exactjson
 from ...listener.snapshots import Snapshot
 from .. import fanout
 from ..frames import DASHBOARD_GROUP
+from .membership import admitted
 from .positions import Position, includes
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ class Subscription:
         self.buffer: list | None = []  # events (and checkpoints) held while the view is being read
         self.keys: list[tuple] = []  # this subscription's entries in its router's index
         self.checkpointed: asyncio.Event | None = None  # set when a checkpoint is buffered
+        # After its rights changed (pgnotify.web.live.recheck): the snapshot the new view was read
+        # under, and the rows that entered it then; events that snapshot sees are already in.
+        self.settled: tuple | None = None
 
     @property
     def q(self):
@@ -52,7 +58,15 @@ class Subscription:
         self.position.apply(event_id, txid)
         op, row, pk = event.get("op"), event.get("row") or {}, event.get("pk")
         was_in = pk in self.pks
-        is_in = op != "DELETE" and self.rights.matches(row) and self.filter.matches(row)
+        if self.settled is not None and self.settled[0].sees(txid):
+            # the view was read after this event: only a row kept across the change is behind
+            is_in = was_in and pk not in self.settled[1] and op != "DELETE"
+            if not is_in:
+                return None
+        else:
+            admitted = self.rights.admitted_row(event) if op != "DELETE" else None
+            is_in = admitted is not None and self.filter.matches(admitted)
+            row = admitted if is_in else row
         if is_in:
             self.pks.add(pk)
             kind = "UPDATE" if was_in else "INSERT"
@@ -69,6 +83,8 @@ class Subscription:
     def checkpoint(self, snapshot: Snapshot, taken: float) -> None:
         if self.position is not None:
             self.position.advance(snapshot, taken)
+            if self.settled is not None and includes(self.position.snapshot, self.settled[0]):
+                self.settled = None
 
 
 class Router:
@@ -82,6 +98,7 @@ class Router:
         self.joined = False
         self.ready = asyncio.Event()  # set once the fan-out's subscription is in place
         self.events = 0
+        self.queries = 0  # membership queries of "query" streams (tests, measurements)
 
     # -- the fan-out's side (the router is one of its consumers)
 
@@ -92,9 +109,11 @@ class Router:
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "changes":
-            for event in frame.get("events") or ():
-                if isinstance(event, dict):
-                    await self.route(event)
+            events = [event for event in frame.get("events") or () if isinstance(event, dict)]
+            await self.decide(events)
+            for event in events:
+                await self.route(event)
+            self.forget_verdicts()
         elif kind == "checkpoint":
             try:
                 snapshot, taken = Snapshot.parse(frame["snapshot"]), float(frame["t"])
@@ -114,6 +133,48 @@ class Router:
 
     async def close(self, code=None) -> None:
         pass
+
+    # -- rights that need a query: one per batch
+
+    def _query_subscriptions(self, label: str) -> list[Subscription]:
+        return [subscription for subscription in self.by_model.get(label, ())
+                if getattr(subscription.rights, "query", False)]
+
+    async def decide(self, events: list[dict]) -> None:
+        """For the subscriptions whose rights need a query: which events' rows each admits, with
+        one query per model and batch (a UNION of one part per distinct rights Q)."""
+        batches: dict[str, list[dict]] = {}
+        for event in events:
+            if event.get("op") != "DELETE" and self.by_model.get(event.get("model")):
+                batches.setdefault(event["model"], []).append(event)
+        for label, batch in batches.items():
+            subscriptions = self._query_subscriptions(label)
+            if not subscriptions:
+                continue
+            by_source: dict = {}
+            for subscription in subscriptions:
+                by_source.setdefault(subscription.rights.source, []).append(subscription)
+            model, sources = subscriptions[0].stream.model, list(by_source)
+            pk_field = model._meta.pk
+            pks = {_normal(pk_field, event.get("pk")) for event in batch} - {None}
+            try:
+                found = await database_sync_to_async(admitted)(subscriptions[0].stream, list(pks), sources)
+            except Exception as error:  # the database is away: no row enters a view it cannot check
+                logger.warning("live rights not decided for %d events: %s", len(batch), one_line(error))
+                found = [{} for _ in sources]
+            for source, rows in zip(sources, found, strict=True):
+                verdicts = {event.get("id"): rows.get(_normal(pk_field, event.get("pk"))) for event in batch}
+                for subscription in by_source[source]:
+                    subscription.rights.verdicts.update(verdicts)
+            self.queries += 1
+
+    def forget_verdicts(self) -> None:
+        """Verdicts of events a live subscription did not apply (already covered): dropped.
+        Buffered subscriptions keep theirs until they apply their buffer."""
+        for label in self.by_model:
+            for subscription in self._query_subscriptions(label):
+                if subscription.buffer is None:
+                    subscription.rights.verdicts.clear()
 
     # -- routing
 
@@ -174,11 +235,22 @@ class Router:
         for pk in subscription.pks:
             self.members.setdefault((label, pk), set()).add(subscription)
 
+    def hold(self, subscription: Subscription) -> None:
+        """Out of the index, buffering every event of its model until `drain` (its rights change)."""
+        self._unindex(subscription)
+        self.scanned.setdefault(subscription.stream.label, set()).add(subscription)
+        subscription.buffer = []
+
     def remove(self, subscription: Subscription) -> None:
         label = subscription.stream.label
         for group in (self.by_model.get(label), self.scanned.get(label)):
             if group is not None:
                 group.discard(subscription)
+        self._unindex(subscription)
+        subscription.buffer = None
+
+    def _unindex(self, subscription: Subscription) -> None:
+        label = subscription.stream.label
         for key in subscription.keys:
             self.index.get(key, set()).discard(subscription)
             if not self.index.get(key):
@@ -189,7 +261,7 @@ class Router:
                 members.discard(subscription)
                 if not members:
                     del self.members[(label, pk)]
-        subscription.buffer = None
+        subscription.keys = []
 
     async def drain(self, subscription: Subscription) -> None:
         """Apply what the subscription buffered while its view was read, then make it live."""

@@ -122,6 +122,9 @@ class LiveSession:
                               subscription.send)
         replay.position = Position(position.snapshot, position.taken, dict(position.applied))
         replay.pks = _before(pks, events, subscription)
+        if getattr(subscription.rights, "query", False):  # the rows' membership now decides, as live
+            subscription.rights.verdicts.update({event.get("id"): event.get("row") if event.get("pk") in pks else None
+                                                 for event in events})
         for event in events:
             frame = replay.change(event)
             if frame is not None:
@@ -146,6 +149,8 @@ def _before(pks_now: set, events: list[dict], subscription: Subscription) -> set
         changed = event.get("changed")
         if op == "INSERT":
             was_in = False
+        elif getattr(subscription.rights, "query", False):
+            was_in = True  # rights that need a query cannot be evaluated on an old row
         elif op == "DELETE" or (op == "UPDATE" and isinstance(changed, list) and not read & set(changed)):
             was_in = subscription.rights.matches(row) and subscription.filter.matches(row)
         else:

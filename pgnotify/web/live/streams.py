@@ -6,10 +6,11 @@
         "filters": {"status": ["eq", "in"]},       # what a client may filter on, and how
         "rows": "myapp.streams.my_orders",         # callable(user) -> Q over the model's own columns
         "anonymous": False,                        # may anonymous users subscribe
+        "query": False,                            # True: the rights need the database (relations)
     }}
 
 Declarations are read on every access (override_settings works) and validated by the system
-checks (pgnotify.E060-E066); a stream that fails them is refused to clients as unknown.
+checks (pgnotify.E060-E067); a stream that fails them is refused to clients as unknown.
 """
 
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from django.db.models import Q
 from django.utils.module_loading import import_string
 
 from ... import conf
-from .matching import Matcher, Unevaluable, column_field
+from .matching import Matcher, QueryRights, Unevaluable, column_field
 
 OPERATORS = {"eq": "exact", "in": "in", "lt": "lt", "lte": "lte", "gt": "gt", "gte": "gte", "isnull": "isnull"}
 MAX_FILTER_TERMS = 20
@@ -39,16 +40,18 @@ class Stream:
     filters: dict  # declared field -> frozenset of Django lookups
     rows: object  # callable(user) -> Q
     anonymous: bool
+    query: bool = False  # the rights are decided by the database, one query per event batch
 
     @property
     def label(self) -> str:
         return self.model._meta.label_lower
 
-    def rights(self, user) -> Matcher:
+    def rights(self, user) -> Matcher | QueryRights:
         """The rows `user` may see, compiled; Refused when the rights cannot be evaluated for them."""
         try:
             q = self.rows(user)
-            return Matcher(self.model, q if q is not None else Q(pk__in=[]))
+            q = q if q is not None else Q(pk__in=[])
+            return QueryRights(self.model, q) if self.query else Matcher(self.model, q)
         except Unevaluable as error:
             raise Refused(f"stream {self.name}: rights cannot be evaluated: {error}") from error
 
@@ -99,7 +102,7 @@ def problems(name, declaration) -> list[tuple[str, str]]:
         return [("E060", f"stream name {name!r} must be lowercase letters, digits, '-' or '_'")]
     if not isinstance(declaration, dict):
         return [("E060", f"stream {name}: the declaration must be a dict")]
-    unknown = set(declaration) - {"model", "fields", "filters", "rows", "anonymous"}
+    unknown = set(declaration) - {"model", "fields", "filters", "rows", "anonymous", "query"}
     if unknown:
         return [("E060", f"stream {name}: unknown keys {sorted(unknown)}")]
     try:
@@ -143,6 +146,8 @@ def problems(name, declaration) -> list[tuple[str, str]]:
         found.append(("E063", f"stream {name}: 'rows' must be a callable(user) returning a Q (or its dotted path)"))
     if not isinstance(declaration.get("anonymous", False), bool):
         found.append(("E065", f"stream {name}: 'anonymous' must be True or False"))
+    if not isinstance(declaration.get("query", False), bool):
+        found.append(("E067", f"stream {name}: 'query' must be True or False"))
     if model._meta.pk.attname not in [column_field(model, f).attname for f in fields
                                       if isinstance(f, str) and column_field(model, f)]:
         found.append(("E066", f"stream {name}: 'fields' must include the primary key "
@@ -162,7 +167,8 @@ def get(name) -> Stream:
     pk = model._meta.pk.attname
     fields = [pk, *[field for field in fields if field != pk]]
     filters = {field: frozenset(OPERATORS[op] for op in ops) for field, ops in declaration.get("filters", {}).items()}
-    return Stream(name, model, tuple(fields), filters, rows, declaration.get("anonymous", False))
+    return Stream(name, model, tuple(fields), filters, rows, declaration.get("anonymous", False),
+                  declaration.get("query", False))
 
 
 def _label(label) -> str | None:
