@@ -125,7 +125,6 @@ def test_concurrent_writers_during_the_snapshot_leave_no_gap_and_no_repeat(stack
     bob, bob_cookie = session_cookie("dave")
     bulk_orders(alice, 4000)
     bulk_orders(bob, 100)
-    marker = make_orders(alice, 1)[0]
 
     async def run():
         a = await LiveSocket.connect(stack.daphne.port, alice_cookie)
@@ -140,7 +139,10 @@ def test_concurrent_writers_during_the_snapshot_leave_no_gap_and_no_repeat(stack
         await b.until(lambda: bobs.done, wait=30)
         stop.set()
         writes = sum(await writers)
-        await db(update, marker, quantity=-1)  # behind every other write: once it is in, all are
+        # Made after the writers stopped (they move random rows between the users): behind every
+        # other write, so once it is in, all are.
+        (marker,) = await db(make_orders, alice, 1)
+        await db(update, marker, quantity=-1)
         await a.until(lambda: mine.rows.get(marker, {}).get("quantity") == -1, wait=20)
         await db(update, marker, customer_id=bob)
         await b.until(lambda: marker in bobs.rows, wait=20)

@@ -103,10 +103,15 @@ class WebStack:
         self.listener: ManagedProcess | None = None
 
     def start(self, listener_args=()) -> "WebStack":
-        self.daphne = Daphne(self.env)
-        self.listener_name = f"web-{uuid.uuid4().hex[:8]}"
-        self.listener = start_listener("--name", self.listener_name, *listener_args, env=self.env)
-        self.daphne.wait_ready()
+        """Start both; a part that fails to start stops what had started (no process outlives it)."""
+        try:
+            self.daphne = Daphne(self.env)
+            self.listener_name = f"web-{uuid.uuid4().hex[:8]}"
+            self.listener = start_listener("--name", self.listener_name, *listener_args, env=self.env)
+            self.daphne.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     @property

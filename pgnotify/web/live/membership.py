@@ -5,7 +5,7 @@ from django.db import connection
 from django.db.models import F, IntegerField, Q, Value
 
 from ...listener import exactjson
-from .snapshot import _view_sql
+from .streams import view_sql
 
 
 def admitted(stream, pks: list, sources: list[Q]) -> list[dict]:
@@ -21,7 +21,7 @@ def admitted(stream, pks: list, sources: list[Q]) -> list[dict]:
              .values_list("pgnotify_pk", "pgnotify_rights") for number, q in enumerate(sources)]
     union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
     union_sql, union_params = union.query.sql_with_params()
-    rows_sql, rows_params = _view_sql(stream, Q(pk__in=pks), list(stream.fields))
+    rows_sql, rows_params = view_sql(stream, Q(pk__in=pks), list(stream.fields))
     pk = connection.ops.quote_name(stream.fields[0])
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT DISTINCT m.pgnotify_rights, to_jsonb(v)::text FROM ({union_sql}) m"

@@ -18,8 +18,7 @@ from ...exceptions import one_line
 from ...listener import exactjson
 from ...listener.snapshots import Snapshot
 from .router import Subscription, deliver, router
-from .snapshot import _view_sql
-from .streams import Refused
+from .streams import Refused, view_sql
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ async def _apply(subscription: Subscription, rights, current: Snapshot, pks: set
 def read_change(stream, q: Q, held: set) -> tuple[Snapshot, set, list[dict]]:
     """Under one snapshot: the view's keys, and the rows of those not in `held` (ordered by pk)."""
     pk = stream.fields[0]
-    keys_sql, keys_params = _view_sql(stream, q, [pk])
+    keys_sql, keys_params = view_sql(stream, q, [pk])
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cursor.execute("SELECT pg_current_snapshot()::text")
@@ -115,7 +114,7 @@ def read_change(stream, q: Q, held: set) -> tuple[Snapshot, set, list[dict]]:
         entering = pks - held
         rows = []
         if entering:
-            sql, params = _view_sql(stream, q & Q(pk__in=entering), list(stream.fields))
+            sql, params = view_sql(stream, q & Q(pk__in=entering), list(stream.fields))
             cursor.execute(f"SELECT to_jsonb(v)::text FROM ({sql}) v ORDER BY v.{connection.ops.quote_name(pk)}",
                            params)
             rows = [exactjson.loads(text) for (text,) in cursor.fetchall()]

@@ -12,6 +12,7 @@ from ...listener import exactjson
 from ...listener.snapshots import Snapshot
 from .positions import Position
 from .router import await_checkpoint
+from .streams import view_sql
 
 CATCH_UP_LIMIT = 100_000  # events one resume may read; past it the client gets a resync instead
 # Under the WAL source, how long a resume waits for the listener's checkpoint (about 2 s when it runs).
@@ -22,15 +23,9 @@ class TooFarBehind(Exception):
     """The position cannot be resumed from: the client gets a resync and a fresh snapshot."""
 
 
-def _view_sql(stream, q, columns: list[str]) -> tuple[str, list]:
-    queryset = stream.model._default_manager.filter(q).values(*columns).order_by()
-    sql, params = queryset.query.sql_with_params()
-    return sql, list(params)
-
-
 def snapshot(stream, q) -> tuple[Snapshot, list[dict]]:
     """The current snapshot and the view's rows under it (declared fields, ordered by pk)."""
-    sql, params = _view_sql(stream, q, list(stream.fields))
+    sql, params = view_sql(stream, q, list(stream.fields))
     pk = connection.ops.quote_name(stream.fields[0])
     with transaction.atomic(), connection.cursor() as cursor:
         current = _current(cursor)
@@ -78,7 +73,7 @@ def _current(cursor) -> Snapshot:
 
 
 def _keys(cursor, stream, q) -> set:
-    sql, params = _view_sql(stream, q, [stream.fields[0]])
+    sql, params = view_sql(stream, q, [stream.fields[0]])
     cursor.execute(f"SELECT (to_jsonb(v)->%s)::text FROM ({sql}) v", [stream.fields[0], *params])
     return {exactjson.loads(text) for (text,) in cursor.fetchall()}
 

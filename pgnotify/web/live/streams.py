@@ -180,3 +180,10 @@ def _label(label) -> str | None:
 
 def any_anonymous() -> bool:
     return any(isinstance(d, dict) and d.get("anonymous") is True for d in declared().values())
+
+
+def view_sql(stream, q, columns: list[str]) -> tuple[str, list]:
+    """The SQL and parameters of the rows of `stream` that `q` admits, as `columns`, unordered."""
+    queryset = stream.model._default_manager.filter(q).values(*columns).order_by()
+    sql, params = queryset.query.sql_with_params()
+    return sql, list(params)
