@@ -34,7 +34,8 @@ from bench.e2e import percentile
 from bench.stack import REDIS_URL, ROOT, WebStack
 
 CLIENT_PROCESSES = 2  # one per daphne process: each client process holds one tab of every user
-CONNECTS_AT_ONCE = 50  # per client process: handshakes and snapshots in flight
+CONNECTS_AT_ONCE = 25  # per client process: handshakes and snapshots in flight
+OPEN_ATTEMPTS = 3
 READY_TIMEOUT = 600.0  # seconds for every socket to be open and live
 DRAIN_TIMEOUT = 10.0  # seconds after the last write for the frames still on their way
 IDLE_SECONDS = 3.0  # the daphnes' CPU with the sockets open and no change
@@ -122,6 +123,7 @@ class Tabs:
         self.arrivals: list[list] = []  # [user, pk, received]
         self.snapshots: dict[int, list] = {}  # user -> [rows, first page at, done at]
         self.problems: list[str] = []
+        self.retries = 0  # connections tried again
         self._live: dict[int, asyncio.Future] = {}
 
     def on_frame(self, user: int):
@@ -151,14 +153,24 @@ class Tabs:
         return sum(result is None for result in results)
 
     async def _open(self, gate: asyncio.Semaphore, user: int, url: str, origin: str, cookie: str) -> None:
+        """Opens the tab and waits for its view to be live; a refused or reset connection is tried
+        again (as the JavaScript client does), at most OPEN_ATTEMPTS times."""
         loop = asyncio.get_running_loop()
         self._live[user] = loop.create_future()
         parts = urllib.parse.urlsplit(url)
         async with gate:
-            _, tab = await loop.create_connection(lambda: LiveTab(url, origin, cookie, self.on_frame(user)),
-                                                  parts.hostname, parts.port)
+            for attempt in range(1, OPEN_ATTEMPTS + 1):
+                try:
+                    _, tab = await loop.create_connection(
+                        lambda: LiveTab(url, origin, cookie, self.on_frame(user)), parts.hostname, parts.port)
+                    await asyncio.wait_for(tab.opened, 60)
+                    break
+                except (OSError, TimeoutError):
+                    if attempt == OPEN_ATTEMPTS:
+                        raise
+                    self.retries += 1
+                    await asyncio.sleep(0.5 * attempt)
             self.tabs.append(tab)
-            await asyncio.wait_for(tab.opened, 60)
             tab.transport.write(client_frame(TEXT, SUBSCRIBE))
             await asyncio.wait_for(self._live[user], 120)
 
@@ -180,7 +192,8 @@ async def client_main() -> None:
     tabs = Tabs(json.loads(await reader.readline())["sockets"])
     started = time.monotonic()
     ready = await tabs.open_all()
-    answer({"ready": ready, "seconds": round(time.monotonic() - started, 1), "problems": tabs.problems[:5]})
+    answer({"ready": ready, "seconds": round(time.monotonic() - started, 1), "problems": tabs.problems[:5],
+            "retries": tabs.retries})
     while command := (await reader.readline()).decode().strip():
         if command == "count":
             answer({"received": len(tabs.arrivals), "lost": tabs.lost()})
@@ -189,7 +202,7 @@ async def client_main() -> None:
                     "lost": tabs.lost()})
             break
     tabs.close()
-    await asyncio.sleep(0.2)  # the close frames go out before the process ends
+    await asyncio.sleep(1.0)  # the close frames go out before the process ends
 
 
 def answer(message: dict) -> None:
@@ -222,7 +235,14 @@ class ClientProcess:
         return json.loads(line)
 
     async def end(self) -> None:
-        if self.process is not None and self.process.returncode is None:
+        """Waits for the process to close its sockets and exit (after `stop`), else kills it."""
+        if self.process is None:
+            return
+        if not self.process.stdin.is_closing():
+            self.process.stdin.close()  # its command loop ends
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
             self.process.kill()
             await self.process.wait()
 
@@ -281,7 +301,8 @@ async def phase(stack: WebStack, database_url: str, users: list[list], rate: flo
         await asyncio.gather(*(client.end() for client in clients))
     result = tally(written["commits"], reports, len(clients))
     result.update(subscriptions=sum(o["ready"] for o in opened), wanted=len(users) * len(clients),
-                  ready_seconds=round(ready_seconds, 1), problems=[p for o in opened for p in o["problems"]][:5],
+                  ready_seconds=round(ready_seconds, 1), retries=sum(o["retries"] for o in opened),
+                  problems=[p for o in opened for p in o["problems"]][:5],
                   achieved_rate=round(len(written["commits"]) / written["seconds"], 1),
                   idle_cores=round(idle_cores, 3), cpu_s=round(cpu, 2), busy_s=round(busy_seconds, 2),
                   cpu_ms_per_change=round(cpu * 1000 / max(1, len(written["commits"])), 3),
@@ -327,12 +348,17 @@ async def snapshot_round(stack: WebStack, owner: list) -> dict:
 
 
 async def measure(stack: WebStack, database_url: str, made: dict, sizes: Sizes) -> dict:
-    users = made["users"]
-    small = await phase(stack, database_url, users[:sizes.small_users], sizes.rate, sizes.seconds)
-    full = await phase(stack, database_url, users[:sizes.users], sizes.rate, sizes.seconds)
+    users, daphnes = made["users"], stack.processes[:len(stack.ports)]
+    await settle(daphnes)
     rounds = [await snapshot_round(stack, made["snapshot_owner"]) for _ in range(SNAPSHOT_ROUNDS)]
     live_ms = statistics.median(r["live_ms"] for r in rounds)
-    results = {
+    progress(f"snapshot of {rounds[0]['rows']} rows live in {live_ms:.0f} ms")
+    small = await phase(stack, database_url, users[:sizes.small_users], sizes.rate, sizes.seconds)
+    progress(f"small phase: {small}")
+    await settle(daphnes)
+    full = await phase(stack, database_url, users[:sizes.users], sizes.rate, sizes.seconds)
+    progress(f"full phase: {full}")
+    return {
         "live_subscriptions": full["subscriptions"], "live_subscriptions_wanted": full["wanted"],
         "live_rate": sizes.rate, "live_seconds": sizes.seconds, "live_achieved_rate": full["achieved_rate"],
         "live_delivered_ratio": full["delivered_ratio"], "live_subscribers_p50_ms": full["p50_ms"],
@@ -350,7 +376,21 @@ async def measure(stack: WebStack, database_url: str, made: dict, sizes: Sizes) 
         "live_snapshot_rows_per_s": round(rounds[0]["rows"] / (live_ms / 1000)),
         "live_phases": {"small": small, "full": full},
     }
-    return results
+
+
+async def settle(daphnes, seconds: float = 60.0) -> None:
+    """Until the daphnes are about idle (the last phase's sockets closed, the listener's start
+    replayed), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = cpu_seconds(daphnes)
+        await asyncio.sleep(0.5)
+        if cpu_seconds(daphnes) - before < 0.05 * len(daphnes):
+            return
+
+
+def progress(line: str) -> None:
+    print(f"live: {line}"[:2000], file=sys.stderr, flush=True)
 
 
 def make_users(env: dict, sizes: Sizes) -> dict:
