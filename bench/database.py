@@ -40,6 +40,12 @@ def recreate(url: str, name: str, source: str = "notify") -> str:
     return database_url
 
 
+def drop(url: str, name: str) -> None:
+    with psycopg.connect(**conninfo_to_dict(url), autocommit=True) as conn:
+        drop_slots(conn, name)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def drop_slots(conn: psycopg.Connection, database: str) -> None:
     conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = %s "
                  "AND active_pid IS NOT NULL", [database])

@@ -7,6 +7,7 @@ bounded time. Runs as its own process so it does not share a GIL with the websoc
 that is, when its commit was done (the e2e latency is counted from there).
 """
 
+import itertools
 import json
 import math
 import sys
@@ -33,14 +34,22 @@ def paced(rate: float, seconds: float, offset: float, write) -> int:
         written += 1
 
 
-def write_orders(url: str, rate: float, seconds: float) -> list[list]:
-    """Writes the rows; returns [pk, commit time] of each."""
+def write_orders(url: str, rate: float, seconds: float, customers: list[int] | None = None) -> list[list]:
+    """Writes the rows; returns [pk, commit time] of each. With `customers`, the rows' customer_id
+    takes their values in turn and each entry is [pk, commit time, customer_id]."""
     writers = max(1, math.ceil(rate / ROWS_PER_WRITER_PER_S))
     commits: list[list] = []  # list.append is atomic: the writer threads share it
+    turn = itertools.count()  # next() is atomic too
 
     def run(index: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             def write():
+                if customers:
+                    customer = customers[next(turn) % len(customers)]
+                    pk = conn.execute("INSERT INTO shop_order (customer_id) VALUES (%s) RETURNING id",
+                                      [customer]).fetchone()[0]
+                    commits.append([pk, time.time(), customer])
+                    return
                 pk = conn.execute("INSERT INTO shop_order DEFAULT VALUES RETURNING id").fetchone()[0]
                 commits.append([pk, time.time()])
 

@@ -53,6 +53,22 @@ TARGETS = [
      "decoded into a no-op sink, medians of alternating rounds (bare replication stream, no decoding: "
      "{wal_raw_stream_events_per_s}/s)"),
     ("wal_catch_up_events_per_s", "≥ 50,000", "from the listener's start after a {bulk_update_rows}-change outage"),
+    # Live streams (docs/live.md): the demo's `my-orders`, 2 daphne processes, Redis layer, one listener.
+    ("live_subscribers_p99_ms", "≤ 50",
+     "commit → `change` frame, {live_subscriptions} of {live_subscriptions_wanted} subscriptions live (two tabs "
+     "per user, each user's own rows), {live_rate} changes/s for {live_seconds} s spread over the users "
+     "(achieved {live_achieved_rate}/s; p50 {live_subscribers_p50_ms} ms, max {live_subscribers_max_ms} ms)"),
+    ("live_delivered_ratio", "≥ 0.999", "the same: frames received within 10 s of the last write ÷ rows × tabs"),
+    ("live_wrong_user_deliveries", "0", "the same and the smaller run: change frames of a row that is not the "
+     "user's"),
+    ("live_cost_ratio", "≤ 1.5",
+     "daphne CPU per change with {live_subscriptions} subscriptions ÷ with {live_small_subscriptions}, same rate "
+     "({live_cpu_ms_per_change} vs {live_small_cpu_ms_per_change} ms; idle {live_idle_cores} vs "
+     "{live_small_idle_cores} cores, the rights re-check of every socket; less the idle CPU: "
+     "{live_marginal_cost_ratio})"),
+    ("live_snapshot_rows_per_s", "report",
+     "one user's {live_snapshot_rows}-row snapshot: socket opened → last snapshot page (the view is live) in "
+     "{live_snapshot_ms} ms (first page {live_snapshot_first_page_ms} ms), medians of 3"),
     ("pgpubsub_vs_pgnotify_throughput", "report",
      "peer: django-pgpubsub listener events/s ÷ pgnotify's listener ({pgpubsub_events_per_s} ÷ "
      "{listener_events_per_s})"),
@@ -70,11 +86,14 @@ def _value(value) -> str:
     return f"{value:,}" if isinstance(value, int | float) else str(value)
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict, measured_only: bool = False) -> str:
+    """The table of TARGETS; with `measured_only`, only the rows this run measured (one part)."""
     shown = _Missing({key: _value(value) for key, value in results.items()})
     lines = [f"Measured {results['date']} on {results['machine']} with `make bench`.", "",
              "| figure | target | measured | what |", "|---|---|---|---|"]
     for key, target, what in TARGETS:
+        if measured_only and key not in results:
+            continue
         lines.append(f"| `{key}` | {target} | {shown[key]} | {what.format_map(shown)} |")
     for key in sorted(k for k in results if k.startswith("skipped_")):
         lines.append(f"\n{key.removeprefix('skipped_')} not measured: {results[key]}")

@@ -21,9 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import database, forwarding, report, stack, throughput, wal, writes  # noqa: E402
+from bench import database, forwarding, live, report, stack, throughput, wal, writes  # noqa: E402
 from bench.peers import peer_figures  # noqa: E402
-from bench.plot import plot_sweep  # noqa: E402
 from bench.report import markdown  # noqa: E402
 from bench.web import CLIENTS, web_figures  # noqa: E402
 
@@ -32,6 +31,7 @@ E2E_DB = "pgnotify_bench_e2e"
 WAL_DB = "pgnotify_bench_wal"  # the same schema migrated for the WAL source
 E2E_WAL_DB = "pgnotify_bench_e2e_wal"
 FORWARD_DB = "pgnotify_bench_forward"
+LIVE_DB = "pgnotify_bench_live"
 report.TARGETS.extend(forwarding.TARGETS)  # the forwarders' rows, after the others
 
 
@@ -68,7 +68,8 @@ def core_figures(url: str, quick: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter runs, for a smoke run")
-    parser.add_argument("--only", choices=["core", "web", "wal", "forwarding"], help="run one part (development)")
+    parser.add_argument("--only", choices=["core", "web", "wal", "forwarding", "live"],
+                        help="run one part; its figures go to bench/results-<part>.json and .md")
     args = parser.parse_args()
     started = time.monotonic()
     server = database.base_url()
@@ -105,18 +106,32 @@ def main() -> None:
         results.update(web_figures(e2e_url, args.quick))
         print(f"web figures done after {time.monotonic() - started:.0f} s", flush=True)
         results.update(peer_figures(server, e2e_url, results, args.quick))
+    if args.only in (None, "live"):
+        if stack.redis_reachable():
+            live_url = database.recreate(server, LIVE_DB)
+            database.settle(server, *written)
+            try:
+                results.update(live.live_figures(live_url, args.quick))
+            finally:
+                database.drop(server, LIVE_DB)
+            print(f"live figures done after {time.monotonic() - started:.0f} s", flush=True)
+        else:
+            results["skipped_live"] = "Redis is not reachable at 127.0.0.1:6379"
 
     version = database.server_version(server)
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, PostgreSQL {version // 10000}"
     results["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
     results["quick"] = args.quick
     results["seconds"] = round(time.monotonic() - started)
-    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = f"results-{args.only}" if args.only else "results"  # one part does not overwrite the whole run
+    (ROOT / "bench" / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     if "sweep" in results:
+        from bench.plot import plot_sweep  # matplotlib (bench/requirements.txt): the web part only
+
         plot_sweep(results["sweep"], CLIENTS, f"{results['machine']}, {results['date']}",
                    ROOT / "docs" / "e2e-latency.png")
-    table = markdown(results)
-    (ROOT / "bench" / "results.md").write_text(table)
+    table = markdown(results, measured_only=bool(args.only))
+    (ROOT / "bench" / f"{name}.md").write_text(table)
     print(table)
     print(f"bench took {results['seconds']} s")
 

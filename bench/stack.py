@@ -50,13 +50,16 @@ def create_staff_user(env: dict) -> None:
 
 
 class WebStack:
-    """daphne + (optionally) `listen_notify`, logged in once; use as a context manager."""
+    """daphne (`servers` processes, one port each) + (optionally) `listen_notify`, logged in once
+    as the staff user (unless `login` is False); use as a context manager."""
 
     def __init__(self, database_url: str, layer: str, listener: bool = True,
-                 settings: str = "notifyproject.settings", source: str = "notify"):
+                 settings: str = "notifyproject.settings", source: str = "notify", servers: int = 1,
+                 login: bool = True):
         self.env = stack_env(database_url, layer, settings, source)
-        self.layer, self.with_listener = layer, listener
-        self.port = free_port()
+        self.layer, self.with_listener, self.with_login = layer, listener, login
+        self.ports = [free_port() for _ in range(servers)]
+        self.port = self.ports[0]
         self.base = f"http://127.0.0.1:{self.port}"
         self.logs = Path(tempfile.mkdtemp(prefix="pgnotify-bench-"))
         self.processes: list[subprocess.Popen] = []
@@ -71,13 +74,16 @@ class WebStack:
         return process
 
     def __enter__(self) -> "WebStack":
-        self._spawn("daphne", ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                               "notifyproject.asgi:application"])
+        for number, port in enumerate(self.ports):
+            self._spawn(f"daphne-{number}" if number else "daphne",
+                        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "notifyproject.asgi:application"])
         if self.with_listener:
             self._spawn("listener", ["manage.py", "listen_notify", "--name", f"bench-{uuid.uuid4().hex[:8]}",
                                      "--stats-interval", "0"])
-        self._wait_ready()
-        self.cookie = self._login()
+        for port in self.ports:
+            self._wait_ready(f"http://127.0.0.1:{port}")
+        if self.with_login:
+            self.cookie = self._login()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -92,14 +98,14 @@ class WebStack:
                 process.wait()
             process.log.close()
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _wait_ready(self, base: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
                     raise RuntimeError(f"{process.args[1:3]} exited with {process.returncode}; logs in {self.logs}")
             try:
-                with urllib.request.urlopen(f"{self.base}/accounts/login/", timeout=2) as response:
+                with urllib.request.urlopen(f"{base}/accounts/login/", timeout=2) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
