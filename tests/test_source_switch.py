@@ -11,7 +11,8 @@ import pytest
 
 from tests.faults import PrivateServer
 from tests.sources import source_env
-from tests.support import ManagedProcess, scratch_database, test_database_url
+from tests.support import ManagedProcess, scratch_database
+from tests.support import test_database_url as database_url
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def server(tmp_path):
 @pytest.fixture
 def switch_database(db):
     with scratch_database("switch") as name:
-        yield test_database_url().rsplit("/", 1)[0] + "/" + name
+        yield database_url().rsplit("/", 1)[0] + "/" + name
 
 
 def test_switching_sources_back_and_forth_loses_nothing(switch_database):
