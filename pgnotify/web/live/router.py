@@ -44,6 +44,10 @@ class Subscription:
         # After its rights changed (pgnotify.web.live.recheck): the snapshot the new view was read
         # under, and the rows that entered it then; events that snapshot sees are already in.
         self.settled: tuple | None = None
+        # Group messages were lost while this view was live or being read: it is read afresh
+        # (`restart`, set by its session: a resync and a new snapshot) once it is live again.
+        self.gap = False
+        self.restart = None
 
     @property
     def q(self):
@@ -99,6 +103,7 @@ class Router:
         self.ready = asyncio.Event()  # set once the fan-out's subscription is in place
         self.events = 0
         self.queries = 0  # membership queries of "query" streams (tests, measurements)
+        self.gaps = 0  # times group messages were lost (every view resynced)
 
     # -- the fan-out's side (the router is one of its consumers)
 
@@ -127,6 +132,16 @@ class Router:
                             subscription.checkpointed.set()
                     else:
                         subscription.checkpoint(snapshot, taken)
+
+    def missed_messages(self) -> None:
+        """The fan-out found group messages lost: no view may go on without them. A live view
+        restarts now; one being read (snapshot, resume, new rights) once it is live."""
+        self.gaps += 1
+        for subscriptions in self.by_model.values():
+            for subscription in list(subscriptions):
+                subscription.gap = True
+                if subscription.buffer is None and subscription.restart is not None:
+                    subscription.restart()
 
     async def dispatch(self, message) -> None:
         pass  # other group messages are not for streams
@@ -274,6 +289,8 @@ class Router:
             if frame is not None:
                 await deliver(subscription, frame)
         self.live(subscription)
+        if subscription.gap and subscription.restart is not None:
+            subscription.restart()
 
 
 async def await_checkpoint(subscription: Subscription, snapshot: Snapshot, seconds: float) -> bool:
