@@ -3,8 +3,10 @@
 A socket's user may lose the right to it while it is open: logged out (session deleted), made
 inactive, no longer staff, password changed (the session's hash no longer matches). Every
 websocket consumer that needs a right registers here; one task per process (per event loop)
-checks all of them every CHECK_INTERVAL seconds, with one query for their sessions and one for
-their users whatever their number, and closes those whose user lost the right with code 4403.
+checks all of them every CHECK_INTERVAL seconds, each distinct session once, with one query for
+the sessions and one for their users per CHUNK of them, and closes those whose user lost the
+right with code 4403. Decoded sessions, password hashes and user rows that did not change are
+kept between rounds (their inputs are compared), so a round costs mostly its two queries.
 A consumer whose view depends on its user (live streams) defines `refresh_rights(pairs)`, an
 async static method called once per tick with the (consumer, fresh user) of those still allowed.
 """

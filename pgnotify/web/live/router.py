@@ -48,6 +48,7 @@ class Subscription:
         # (`restart`, set by its session: a resync and a new snapshot) once it is live again.
         self.gap = False
         self.restart = None
+        self.catching_up = False  # held by the process's catch-up (pgnotify.web.live.catchup)
 
     @property
     def q(self):
@@ -103,7 +104,9 @@ class Router:
         self.ready = asyncio.Event()  # set once the fan-out's subscription is in place
         self.events = 0
         self.queries = 0  # membership queries of "query" streams (tests, measurements)
-        self.gaps = 0  # times group messages were lost (every view resynced)
+        self.gaps = 0  # times group messages were lost (every view caught up)
+        self._catching_up: asyncio.Task | None = None
+        self._again = False
 
     # -- the fan-out's side (the router is one of its consumers)
 
@@ -134,14 +137,26 @@ class Router:
                         subscription.checkpoint(snapshot, taken)
 
     def missed_messages(self) -> None:
-        """The fan-out found group messages lost: no view may go on without them. A live view
-        restarts now; one being read (snapshot, resume, new rights) once it is live."""
+        """The fan-out found group messages lost: no view may go on without them. The live views
+        catch up from the event log, together (pgnotify.web.live.catchup); a view being read by
+        its session (snapshot, resume, new rights) is read again once it is live."""
         self.gaps += 1
         for subscriptions in self.by_model.values():
-            for subscription in list(subscriptions):
-                subscription.gap = True
-                if subscription.buffer is None and subscription.restart is not None:
-                    subscription.restart()
+            for subscription in subscriptions:
+                if subscription.buffer is not None and not subscription.catching_up:
+                    subscription.gap = True
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.get_running_loop().create_task(self._catch_up())
+        else:
+            self._again = True  # lost again meanwhile: one more round after this one
+
+    async def _catch_up(self) -> None:
+        from .catchup import catch_up  # (it builds on this module)
+
+        self._again = True
+        while self._again:
+            self._again = False
+            await catch_up(self)
 
     async def dispatch(self, message) -> None:
         pass  # other group messages are not for streams
