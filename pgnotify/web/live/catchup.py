@@ -11,51 +11,52 @@ gets `resync` and a fresh snapshot instead (LiveSession._resync)."""
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
+from django.db import connection, transaction
 
 from ... import conf
 from ...exceptions import one_line
-from .router import Router, Subscription, deliver
-from .snapshot import TooFarBehind, logged_since
+from ...listener import exactjson
+from ...listener.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from .router import Router, Subscription
 
 logger = logging.getLogger(__name__)
 
+LIMIT = 100_000  # events one catch-up may read (as a resume); past it: resync
 
-async def catch_up(found: Router) -> None:
-    live = [subscription for subscriptions in found.by_model.values() for subscription in subscriptions
-            if subscription.buffer is None and subscription.position is not None]
-    if conf.source() == "wal":
-        _resync(live)
-        return
-    logged = [subscription for subscription in live if not getattr(subscription.rights, "query", False)]
-    _resync([subscription for subscription in live if getattr(subscription.rights, "query", False)])
-    if not logged:
-        return
-    for subscription in logged:
-        found.hold(subscription)
-        subscription.catching_up, subscription.gap = True, False
+
+def from_log(subscription: "Subscription") -> bool:
+    """Whether the event log can catch this subscription up (else: resync)."""
+    return conf.source() != "wal" and not getattr(subscription.rights, "query", False)
+
+
+async def catch_up(found: "Router", held: list["Subscription"], deliver) -> None:
+    """`held`: live subscriptions the router holds (their events buffered) since the loss."""
     try:
-        since = min(subscription.position.snapshot.xmin for subscription in logged)
-        labels = sorted({subscription.stream.label for subscription in logged})
+        since = min(subscription.position.snapshot.xmin for subscription in held)
+        labels = sorted({subscription.stream.label for subscription in held})
         current, events = await database_sync_to_async(logged_since)(labels, since)
-    except (TooFarBehind, Exception) as error:  # the database is away, or too much was missed
-        logger.warning("live views not caught up from the event log (%s): resync", one_line(error) or "too far")
+    except Exception as error:  # the database is away, or too much was missed (TooFarBehind)
+        logger.warning("live views not caught up from the event log (%s): resync", one_line(error))
         current, events = None, []
     by_model: dict[str, list[dict]] = {}
     for event in events:
         by_model.setdefault(event.get("model"), []).append(event)
-    for subscription in logged:
+    for subscription in held:
         subscription.catching_up = False
         if current is None:
             subscription.gap = True  # restarted (resync) once live again
         else:
-            await _apply(subscription, by_model.get(subscription.stream.label, ()), current)
+            await _apply(subscription, by_model.get(subscription.stream.label, ()), current, deliver)
         if subscription in found.by_model.get(subscription.stream.label, ()):  # not unsubscribed meanwhile
             await found.drain(subscription)
 
 
-async def _apply(subscription: Subscription, events, current) -> None:
+async def _apply(subscription: "Subscription", events, current: Snapshot, deliver) -> None:
     for event in events:
         frame = subscription.change(event)
         if frame is not None:
@@ -63,8 +64,25 @@ async def _apply(subscription: Subscription, events, current) -> None:
     subscription.position.advance(current, time.time())
 
 
-def _resync(subscriptions: list[Subscription]) -> None:
-    for subscription in subscriptions:
-        subscription.gap = True
-        if subscription.restart is not None:
-            subscription.restart()
+_SINCE = """
+    SELECT payload::text FROM pgnotify_event
+     WHERE txid >= pg_snapshot_xmin(%(since)s::pg_snapshot)
+       AND pg_visible_in_snapshot(txid, %(new)s::pg_snapshot)
+       AND payload->>'model' = ANY(%(models)s)
+     ORDER BY txid, id LIMIT %(limit)s
+"""
+
+
+def logged_since(labels: list[str], xmin: int) -> tuple[Snapshot, list[dict]]:
+    """A current snapshot and the logged events of these models whose transaction it sees, from
+    transaction `xmin` on, in (txid, id) order (the NOTIFY source: writers log their own events)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SELECT pg_current_snapshot()::text")
+        current = Snapshot.parse(cursor.fetchone()[0])
+        cursor.execute(_SINCE, {"since": f"{xmin}:{xmin}:", "new": current.text, "models": labels,
+                                "limit": LIMIT + 1})
+        events = [exactjson.loads(text) for (text,) in cursor.fetchall()]
+    if len(events) > LIMIT:
+        raise ValueError(f"more than {LIMIT:,} events to catch up")
+    return current, events

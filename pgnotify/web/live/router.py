@@ -20,6 +20,7 @@ from ...listener import exactjson
 from ...listener.snapshots import Snapshot
 from .. import fanout
 from ..frames import DASHBOARD_GROUP
+from . import catchup
 from .membership import admitted
 from .positions import Position, includes
 
@@ -106,7 +107,7 @@ class Router:
         self.queries = 0  # membership queries of "query" streams (tests, measurements)
         self.gaps = 0  # times group messages were lost (every view caught up)
         self._catching_up: asyncio.Task | None = None
-        self._again = False
+        self._held: list[Subscription] = []  # held for the next catch-up
 
     # -- the fan-out's side (the router is one of its consumers)
 
@@ -137,26 +138,31 @@ class Router:
                         subscription.checkpoint(snapshot, taken)
 
     def missed_messages(self) -> None:
-        """The fan-out found group messages lost: no view may go on without them. The live views
-        catch up from the event log, together (pgnotify.web.live.catchup); a view being read by
-        its session (snapshot, resume, new rights) is read again once it is live."""
+        """The fan-out found group messages lost (before the message it is about to hand on): no
+        view may go on without them. The live views are held at once (a later change of a row
+        must not reach a view before the lost one) and catch up from the event log together
+        (pgnotify.web.live.catchup); a view being read by its session (snapshot, resume, new
+        rights) is read again once it is live."""
         self.gaps += 1
         for subscriptions in self.by_model.values():
-            for subscription in subscriptions:
-                if subscription.buffer is not None and not subscription.catching_up:
+            for subscription in list(subscriptions):
+                if subscription.buffer is not None:
+                    subscription.gap = subscription.gap or not subscription.catching_up
+                elif subscription.position is not None and catchup.from_log(subscription):
+                    self.hold(subscription)
+                    subscription.catching_up = True
+                    self._held.append(subscription)
+                else:
                     subscription.gap = True
+                    if subscription.restart is not None:
+                        subscription.restart()
         if self._catching_up is None or self._catching_up.done():
             self._catching_up = asyncio.get_running_loop().create_task(self._catch_up())
-        else:
-            self._again = True  # lost again meanwhile: one more round after this one
 
     async def _catch_up(self) -> None:
-        from .catchup import catch_up  # (it builds on this module)
-
-        self._again = True
-        while self._again:
-            self._again = False
-            await catch_up(self)
+        while self._held:
+            held, self._held = self._held, []
+            await catchup.catch_up(self, held, deliver)
 
     async def dispatch(self, message) -> None:
         pass  # other group messages are not for streams

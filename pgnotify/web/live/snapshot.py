@@ -66,28 +66,6 @@ async def missed(subscription, position: Position) -> tuple[Snapshot, set, list[
     return current, pks, events
 
 
-_SINCE = """
-    SELECT payload::text FROM pgnotify_event
-     WHERE txid >= pg_snapshot_xmin(%(since)s::pg_snapshot)
-       AND pg_visible_in_snapshot(txid, %(new)s::pg_snapshot)
-       AND payload->>'model' = ANY(%(models)s)
-     ORDER BY txid, id LIMIT %(limit)s
-"""
-
-
-def logged_since(labels: list[str], xmin: int) -> tuple[Snapshot, list[dict]]:
-    """A current snapshot and the logged events of these models whose transaction it sees, from
-    transaction `xmin` on, in (txid, id) order (the NOTIFY source: writers log their own events)."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        current = _current(cursor)
-        cursor.execute(_SINCE, {"since": f"{xmin}:{xmin}:", "new": current.text, "models": labels,
-                                "limit": CATCH_UP_LIMIT + 1})
-        events = [exactjson.loads(text) for (text,) in cursor.fetchall()]
-    if len(events) > CATCH_UP_LIMIT:
-        raise TooFarBehind(f"more than {CATCH_UP_LIMIT:,} events to catch up")
-    return current, events
-
-
 def _current(cursor) -> Snapshot:
     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     cursor.execute("SELECT pg_current_snapshot()::text")
