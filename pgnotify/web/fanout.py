@@ -56,7 +56,7 @@ class Broadcaster:
         self._subscribed_at = 0.0
         self.gaps = 0  # times messages were found missing
         self._gap_log = ThrottledLog(logger, f"group {group}: messages missed %s times (channel layer over "
-                                     "capacity?); live subscriptions resynced", GAP_LOG_INTERVAL)
+                                     "capacity?); live subscriptions caught up", GAP_LOG_INTERVAL)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -43,25 +43,32 @@ async def catch_up(found: "Router", held: list["Subscription"], deliver) -> None
     except Exception as error:  # the database is away, or too much was missed (TooFarBehind)
         logger.warning("live views not caught up from the event log (%s): resync", one_line(error))
         current, events = None, []
-    by_model: dict[str, list[dict]] = {}
-    for event in events:
-        by_model.setdefault(event.get("model"), []).append(event)
+    if current is not None:
+        await _route(found, held, events, deliver)
     for subscription in held:
         subscription.catching_up = False
         if current is None:
-            subscription.gap = True  # restarted (resync) once live again
+            subscription.gap, subscription.lost_again = True, False  # restarted (resync) once live again
         else:
-            await _apply(subscription, by_model.get(subscription.stream.label, ()), current, deliver)
+            subscription.position.advance(current, time.time())
+            if subscription.lost_again:  # held for one more round, from its new position
+                subscription.catching_up, subscription.lost_again = True, False
+                found.held.append(subscription)
+                continue
         if subscription in found.by_model.get(subscription.stream.label, ()):  # not unsubscribed meanwhile
             await found.drain(subscription)
 
 
-async def _apply(subscription: "Subscription", events, current: Snapshot, deliver) -> None:
+async def _route(found: "Router", held: list["Subscription"], events: list[dict], deliver) -> None:
+    """Each event to the held subscriptions it concerns (the router's index), in order."""
+    waiting = set(held)
     for event in events:
-        frame = subscription.change(event)
-        if frame is not None:
-            await deliver(subscription, frame)
-    subscription.position.advance(current, time.time())
+        label = event.get("model")
+        for subscription in found.candidates(label, event) & waiting:
+            frame = subscription.change(event)
+            found.note_membership(subscription, event.get("pk"))
+            if frame is not None:
+                await deliver(subscription, frame)
 
 
 _SINCE = """

@@ -50,6 +50,7 @@ class Subscription:
         self.gap = False
         self.restart = None
         self.catching_up = False  # held by the process's catch-up (pgnotify.web.live.catchup)
+        self.lost_again = False  # messages lost again during it
 
     @property
     def q(self):
@@ -107,7 +108,7 @@ class Router:
         self.queries = 0  # membership queries of "query" streams (tests, measurements)
         self.gaps = 0  # times group messages were lost (every view caught up)
         self._catching_up: asyncio.Task | None = None
-        self._held: list[Subscription] = []  # held for the next catch-up
+        self.held: list[Subscription] = []  # held for the next catch-up
 
     # -- the fan-out's side (the router is one of its consumers)
 
@@ -146,12 +147,14 @@ class Router:
         self.gaps += 1
         for subscriptions in self.by_model.values():
             for subscription in list(subscriptions):
-                if subscription.buffer is not None:
-                    subscription.gap = subscription.gap or not subscription.catching_up
+                if subscription.catching_up:
+                    subscription.lost_again = True  # caught up once more after this round
+                elif subscription.buffer is not None:
+                    subscription.gap = True
                 elif subscription.position is not None and catchup.from_log(subscription):
-                    self.hold(subscription)
+                    subscription.buffer = []  # held, but left in the index: the catch-up routes through it
                     subscription.catching_up = True
-                    self._held.append(subscription)
+                    self.held.append(subscription)
                 else:
                     subscription.gap = True
                     if subscription.restart is not None:
@@ -160,8 +163,8 @@ class Router:
             self._catching_up = asyncio.get_running_loop().create_task(self._catch_up())
 
     async def _catch_up(self) -> None:
-        while self._held:
-            held, self._held = self._held, []
+        while self.held:
+            held, self.held = self.held, []
             await catchup.catch_up(self, held, deliver)
 
     async def dispatch(self, message) -> None:
@@ -225,7 +228,7 @@ class Router:
                 subscription.buffer.append(event)
                 continue
             frame = subscription.change(event)
-            self._note_membership(subscription, event.get("pk"))
+            self.note_membership(subscription, event.get("pk"))
             if frame is not None:
                 await deliver(subscription, frame)
 
@@ -239,7 +242,7 @@ class Router:
                 found |= self.index.get((label, column, value), set())
         return found
 
-    def _note_membership(self, subscription: Subscription, pk) -> None:
+    def note_membership(self, subscription: Subscription, pk) -> None:
         key = (subscription.stream.label, pk)
         if pk in subscription.pks:
             self.members.setdefault(key, set()).add(subscription)
