@@ -118,7 +118,9 @@ def redis_channel_layer(url: str, prefix: str) -> dict:
     # which calls fail (e.g. the group_discard of 500 websockets closing at once).
     return {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": url, "socket_timeout": 15, "max_connections": 1000}], "prefix": prefix},
+        "CONFIG": {"hosts": [{"address": url, "socket_timeout": 15, "max_connections": 1000}], "prefix": prefix,
+                   # messages a channel holds before the layer drops more (tests make it tiny)
+                   "capacity": int(os.environ.get("CHANNEL_LAYER_CAPACITY", "100"))},
     }
 
 

@@ -132,3 +132,26 @@ def test_waiting_changes_frames_are_merged_in_order_and_other_frames_keep_their_
     big = [changes(*range(i * 1000, i * 1000 + 1000)) for i in range(20)]  # about 37 kB each
     assert 1 < len(fanout.coalesce(big)) < 20  # merged, but capped in size
     assert all(len(m["text"]) <= fanout.MAX_MERGED_CHARS for m in fanout.coalesce(big))
+
+
+@pytest.mark.once
+def test_a_jump_in_a_senders_numbers_is_a_gap_and_a_new_sender_from_one_is_not(monkeypatch):
+    broadcaster = fanout.Broadcaster(layer=None, group=DASHBOARD_GROUP)
+    seen = []
+
+    class Live:
+        def missed_messages(self):
+            seen.append("resync")
+
+    broadcaster.consumers[Live()] = True
+    broadcaster._subscribed_at = fanout.time.monotonic()
+    numbered = [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("b", 2)]
+    assert not any(broadcaster._missed_before({"sender": s, "seq": n}) for s, n in numbered)
+    assert broadcaster._missed_before({"sender": "a", "seq": 5})  # 4 was lost
+    assert not broadcaster._missed_before({"sender": "a", "seq": 4})  # late or repeated: not a loss
+    assert not broadcaster._missed_before({"type": "other"})  # not numbered: not from a GroupForwarder
+    assert not broadcaster._missed_before({"sender": "c", "seq": 7})  # sending before we subscribed
+    monkeypatch.setattr(fanout.time, "monotonic", lambda: broadcaster._subscribed_at + fanout.SENDER_GRACE + 1)
+    assert broadcaster._missed_before({"sender": "d", "seq": 7})  # first heard of long after: 1..6 lost
+    broadcaster._gap()
+    assert seen == ["resync"] and broadcaster.gaps == 1

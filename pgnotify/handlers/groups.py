@@ -10,6 +10,7 @@ per event.
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import deque
 
@@ -59,6 +60,10 @@ class GroupForwarder:
         self._dropped_log = ThrottledLog(logger, "channel layer not keeping up: dropped %s dashboard events",
                                          LOG_INTERVAL)
         self._failed_log = ThrottledLog(logger, f"group_send to {group} failed %s times", LOG_INTERVAL)
+        # Every group message carries (sender, seq): a receiving process that misses one (a layer
+        # drops past a channel's capacity, silently) sees the gap (pgnotify.web.fanout).
+        self.sender_id = secrets.token_hex(8)
+        self._seq = 0
 
     @property
     def layer(self):
@@ -160,6 +165,10 @@ class GroupForwarder:
                 c._window_start, c._window_count = theirs.get(name, self._windows[name])
 
     async def _send(self, group: str, message: dict) -> bool:
+        # Numbered before sending: a failed send (it may have arrived or not) leaves a gap the
+        # receivers treat as a loss, never a loss they cannot see.
+        self._seq += 1
+        message = {**message, "sender": self.sender_id, "seq": self._seq}
         try:
             async with asyncio.timeout(SEND_TIMEOUT):  # (wait_for would first start a task of its own)
                 await dispatch.group_send(self.layer, group, message)

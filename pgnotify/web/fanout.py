@@ -15,9 +15,11 @@ socket write rather than a pass through the ASGI send chain and the websocket fr
 
 import asyncio
 import logging
+import time
 
 from ..exceptions import one_line
 from ..listener.backoff import backoff_delay
+from ..listener.throttle import ThrottledLog
 from .daphne import Connection, daphne_websocket
 from .frames import CHANGES_PREFIX, CHANGES_SUFFIX, FRAME_TYPE
 from .layers import dispatch
@@ -29,6 +31,10 @@ YIELD_EVERY = 100  # websocket writes between yields, so the receiver keeps drai
 SUBSCRIBE_WAIT = 5.0  # seconds a connecting consumer waits for the subscription before it goes on
 REFRESH_INTERVAL = 3600.0  # seconds between renewals of the membership (layers expire groups)
 BACKOFF_INITIAL, BACKOFF_MAX = 0.2, 5.0
+# A sender first heard of this long after subscribing sent messages before that were lost (a
+# sender's numbers start at 1); sooner, it was sending before this process subscribed.
+SENDER_GRACE = 10.0
+GAP_LOG_INTERVAL = 60.0
 
 
 class Broadcaster:
@@ -46,6 +52,11 @@ class Broadcaster:
         self._wake = asyncio.Event()
         self._writing = False  # the writer is in a round (what arrives meanwhile waits for it)
         self._tasks: list[asyncio.Task] = []
+        self._last_seq: dict[str, int] = {}  # sender id -> the last number received from it
+        self._subscribed_at = 0.0
+        self.gaps = 0  # times messages were found missing
+        self._gap_log = ThrottledLog(logger, f"group {group}: messages missed %s times (channel layer over "
+                                     "capacity?); live subscriptions caught up", GAP_LOG_INTERVAL)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -73,6 +84,8 @@ class Broadcaster:
                 if self.channel_name is None:
                     self.channel_name = await dispatch.new_receive_channel(self.layer, "pgnotify.fanout")
                 await self.layer.group_add(self.group, self.channel_name)
+                if not self.subscribed.is_set():
+                    self._subscribed_at = time.monotonic()
                 self.subscribed.set()
                 attempt = 0
                 await self._receive_forever()
@@ -94,11 +107,35 @@ class Broadcaster:
         while True:
             messages = await dispatch.receive_batch(self.layer, self.channel_name)
             self.frames += len(messages)
+            missed = [self._missed_before(message) for message in messages]  # each: updates its sender's number
+            if any(missed):
+                self._gap()
             if batches and len(messages) == 1 and not self._writing and not self._inbox:
                 await self.deliver(messages[0])  # idle: written at once, not handed over to the writer
                 continue
             self._inbox.extend(messages)  # (not extend(await ...): the writer swaps the list meanwhile)
             self._wake.set()
+
+    def _missed_before(self, message: dict) -> bool:
+        """Whether messages of this one's sender were lost before it (its numbers jump)."""
+        sender, seq = message.get("sender"), message.get("seq")
+        if not isinstance(sender, str) or not isinstance(seq, int):
+            return False  # not from a GroupForwarder
+        last = self._last_seq.get(sender)
+        self._last_seq[sender] = seq if last is None else max(last, seq)
+        if last is None:
+            return seq > 1 and time.monotonic() - self._subscribed_at > SENDER_GRACE
+        return seq > last + 1
+
+    def _gap(self) -> None:
+        """Consumers whose state follows the messages (live streams) resynchronise; the others
+        (dashboards: statistics) go on."""
+        self.gaps += 1
+        self._gap_log.add(1)
+        for consumer in list(self.consumers):
+            missed = getattr(consumer, "missed_messages", None)
+            if missed is not None:
+                missed()
 
     async def _write_forever(self) -> None:
         while True:

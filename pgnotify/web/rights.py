@@ -3,8 +3,10 @@
 A socket's user may lose the right to it while it is open: logged out (session deleted), made
 inactive, no longer staff, password changed (the session's hash no longer matches). Every
 websocket consumer that needs a right registers here; one task per process (per event loop)
-checks all of them every CHECK_INTERVAL seconds, with one query for their sessions and one for
-their users whatever their number, and closes those whose user lost the right with code 4403.
+checks all of them every CHECK_INTERVAL seconds, each distinct session once, with one query for
+the sessions and one for their users per CHUNK of them, and closes those whose user lost the
+right with code 4403. Decoded sessions, password hashes and user rows that did not change are
+kept between rounds (their inputs are compared), so a round costs mostly its two queries.
 A consumer whose view depends on its user (live streams) defines `refresh_rights(pairs)`, an
 async static method called once per tick with the (consumer, fresh user) of those still allowed.
 """
@@ -16,6 +18,7 @@ from importlib import import_module
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.db import connection
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -24,6 +27,7 @@ from ..exceptions import one_line
 logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 2.0  # seconds: a lost right closes the socket within this plus one round of queries
+CHUNK = 1000  # distinct sessions checked per pair of queries (the event loop runs between them)
 FORBIDDEN = 4403
 
 # event loop -> {consumer: needs staff}
@@ -55,23 +59,32 @@ def watched() -> int:
 async def _check_forever(consumers: dict[object, bool]) -> None:
     while True:
         await asyncio.sleep(CHECK_INTERVAL)
-        if not consumers:
-            continue
-        sockets = {consumer: (_session_key(consumer), _user_id(consumer), staff)
-                   for consumer, staff in list(consumers.items())}
+        if consumers:
+            await check_round(consumers)
+
+
+async def check_round(consumers: dict[object, bool]) -> None:
+    """One round: close the sockets whose user lost the right, refresh the others' users. Each
+    distinct (session, user, staff) is checked once, CHUNK of them per pair of queries, so that
+    one round never holds the event loop (or the GIL) for long."""
+    sockets = {consumer: (_session_key(consumer), _user_id(consumer), staff)
+               for consumer, staff in list(consumers.items())}
+    distinct = list(set(sockets.values()))
+    allowed: dict[tuple, object] = {}
+    for start in range(0, len(distinct), CHUNK):
         try:
-            allowed = await database_sync_to_async(allowed_users)(set(sockets.values()))
+            allowed.update(await database_sync_to_async(allowed_users)(set(distinct[start:start + CHUNK])))
         except Exception as error:  # the database is away: the rights stay as they were until it is back
             logger.warning("websocket rights not checked: %s", one_line(error))
-            continue
-        for consumer, key in sockets.items():
-            if key not in allowed and consumers.pop(consumer, None) is not None:
-                logger.info("websocket of user %s closed: the right to it was lost", key[1])
-                try:
-                    await consumer.close(code=FORBIDDEN)
-                except Exception as error:  # already closing
-                    logger.debug("websocket already closed: %s", one_line(error))
-        await _refresh({consumer: allowed[key] for consumer, key in sockets.items() if key in allowed})
+            return
+    for consumer, key in sockets.items():
+        if key not in allowed and consumers.pop(consumer, None) is not None:
+            logger.info("websocket of user %s closed: the right to it was lost", key[1])
+            try:
+                await consumer.close(code=FORBIDDEN)
+            except Exception as error:  # already closing
+                logger.debug("websocket already closed: %s", one_line(error))
+    await _refresh({consumer: allowed[key] for consumer, key in sockets.items() if key in allowed})
 
 
 async def _refresh(users: dict) -> None:
@@ -106,8 +119,7 @@ def still_allowed(sockets: set[tuple]) -> set[tuple]:
 
 def allowed_users(sockets: set[tuple]) -> dict[tuple, object]:
     """As still_allowed, each triple with its user as the database has it now."""
-    users = {user.pk: user for user in get_user_model()._default_manager.filter(
-        pk__in={user_id for _, user_id, _ in sockets if user_id is not None})}
+    users = _users({user_id for _, user_id, _ in sockets if user_id is not None})
     sessions = _sessions({key for key, _, _ in sockets if key})
     allowed = {}
     for key, user_id, staff in sockets:
@@ -129,9 +141,9 @@ def _sessions(keys: set[str]) -> dict[str, dict]:
     store_class = import_module(settings.SESSION_ENGINE).SessionStore
     if issubclass(store_class, DatabaseStore):
         store = store_class()
-        rows = store_class.get_model_class()._default_manager.filter(
-            session_key__in=keys, expire_date__gt=timezone.now()).values_list("session_key", "session_data")
-        return {key: store.decode(data) for key, data in rows}
+        rows = _any(store_class.get_model_class()._default_manager.filter(expire_date__gt=timezone.now()),
+                    "session_key", keys).values_list("session_key", "session_data")
+        return {key: _decoded(store, key, data) for key, data in rows}
     found = {}
     for key in keys:  # cache, file or signed-cookie sessions: no query to batch
         data = store_class(key).load()
@@ -140,11 +152,73 @@ def _sessions(keys: set[str]) -> dict[str, dict]:
     return found
 
 
+def _any(queryset, field: str, values: set):
+    """`queryset.filter(field__in=values)` as `= ANY(array)`: one parameter, not one per value
+    (Django prepares each value of an `in` list: most of a round's CPU at 10,000 sockets)."""
+    model = queryset.model
+    column = model._meta.get_field(field).column if field != "pk" else model._meta.pk.column
+    qn = connection.ops.quote_name
+    return queryset.extra(where=[f"{qn(model._meta.db_table)}.{qn(column)} = ANY(%s)"], params=[list(values)])
+
+
+# Rounds see the same sessions again and again: decoding (a signature check and JSON) and the
+# password's session hash (an HMAC) are kept while their inputs stay the same.
+_decodes: dict[str, tuple[str, dict]] = {}  # session key -> (its data as stored, decoded)
+_hashes: dict[tuple, str] = {}  # (user pk, password hash) -> session auth hash
+CACHE_MAX = 200_000  # entries; past it a cache starts afresh
+
+
+_rows: dict[object, tuple[tuple, object]] = {}  # user pk -> (its row as last read, its instance)
+
+
+def _users(ids: set) -> dict:
+    """The users with these pks as the database has them now. A user whose row did not change is
+    the instance of the last round (its cached relations dropped): not 10,000 new objects a round,
+    which would survive into the oldest GC generation and trigger full collections (stalls)."""
+    model = get_user_model()
+    names = [field.attname for field in model._meta.concrete_fields]
+    pk_at = names.index(model._meta.pk.attname)
+    found = {}
+    for row in _any(model._default_manager.all(), "pk", ids).values_list(*names):
+        cached = _rows.get(row[pk_at])
+        if cached is not None and cached[0] == row:
+            user = cached[1]
+            user._state.fields_cache = {}
+            user.__dict__.pop("_prefetched_objects_cache", None)
+        else:
+            if len(_rows) >= CACHE_MAX:
+                _rows.clear()
+            user = model.from_db(model._default_manager.db, names, row)
+            _rows[row[pk_at]] = (row, user)
+        found[row[pk_at]] = user
+    return found
+
+
+def _decoded(store, key: str, data: str) -> dict:
+    cached = _decodes.get(key)
+    if cached is not None and cached[0] == data:
+        return cached[1]
+    if len(_decodes) >= CACHE_MAX:
+        _decodes.clear()
+    decoded = _decodes[key] = (data, store.decode(data))
+    return decoded[1]
+
+
+def _auth_hash(user) -> str:
+    key = (user.pk, getattr(user, "password", None))
+    found = _hashes.get(key)
+    if found is None:
+        if len(_hashes) >= CACHE_MAX:
+            _hashes.clear()
+        found = _hashes[key] = user.get_session_auth_hash()
+    return found
+
+
 def _same_password(user, session_hash) -> bool:
     """As django.contrib.auth.get_user: a password change ends the sessions made before it."""
     if not hasattr(user, "get_session_auth_hash"):
         return True
-    if session_hash and constant_time_compare(session_hash, user.get_session_auth_hash()):
+    if session_hash and constant_time_compare(session_hash, _auth_hash(user)):
         return True
     fallbacks = getattr(user, "get_session_auth_fallback_hash", None)
     return bool(session_hash and fallbacks and any(

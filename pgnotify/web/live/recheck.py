@@ -17,6 +17,7 @@ from django.db.models import Q
 from ...exceptions import one_line
 from ...listener import exactjson
 from ...listener.snapshots import Snapshot
+from ..rights import CHUNK
 from .router import Subscription, deliver, router
 from .streams import Refused, view_sql
 
@@ -24,8 +25,11 @@ logger = logging.getLogger(__name__)
 
 
 async def refresh(pairs: list[tuple]) -> None:
-    """`pairs`: (LiveSession, its user as the database has it now)."""
-    changed = await database_sync_to_async(_changed_rights)(pairs)
+    """`pairs`: (LiveSession, its user as the database has it now). In chunks of CHUNK sessions:
+    the event loop runs between them, and each chunk's rights are garbage before the next."""
+    changed = []
+    for start in range(0, len(pairs), CHUNK):
+        changed += await database_sync_to_async(_changed_rights)(pairs[start:start + CHUNK])
     for session, subscription, rights in changed:
         if isinstance(rights, Refused):
             await session.unsubscribe(subscription.id)

@@ -20,6 +20,7 @@ from ...listener import exactjson
 from ...listener.snapshots import Snapshot
 from .. import fanout
 from ..frames import DASHBOARD_GROUP
+from . import catchup
 from .membership import admitted
 from .positions import Position, includes
 
@@ -44,6 +45,12 @@ class Subscription:
         # After its rights changed (pgnotify.web.live.recheck): the snapshot the new view was read
         # under, and the rows that entered it then; events that snapshot sees are already in.
         self.settled: tuple | None = None
+        # Group messages were lost while this view was live or being read: it is read afresh
+        # (`restart`, set by its session: a resync and a new snapshot) once it is live again.
+        self.gap = False
+        self.restart = None
+        self.catching_up = False  # held by the process's catch-up (pgnotify.web.live.catchup)
+        self.lost_again = False  # messages lost again during it
 
     @property
     def q(self):
@@ -99,6 +106,9 @@ class Router:
         self.ready = asyncio.Event()  # set once the fan-out's subscription is in place
         self.events = 0
         self.queries = 0  # membership queries of "query" streams (tests, measurements)
+        self.gaps = 0  # times group messages were lost (every view caught up)
+        self._catching_up: asyncio.Task | None = None
+        self.held: list[Subscription] = []  # held for the next catch-up
 
     # -- the fan-out's side (the router is one of its consumers)
 
@@ -127,6 +137,35 @@ class Router:
                             subscription.checkpointed.set()
                     else:
                         subscription.checkpoint(snapshot, taken)
+
+    def missed_messages(self) -> None:
+        """The fan-out found group messages lost (before the message it is about to hand on): no
+        view may go on without them. The live views are held at once (a later change of a row
+        must not reach a view before the lost one) and catch up from the event log together
+        (pgnotify.web.live.catchup); a view being read by its session (snapshot, resume, new
+        rights) is read again once it is live."""
+        self.gaps += 1
+        for subscriptions in self.by_model.values():
+            for subscription in list(subscriptions):
+                if subscription.catching_up:
+                    subscription.lost_again = True  # caught up once more after this round
+                elif subscription.buffer is not None:
+                    subscription.gap = True
+                elif subscription.position is not None and catchup.from_log(subscription):
+                    subscription.buffer = []  # held, but left in the index: the catch-up routes through it
+                    subscription.catching_up = True
+                    self.held.append(subscription)
+                else:
+                    subscription.gap = True
+                    if subscription.restart is not None:
+                        subscription.restart()
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.get_running_loop().create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        while self.held:
+            held, self.held = self.held, []
+            await catchup.catch_up(self, held, deliver)
 
     async def dispatch(self, message) -> None:
         pass  # other group messages are not for streams
@@ -189,7 +228,7 @@ class Router:
                 subscription.buffer.append(event)
                 continue
             frame = subscription.change(event)
-            self._note_membership(subscription, event.get("pk"))
+            self.note_membership(subscription, event.get("pk"))
             if frame is not None:
                 await deliver(subscription, frame)
 
@@ -203,7 +242,7 @@ class Router:
                 found |= self.index.get((label, column, value), set())
         return found
 
-    def _note_membership(self, subscription: Subscription, pk) -> None:
+    def note_membership(self, subscription: Subscription, pk) -> None:
         key = (subscription.stream.label, pk)
         if pk in subscription.pks:
             self.members.setdefault(key, set()).add(subscription)
@@ -274,6 +313,8 @@ class Router:
             if frame is not None:
                 await deliver(subscription, frame)
         self.live(subscription)
+        if subscription.gap and subscription.restart is not None:
+            subscription.restart()
 
 
 async def await_checkpoint(subscription: Subscription, snapshot: Snapshot, seconds: float) -> bool:

@@ -1,6 +1,7 @@
 """The subscriptions of one client connection (a websocket, or an SSE response): subscribe
 with a snapshot or a resume, unsubscribe, limits. Frames go out through `send(frame)`."""
 
+import asyncio
 import logging
 import time
 
@@ -26,6 +27,7 @@ class LiveSession:
         self.layer = layer
         self.send = send
         self.subscriptions: dict[str, Subscription] = {}
+        self._resyncs: set[asyncio.Task] = set()
 
     async def error(self, sub_id, message: str) -> None:
         await self.send({"type": "error", "id": sub_id, "message": message})
@@ -50,6 +52,8 @@ class LiveSession:
             (await router(self.layer)).remove(subscription)
 
     async def close(self) -> None:
+        for task in list(self._resyncs):
+            task.cancel()
         if self.subscriptions:
             found = await router(self.layer)
             for subscription in self.subscriptions.values():
@@ -73,6 +77,7 @@ class LiveSession:
         except (Refused, BadPosition) as error:
             await self.error(sub_id, str(error))
             return
+        subscription.restart = lambda: self._restart(subscription)
         self.subscriptions[sub_id] = subscription
         found = await router(self.layer)
         found.add(subscription)  # buffers from now on, before the view is read
@@ -89,6 +94,29 @@ class LiveSession:
             await self.error(sub_id, "the subscription failed; subscribe again")
             return
         if self.subscriptions.get(sub_id) is subscription:
+            await found.drain(subscription)
+
+    def _restart(self, subscription: Subscription) -> None:
+        task = asyncio.get_running_loop().create_task(self._resync(subscription))
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _resync(self, subscription: Subscription) -> None:
+        """After lost group messages: `resync` and a fresh snapshot (SPEC: the client drops its rows)."""
+        found = await router(self.layer)
+        if self.subscriptions.get(subscription.id) is not subscription or subscription.buffer is not None:
+            return  # gone, or being read: it restarts once live (Router.drain)
+        found.hold(subscription)  # buffers from now on, before the view is read
+        subscription.gap, subscription.settled = False, None
+        await deliver(subscription, {"type": "resync", "id": subscription.id})
+        try:
+            await self._snapshot(subscription)
+        except Exception as error:  # the database is away: the client may subscribe again
+            logger.warning("live subscription %s not resynced: %s", subscription.id, one_line(error))
+            await self.unsubscribe(subscription.id)
+            await self.error(subscription.id, "the subscription failed; subscribe again")
+            return
+        if self.subscriptions.get(subscription.id) is subscription:
             await found.drain(subscription)
 
     def _sender(self, sub_id):
