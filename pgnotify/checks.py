@@ -506,12 +506,22 @@ def check_rights(app_configs=None, databases=None, **kwargs):
         return []  # a setting or a table reported above comes first
     messages = []
     for alias in databases or ():
-        if alias in served_databases() and connections[alias].vendor == "postgresql":
+        if alias in served_databases() and connections[alias].vendor == "postgresql" and _reachable(alias):
             try:
                 messages += _rights(alias)
             except DjangoDatabaseError:
-                continue  # an unreachable database is reported where it is used
+                continue  # reported where it is used
     return messages
+
+
+def _reachable(alias: str) -> bool:
+    """Whether the database answers at once: Django's pool would wait its whole timeout for one
+    that does not (and an unreachable database is reported where it is used)."""
+    try:
+        with Connection.connect(autocommit=True, **{**listener_conninfo(alias), "connect_timeout": 3}):
+            return True
+    except Exception:
+        return False
 
 
 def _rights(alias: str) -> list:

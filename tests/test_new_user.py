@@ -147,7 +147,7 @@ def test_core_install_without_extras(wheel, database, tmp_path):
     imported = run(python, "manage.py", "shell", "--no-imports", "-c",
                    "import pgnotify.routing, pgnotify.urls; print(len(pgnotify.routing.websocket_urlpatterns))",
                    cwd=tmp_path, env=env)
-    assert imported.stdout.split() == ["1"]  # the dashboard's route (the chat is not installed)
+    assert imported.stdout.split() == ["2"]  # the dashboard's and the live streams' (the chat is not installed)
 
     listener = listen(python, tmp_path, env)
     try:
