@@ -37,6 +37,12 @@ def sync_after_migrate(sender, using="default", verbosity=1, **kwargs):
                   f"{reached[0]}` sets up pgnotify there")
         return
     try:
+        if kwargs.get("plan") is None:
+            # `flush` (it sends post_migrate without a plan): the tables are emptied, not changed,
+            # and no source is switched; the triggers and publication are only kept as they are.
+            for sync in schema_syncs():
+                sync(using).report(verbosity)
+            return
         _sync(using, verbosity)
     except WalSetupError as error:
         raise CommandError(f"pgnotify: {error}") from error
