@@ -24,7 +24,7 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-def test_metrics_count_events_by_channel_and_operation(listener, event_source):
+def test_metrics_count_events_by_channel_and_operation(event_source, listener):
     port = free_port()
     process = listener("--name", "metrics", "--metrics-port", str(port), env=source_env(event_source))
     order = Order.objects.create()

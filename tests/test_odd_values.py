@@ -107,7 +107,7 @@ def assert_no_failure(process) -> None:
         process.stderr_lines[-10:]
 
 
-def test_odd_values_never_stop_the_stream(listener, event_source):
+def test_odd_values_never_stop_the_stream(event_source, listener):
     process = listener("--name", "odd", env=source_env(event_source))
     events = Events(process, "shapes_odd")
     for case in CASES:
@@ -141,7 +141,7 @@ def test_odd_values_never_stop_the_stream(listener, event_source):
     assert_no_failure(again)
 
 
-def test_a_row_of_1600_columns(listener, event_source):
+def test_a_row_of_1600_columns(event_source, listener):
     process = listener("--name", "wide", env=source_env(event_source))
     events = Events(process, "shapes_wide")
     pk = insert("INSERT INTO shapes_wide (c1, c1599) VALUES (1, 1599) RETURNING id")
