@@ -120,7 +120,10 @@ def redis_channel_layer(url: str, prefix: str) -> dict:
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [{"address": url, "socket_timeout": 15, "max_connections": 1000}], "prefix": prefix,
                    # messages a channel holds before the layer drops more (tests make it tiny)
-                   "capacity": int(os.environ.get("CHANNEL_LAYER_CAPACITY", "100"))},
+                   "capacity": int(os.environ.get("CHANNEL_LAYER_CAPACITY", "100")),
+                   # each web process's fan-out channel holds 10,000 unless told otherwise (tests)
+                   "channel_capacity": ({"pgnotify.fanout.*": int(os.environ["CHANNEL_LAYER_FANOUT_CAPACITY"])}
+                                        if os.environ.get("CHANNEL_LAYER_FANOUT_CAPACITY") else {})},
     }
 
 

@@ -25,6 +25,7 @@ CAPACITY = 2  # messages the process's channel holds while it is stalled; the re
 def stack(event_source):
     stack = WebStack("redis", source=event_source)
     stack.env["CHANNEL_LAYER_CAPACITY"] = str(CAPACITY)
+    stack.env["CHANNEL_LAYER_FANOUT_CAPACITY"] = str(CAPACITY)
     stack.start()
     yield stack
     stack.stop()
@@ -94,3 +95,45 @@ def test_messages_dropped_while_the_process_stalls_are_caught_up_not_silently_mi
 
     asyncio.run(run())
     assert any("missed" in line for line in stack.daphne.lines), stack.daphne.lines[-20:]
+
+
+@pytest.fixture
+def roomy_stack():
+    """Every channel holds CAPACITY messages, except the process's fan-out channel (its default)."""
+    stack = WebStack("redis", source="notify")
+    stack.env["CHANNEL_LAYER_CAPACITY"] = str(CAPACITY)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_the_fan_out_channel_outlasts_a_stall_that_overflows_a_consumer_channel(roomy_stack):
+    """A consumer channel's capacity is meant for one socket: the process's fan-out channel holds
+    what a stall of the whole process lets pile up, so no view has to catch up."""
+    stack = roomy_stack
+    alice, cookie = session_cookie("alice")
+    pks = [Order.objects.create(customer_id=alice, status="new", quantity=1).pk for _ in range(5)]
+
+    async def run():
+        socket = await LiveSocket.connect(stack.daphne.port, cookie)
+        mine = await socket.subscribe("all")
+        os.kill(stack.daphne.proc.pid, signal.SIGSTOP)
+        try:
+            await db(writes, alice, pks, 60)
+            written = await db(written_now)
+            deadline = time.monotonic() + 20
+            while not await db(handed_on, stack.listener_name, written):
+                assert time.monotonic() < deadline, "the listener did not hand the writes on"
+                await asyncio.sleep(0.05)  # polling the listener's recorded position
+        finally:
+            os.kill(stack.daphne.proc.pid, signal.SIGCONT)
+        marker = await db(Order.objects.create, customer_id=alice, status="paid", quantity=7)
+        expected = await db(order_rows, alice)
+        await socket.until(lambda: marker.pk in mine.rows and same_rows(mine, expected), wait=20)
+        changes = [frame for frame in mine.frames if frame["type"] == "change"]
+        assert len(changes) == 61, len(changes)  # the 60 writes and the marker, each once
+        assert not [frame for frame in mine.frames if frame["type"] == "resync"]
+        await socket.close()
+
+    asyncio.run(run())
+    assert not any("missed" in line for line in stack.daphne.lines), stack.daphne.lines[-20:]

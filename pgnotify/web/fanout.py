@@ -82,7 +82,7 @@ class Broadcaster:
         while True:
             try:
                 if self.channel_name is None:
-                    self.channel_name = await dispatch.new_receive_channel(self.layer, "pgnotify.fanout")
+                    self.channel_name = await dispatch.new_receive_channel(self.layer, dispatch.FANOUT_CHANNEL)
                 await self.layer.group_add(self.group, self.channel_name)
                 if not self.subscribed.is_set():
                     self._subscribed_at = time.monotonic()

@@ -7,6 +7,8 @@ public API. channels_redis is imported only when the layer in use comes from it.
 
 import sys
 
+FANOUT_CHANNEL = "pgnotify.fanout"  # the name of each process's fan-out channel (a unique suffix follows)
+
 
 def _redis_fast_path(layer):
     """pgnotify.web.layers.redis when `layer` can take its fast path, else None."""

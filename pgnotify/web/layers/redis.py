@@ -19,6 +19,7 @@ import time
 import uuid
 
 from ...extras import require
+from .dispatch import FANOUT_CHANNEL
 
 require("channels_redis", "redis", "the Redis channel layer")
 
@@ -32,6 +33,12 @@ INTERNALS_USED = ["_group_key", "connection", "consistent_hash", "ring_size", "_
                   "require_valid_channel_name"]
 
 RECEIVE_BATCH = 100  # messages taken off a channel in one round trip
+# A fan-out channel (one per web process: pgnotify.web.fanout) holds every message of its group
+# for the whole process; a message it drops makes every live view of the process catch up. A
+# stall of the process (a full garbage collection, a burst) must not overflow it, so unless the
+# layer's `channel_capacity` names it, it holds at least this many (the layer's `capacity` is
+# meant for one consumer's channel).
+FANOUT_CAPACITY = 10_000
 # A blocking pop well inside any client socket timeout (the project's settings: 15 s; redis-py's
 # default: 5 s, as long as upstream's own blocking receive).
 RECEIVE_BLOCK = 1.0
@@ -112,6 +119,10 @@ async def group_send(layer, group: str, message: dict) -> None:
 async def _store(layer, group: str, group_key: bytes, names: list[str], message: dict, checked: bool) -> int:
     """The message on every member's channel; -1 if `checked` and the members are no longer `names`."""
     by_connection, messages, capacities = layer._map_channel_keys_to_connection(names, message)
+    for name in names:
+        if name.startswith(FANOUT_CHANNEL + ".") and not _capacity_configured(layer, name):
+            key = layer.prefix + name
+            capacities[key] = max(capacities[key], FANOUT_CAPACITY)
     if checked and not by_connection:
         by_connection = {0: []}  # no members: the script still checks that there are none
     over = 0
@@ -127,6 +138,11 @@ async def _store(layer, group: str, group_key: bytes, names: list[str], message:
     if over:
         logger.info("%s of %s channels over capacity in group %s", over, len(names), group)
     return over
+
+
+def _capacity_configured(layer, channel: str) -> bool:
+    """Whether the layer's `channel_capacity` patterns give this channel a capacity of its own."""
+    return any(pattern.match(channel) for pattern, _ in getattr(layer, "channel_capacity", ()))
 
 
 async def receive_batch(layer, channel: str) -> list[dict]:

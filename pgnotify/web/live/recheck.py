@@ -50,16 +50,18 @@ def _changed_rights(pairs: list[tuple]) -> list[tuple]:
             key = (subscription.stream.name, user.pk)
             if key not in computed:
                 try:
-                    computed[key] = subscription.stream.rights(user)
-                except Refused as error:
-                    computed[key] = error
+                    computed[key] = subscription.stream.rows_q(user)
                 except Exception as error:  # the rights callable failed: the view stays as it is
                     logger.warning("rights of stream %s not re-evaluated: %s", key[0], one_line(error))
                     computed[key] = None
-            rights = computed[key]
-            if isinstance(rights, Refused) or (rights is not None and not _same(rights.source,
-                                                                                 subscription.rights.source)):
-                changed.append((session, subscription, rights))
+            q = computed[key]
+            if q is None or _same(q, subscription.rights.source):
+                continue  # the usual case: compared, not compiled again
+            try:
+                rights = subscription.stream.compile(q)
+            except Refused as error:
+                rights = error
+            changed.append((session, subscription, rights))
     return changed
 
 

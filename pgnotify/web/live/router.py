@@ -39,7 +39,9 @@ class Subscription:
         self.send = send  # async callable(frame dict)
         self.pks: set = set()
         self.position: Position | None = None
-        self.buffer: list | None = []  # events (and checkpoints) held while the view is being read
+        self.router: Router | None = None  # set when the router takes it
+        self.buffer = []  # events (and checkpoints) held while the view is being read
+        self.synced = 0  # the router's checkpoints this view has taken (pgnotify.web.live.router.Router.sync)
         self.keys: list[tuple] = []  # this subscription's entries in its router's index
         self.checkpointed: asyncio.Event | None = None  # set when a checkpoint is buffered
         # After its rights changed (pgnotify.web.live.recheck): the snapshot the new view was read
@@ -51,6 +53,17 @@ class Subscription:
         self.restart = None
         self.catching_up = False  # held by the process's catch-up (pgnotify.web.live.catchup)
         self.lost_again = False  # messages lost again during it
+
+    @property
+    def buffer(self) -> list | None:
+        return self._buffer
+
+    @buffer.setter
+    def buffer(self, value: list | None) -> None:
+        # The router hands each checkpoint to the buffering views at once, to the live ones lazily.
+        self._buffer = value
+        if self.router is not None:
+            (self.router.buffering.discard if value is None else self.router.buffering.add)(self)
 
     @property
     def q(self):
@@ -101,6 +114,12 @@ class Router:
         self.index: dict[tuple, set[Subscription]] = {}  # (label, column, value) -> subscriptions
         self.members: dict[tuple, set[Subscription]] = {}  # (label, pk) -> subscriptions whose view holds it
         self.scanned: dict[str, set[Subscription]] = {}  # label -> subscriptions without an equality term
+        self.queried: dict[str, set[Subscription]] = {}  # label -> subscriptions whose rights need a query
+        self.buffering: set[Subscription] = set()  # subscriptions whose view is being read (or held)
+        # The listener's last checkpoint and how many came: a live view takes the last one when it
+        # next needs its position (`sync`), not every view on every checkpoint.
+        self.checkpoints = 0
+        self.last_checkpoint: tuple[Snapshot, float] | None = None
         self.columns: dict[str, dict[str, object]] = {}  # label -> indexed column -> its field
         self.joined = False
         self.ready = asyncio.Event()  # set once the fan-out's subscription is in place
@@ -129,14 +148,21 @@ class Router:
                 snapshot, taken = Snapshot.parse(frame["snapshot"]), float(frame["t"])
             except (KeyError, TypeError, ValueError):
                 return
-            for subscriptions in self.by_model.values():
-                for subscription in subscriptions:
-                    if subscription.buffer is not None:
-                        subscription.buffer.append(("checkpoint", snapshot, taken))
-                        if subscription.checkpointed is not None:
-                            subscription.checkpointed.set()
-                    else:
-                        subscription.checkpoint(snapshot, taken)
+            self.checkpoints += 1
+            self.last_checkpoint = (snapshot, taken)
+            for subscription in self.buffering:
+                subscription.buffer.append(("checkpoint", snapshot, taken))
+                if subscription.checkpointed is not None:
+                    subscription.checkpointed.set()
+
+    def sync(self, subscription: Subscription) -> None:
+        """A live view takes the listener's last checkpoint, if it has not yet. Every event before
+        that checkpoint in the stream was routed to the view (when it concerned it), and each event
+        the view applies is preceded by a sync: the same as taking each checkpoint as it came."""
+        if subscription.synced != self.checkpoints and subscription.buffer is None:
+            subscription.synced = self.checkpoints
+            if self.last_checkpoint is not None:
+                subscription.checkpoint(*self.last_checkpoint)
 
     def missed_messages(self) -> None:
         """The fan-out found group messages lost (before the message it is about to hand on): no
@@ -152,6 +178,7 @@ class Router:
                 elif subscription.buffer is not None:
                     subscription.gap = True
                 elif subscription.position is not None and catchup.from_log(subscription):
+                    self.sync(subscription)
                     subscription.buffer = []  # held, but left in the index: the catch-up routes through it
                     subscription.catching_up = True
                     self.held.append(subscription)
@@ -175,9 +202,8 @@ class Router:
 
     # -- rights that need a query: one per batch
 
-    def _query_subscriptions(self, label: str) -> list[Subscription]:
-        return [subscription for subscription in self.by_model.get(label, ())
-                if getattr(subscription.rights, "query", False)]
+    def _query_subscriptions(self, label: str) -> set[Subscription]:
+        return self.queried.get(label, set())
 
     async def decide(self, events: list[dict]) -> None:
         """For the subscriptions whose rights need a query: which events' rows each admits, with
@@ -187,7 +213,7 @@ class Router:
             if event.get("op") != "DELETE" and self.by_model.get(event.get("model")):
                 batches.setdefault(event["model"], []).append(event)
         for label, batch in batches.items():
-            subscriptions = self._query_subscriptions(label)
+            subscriptions = list(self._query_subscriptions(label))
             if not subscriptions:
                 continue
             by_source: dict = {}
@@ -210,8 +236,8 @@ class Router:
     def forget_verdicts(self) -> None:
         """Verdicts of events a live subscription did not apply (already covered): dropped.
         Buffered subscriptions keep theirs until they apply their buffer."""
-        for label in self.by_model:
-            for subscription in self._query_subscriptions(label):
+        for subscriptions in self.queried.values():
+            for subscription in subscriptions:
                 if subscription.buffer is None:
                     subscription.rights.verdicts.clear()
 
@@ -227,6 +253,7 @@ class Router:
             if subscription.buffer is not None:
                 subscription.buffer.append(event)
                 continue
+            self.sync(subscription)
             frame = subscription.change(event)
             self.note_membership(subscription, event.get("pk"))
             if frame is not None:
@@ -256,13 +283,18 @@ class Router:
     def add(self, subscription: Subscription) -> None:
         """From now on the subscription buffers its model's events (until `live`)."""
         label = subscription.stream.label
+        subscription.router = self
+        subscription.buffer = subscription.buffer if subscription.buffer is not None else []
         self.by_model.setdefault(label, set()).add(subscription)
         self.scanned.setdefault(label, set()).add(subscription)
+        if subscription.stream.query:
+            self.queried.setdefault(label, set()).add(subscription)
 
     def live(self, subscription: Subscription) -> None:
         """The view is read and the buffer applied: from now on only the events that concern it."""
         label = subscription.stream.label
         subscription.buffer = None
+        subscription.synced = self.checkpoints  # those before are in the buffer it applied
         equalities = subscription.rights.equalities()
         if equalities:
             self.scanned[label].discard(subscription)
@@ -276,13 +308,14 @@ class Router:
 
     def hold(self, subscription: Subscription) -> None:
         """Out of the index, buffering every event of its model until `drain` (its rights change)."""
+        self.sync(subscription)
         self._unindex(subscription)
         self.scanned.setdefault(subscription.stream.label, set()).add(subscription)
         subscription.buffer = []
 
     def remove(self, subscription: Subscription) -> None:
         label = subscription.stream.label
-        for group in (self.by_model.get(label), self.scanned.get(label)):
+        for group in (self.by_model.get(label), self.scanned.get(label), self.queried.get(label)):
             if group is not None:
                 group.discard(subscription)
         self._unindex(subscription)

@@ -48,9 +48,16 @@ class Stream:
 
     def rights(self, user) -> Matcher | QueryRights:
         """The rows `user` may see, compiled; Refused when the rights cannot be evaluated for them."""
+        return self.compile(self.rows_q(user))
+
+    def rows_q(self, user) -> Q:
+        """The Q of the rows `user` may see, as the stream's callable returns it."""
+        q = self.rows(user)
+        return q if q is not None else Q(pk__in=[])
+
+    def compile(self, q: Q) -> Matcher | QueryRights:
+        """Rights of a Q from `rows_q`; Refused when they cannot be evaluated."""
         try:
-            q = self.rows(user)
-            q = q if q is not None else Q(pk__in=[])
             return QueryRights(self.model, q) if self.query else Matcher(self.model, q)
         except Unevaluable as error:
             raise Refused(f"stream {self.name}: rights cannot be evaluated: {error}") from error
