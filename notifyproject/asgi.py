@@ -11,11 +11,13 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+import pgnotify.contrib.chat.routing  # noqa: E402
 import pgnotify.routing  # noqa: E402
 from pgnotify.web.security import OriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
     # Origin checked with scheme, host and port (channels' AllowedHostsOriginValidator ignores the port).
-    "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(pgnotify.routing.websocket_urlpatterns))),
+    "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(
+        pgnotify.routing.websocket_urlpatterns + pgnotify.contrib.chat.routing.websocket_urlpatterns))),
 })

@@ -11,4 +11,5 @@ urlpatterns = [
     path("my-orders/", my_orders, name="my-orders"),
     path("catalog/", include("notifyproject.shop.urls")),
     path("", include("pgnotify.urls")),
+    path("", include("pgnotify.contrib.chat.urls")),
 ]

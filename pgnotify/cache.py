@@ -15,7 +15,7 @@ old versions are simply never read again and expire with their timeout.
 
 The tags of a table come from PGNOTIFY["CACHE_INVALIDATE"]: its statement-level trigger
 notifies `cache_invalidate` after every INSERT, UPDATE, DELETE or TRUNCATE, whoever writes
-(Django, psql, another service), and the listener's CacheInvalidator bumps the tags.
+(Django, psql, another service), and the listener's handler (pgnotify.handlers.cache) bumps the tags.
 
 Fail-safe. NOTIFY reaches only a listener that is connected, so an invalidation can be missed
 while none is. Hence:
@@ -61,15 +61,6 @@ _MISSING = object()
 
 __all__ = ["acached", "ainvalidate", "cached", "cached_function", "invalidate", "invalidate_all",
            "listener_live"]
-
-
-def __getattr__(name: str):
-    # The listener's handler lives with the other handlers; this name is kept for existing imports.
-    if name == "CacheInvalidator":
-        from .handlers.cache import CacheInvalidator
-
-        return CacheInvalidator
-    raise AttributeError(f"module 'pgnotify.cache' has no attribute {name!r}")
 
 
 def get_cache(using: str | None = None):

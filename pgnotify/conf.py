@@ -34,8 +34,9 @@ DEFAULTS = {
 
 SOURCES = ("notify", "wal")
 
-# Always listened to: state notices, chat, cache invalidation.
-BUILTIN_CHANNELS = ["system", "chat", "cache_invalidate"]
+# Always listened to: state notices, cache invalidation. An installed app adds its own channels
+# through `pgnotify_watch` (the chat's `chat`).
+BUILTIN_CHANNELS = ["system", "cache_invalidate"]
 
 
 def get(name: str):

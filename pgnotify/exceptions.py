@@ -49,14 +49,6 @@ class MetricsPortError(PgNotifyError):
     """The metrics server could not bind its address: choose another --metrics-port."""
 
 
-class DemoError(PgNotifyError):
-    """A walkthrough did not receive what it sent."""
-
-
-class ChatInputError(PgNotifyError, ValueError):
-    """The client's chat frame was refused; the message says why, and goes back in an error frame."""
-
-
 class WalSetupError(PgNotifyError):
     """The database is not set up for the WAL source: see `manage.py check`."""
 

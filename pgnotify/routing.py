@@ -1,15 +1,11 @@
 """pgnotify's websocket routes, for the project's ASGI application:
-`URLRouter(pgnotify.routing.websocket_urlpatterns)`.
+`URLRouter(pgnotify.routing.websocket_urlpatterns)`: the dashboard's (the admin's live notices use
+it too) and the live streams'.
 
-The dashboard's, and the chat's when pgnotify.contrib.chat is installed.
+A contrib app brings its own routes, for the project to add: the chat's are
+`pgnotify.contrib.chat.routing.websocket_urlpatterns`.
 """
 
-from django.apps import apps
+from .web.routing import websocket_urlpatterns
 
-from .web.routing import websocket_urlpatterns as _web
-
-websocket_urlpatterns = list(_web)
-if apps.is_installed("pgnotify.contrib.chat"):
-    from .contrib.chat.routing import websocket_urlpatterns as _chat
-
-    websocket_urlpatterns += _chat
+__all__ = ["websocket_urlpatterns"]

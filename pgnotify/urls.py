@@ -1,17 +1,10 @@
-"""pgnotify's pages, for the project's URLconf: `path("", include("pgnotify.urls"))`.
+"""pgnotify's pages, for the project's URLconf: `path("", include("pgnotify.urls"))`: the dashboard
+(`pgnotify:dashboard`) and the live streams as Server-Sent Events (`pgnotify:live`).
 
-The dashboard (`pgnotify:dashboard`), and the chat (`pgnotify:chat`) when pgnotify.contrib.chat
-is installed.
+A contrib app brings its own pages, for the project to include: the chat's are
+`include("pgnotify.contrib.chat.urls")`.
 """
 
-from django.apps import apps
+from .web.urls import app_name, urlpatterns
 
-from .web.urls import urlpatterns as _web
-
-app_name = "pgnotify"
-
-urlpatterns = list(_web)
-if apps.is_installed("pgnotify.contrib.chat"):
-    from .contrib.chat.urls import urlpatterns as _chat
-
-    urlpatterns += _chat
+__all__ = ["app_name", "urlpatterns"]

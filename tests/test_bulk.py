@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from django.db import connection
 
+from notifyproject.shop.demo import Inbox
 from pgnotify.connection import listener_conninfo
-from pgnotify.demo import Inbox
 from tests.support import start_listener
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,8 @@ from django.db import connections
 from django.test import override_settings
 
 from pgnotify import cache
-from pgnotify.cache import CacheInvalidator, acached, cached, cached_function, invalidate, listener_live
+from pgnotify.cache import acached, cached, cached_function, invalidate, listener_live
+from pgnotify.handlers.cache import CacheInvalidator
 from pgnotify.listener.notification import Notification
 from tests.faults import record_figures
 from tests.support import ManagedProcess, process_env

@@ -10,12 +10,14 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.test import Client, override_settings
 
+from pgnotify import conf
 from pgnotify.contrib.chat import rules as chat
 from pgnotify.contrib.chat.models import ChatMessage, ChatPresence
-from pgnotify.routing import websocket_urlpatterns
+from pgnotify.contrib.chat.routing import websocket_urlpatterns
 from pgnotify.web.security import OriginValidator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,7 +39,7 @@ async def channel_layer():
 
 @pytest.fixture
 def application():
-    """The websocket side of notifyproject.asgi (its HTTP side is not needed here)."""
+    """The chat's routes behind the websocket stack of notifyproject.asgi (its HTTP side is not needed here)."""
     return OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 
 
@@ -254,3 +256,10 @@ def test_presence_counts_connections_and_forgets_dead_ones():
     earlier = presence.users("room")[1]
     presence.heartbeat("specific.c!1")
     assert presence.users("room")[1] > earlier
+
+
+def test_the_chat_brings_its_channel_to_the_listener():
+    assert "chat" in conf.listen_channels()
+    without_chat = [app for app in settings.INSTALLED_APPS if app != "pgnotify.contrib.chat"]
+    with override_settings(INSTALLED_APPS=without_chat, PGNOTIFY={**settings.PGNOTIFY, "LISTEN": []}):
+        assert "chat" not in conf.listen_channels()

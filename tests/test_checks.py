@@ -133,3 +133,13 @@ def test_the_channel_layer_needs_its_app():
     with override_settings(CHANNEL_LAYERS=layers, INSTALLED_APPS=apps):
         (error,) = checks.check_channel_layer()
     assert error.id == "pgnotify.E013" and "channels_postgres" in error.hint
+
+
+def test_an_installed_chat_whose_pages_are_not_routed_is_a_warning():
+    from pgnotify.contrib.chat.checks import check_pages_routed
+
+    assert check_pages_routed() == []  # the demo project includes them
+    with override_settings(ROOT_URLCONF="pgnotify.urls"):
+        (warning,) = check_pages_routed()
+        assert warning.id in {e.id for e in django_checks.run_checks(tags=[django_checks.Tags.urls])}
+    assert warning.id == "pgnotify_chat.W001" and 'include("pgnotify.contrib.chat.urls")' in warning.hint

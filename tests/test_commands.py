@@ -12,10 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from notifyproject.shop.demo import Inbox
 from notifyproject.shop.models import Order
 from pgnotify import notify
 from pgnotify.connection import listener_conninfo
-from pgnotify.demo import Inbox
 from tests import support
 
 pytestmark = pytest.mark.django_db(transaction=True)

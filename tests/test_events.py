@@ -14,9 +14,9 @@ from django.contrib.sessions.models import Session
 from django.db import connection, transaction
 from django.test import override_settings
 
+from notifyproject.shop.demo import Inbox
 from notifyproject.shop.models import Product
 from pgnotify.connection import listener_conninfo
-from pgnotify.demo import Inbox
 from pgnotify.triggers import sync_triggers
 from tests.support import ManagedProcess
 

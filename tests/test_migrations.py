@@ -13,9 +13,9 @@ from django.db import connection
 from django.test import override_settings
 from psycopg import sql
 
+from notifyproject.shop.demo import Inbox
 from notifyproject.shop.models import Order, Product
 from pgnotify.connection import listener_conninfo
-from pgnotify.demo import Inbox
 from pgnotify.triggers import sync_triggers
 from tests import support
 

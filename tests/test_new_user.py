@@ -263,6 +263,8 @@ def test_the_distribution_holds_what_the_app_needs_and_passes_twine(tmp_path):
                    "pgnotify/contrib/chat/templates/pgnotify_chat/chat.html", "pgnotify/py.typed"]:
         assert needed in names
     assert not [name for name in names if name.startswith(("notifyproject/", "tests/", "bench/"))]
+    # The demo's walkthroughs need the demo's shop.Order: they stay in the demo project.
+    assert not [name for name in names if "demo" in name], [name for name in names if "demo" in name]
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Classifier: Framework :: Django :: 5.2" in metadata and "License-Expression: MIT" in metadata
     assert 'Provides-Extra: redis' in metadata and "channels-redis<4.4" in metadata.replace(" ", "")
@@ -348,7 +350,8 @@ def test_readme_steps_serve_the_pages_in_a_browser(wheel, database, tmp_path, br
     python, env = readme_project(home, tmp_path, database, f"newuser{uuid.uuid4().hex[:8]}")
     run(python, "manage.py", "makemigrations", "shop", cwd=tmp_path, env=env)
     run(python, "manage.py", "migrate", cwd=tmp_path, env=env)
-    run(python, "manage.py", "check", cwd=tmp_path, env=env)
+    checked = run(python, "manage.py", "check", cwd=tmp_path, env=env)
+    assert "pgnotify_chat.W001" not in checked.stdout + checked.stderr  # the README routes the chat
     run(python, "manage.py", "shell", "--no-imports", "-c",
         "from django.contrib.auth.models import User; from shop.models import Order; "
         "User.objects.create_superuser('staff', 'staff@example.com', 'staff-password-1'); "
@@ -390,6 +393,11 @@ def test_readme_steps_serve_the_pages_in_a_browser(wheel, database, tmp_path, br
         feed = page.locator("#feed-body tr").filter(has_text="shop_order")
         feed.first.wait_for(timeout=10_000)
         assert "9007199254740993" in feed.first.inner_text()
+
+        # The chat, installed and routed as the README says: its page and its websocket.
+        chat = anonymous.new_page()
+        chat.goto(f"{url}/chat/lobby/")
+        chat.wait_for_function("window.websocketConnected === true", timeout=10_000)
         anonymous.close()
     finally:
         listener.stop()

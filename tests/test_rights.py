@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from notifyproject.shop.demo import Inbox
 from pgnotify.connection import listener_conninfo
-from pgnotify.demo import Inbox
 from tests import support
 from tests.test_migrations import PGNOTIFY_OBJECTS, SLOTS, manage, query, throwaway_database  # noqa: F401
 

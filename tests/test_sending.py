@@ -8,9 +8,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 
+from notifyproject.shop.demo import Inbox
 from pgnotify import MAX_PAYLOAD_BYTES, InvalidChannelError, PayloadTooLarge, anotify, notify
 from pgnotify.connection import listener_conninfo
-from pgnotify.demo import Inbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,9 +13,9 @@ from django.core import checks as django_checks
 from django.db import connection
 from django.test import override_settings
 
+from notifyproject.shop.demo import Inbox
 from pgnotify import checks
 from pgnotify.connection import listener_conninfo
-from pgnotify.demo import Inbox
 from pgnotify.publication import sync_publication
 from pgnotify.tables import TableName, inspect
 from pgnotify.triggers import sync_triggers

@@ -9,11 +9,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
-from ...exceptions import ChatInputError, one_line
+from ...exceptions import one_line
 from ...web import rights
 from . import presence
 from . import rules as chat
-from .rules import chat_group
+from .rules import ChatInputError, chat_group
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Websocket routes of the chat."""
+"""Websocket routes of the chat, for the project's ASGI application to add to pgnotify's:
+`URLRouter(pgnotify.routing.websocket_urlpatterns + pgnotify.contrib.chat.routing.websocket_urlpatterns)`."""
 
 from django.urls import re_path
 

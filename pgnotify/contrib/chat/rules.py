@@ -12,7 +12,7 @@ import time
 import unicodedata
 from collections import deque
 
-from ...exceptions import ChatInputError
+from ...exceptions import PgNotifyError
 from .models import ChatMessage
 
 CHAT_CHANNEL = "chat"
@@ -28,6 +28,11 @@ RATE_WINDOW = 1.0  # ... in any window of this many seconds, per connection
 MAX_FRAME = 12 * MAX_LENGTH + 100
 # Letters and symbols that show nothing, besides whitespace and format characters (category Cf).
 INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+class ChatInputError(PgNotifyError, ValueError):
+    """The client's chat frame was refused; the message says why, and goes back in an error frame."""
+
 
 _room = re.compile(ROOM_PATTERN)
 

@@ -20,7 +20,7 @@ transaction it sees has been handed on (`_passed_mark`), and, when PGNOTIFY["STR
 first writes the streams' models' events to the event log, from which a subscription resumes.
 
 Beside the stream, a normal connection holds the advisory lock (one active process per name, the
-others standbys), LISTENs on the extra channels (system, chat, cache_invalidate, ...) whose
+others standbys), LISTENs on the extra channels (system, cache_invalidate, ...) whose
 notifications pass as they come, and runs the checkpoint's query, which is also its heartbeat;
 the status update asks the server for a reply, the replication connection's heartbeat.
 """

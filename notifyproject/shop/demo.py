@@ -1,4 +1,4 @@
-"""Walkthroughs of LISTEN/NOTIFY, run against the configured database.
+"""Walkthroughs of LISTEN/NOTIFY, run against the configured database (`manage.py pgnotify_demo`).
 
 Each walkthrough listens on its own dedicated autocommit connection (as a real listener
 does), sends with `pgnotify.notify` on Django's connection, and checks that it received
@@ -17,15 +17,19 @@ import psycopg
 from django.apps import apps
 from psycopg import sql
 
-from . import conf
-from .connection import listener_conninfo
-from .exceptions import DemoError, PayloadTooLarge
-from .handlers.output import human_line
-from .listener.notification import Notification
-from .sending import MAX_PAYLOAD_BYTES, encode_payload, notify
+from pgnotify import conf
+from pgnotify.connection import listener_conninfo
+from pgnotify.exceptions import PayloadTooLarge, PgNotifyError
+from pgnotify.handlers.output import human_line
+from pgnotify.listener.notification import Notification
+from pgnotify.sending import MAX_PAYLOAD_BYTES, encode_payload, notify
 
 # How long a walkthrough waits for one notification before calling it lost.
 TIMEOUT = 5.0
+
+
+class DemoError(PgNotifyError):
+    """A walkthrough did not receive what it sent."""
 
 
 class Inbox:

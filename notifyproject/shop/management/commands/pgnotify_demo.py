@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pgnotify.demo import TIMEOUT, run_demo
+from notifyproject.shop.demo import TIMEOUT, run_demo
 from pgnotify.exceptions import PgNotifyError
 
 
