@@ -33,8 +33,11 @@ class Socket:
             socket.fresh = user
 
 
-def test_a_round_after_a_change_closes_exactly_the_sockets_that_lost_the_right(monkeypatch):
+@pytest.mark.parametrize("row_versions", [True, False], ids=["xmin", "whole-rows"])
+def test_a_round_after_a_change_closes_exactly_the_sockets_that_lost_the_right(monkeypatch, row_versions):
     monkeypatch.setattr(rights, "CHUNK", 2)  # several chunks of sessions
+    # whole rows compared: as for a user model whose table has no row versions (a view)
+    monkeypatch.setattr(rights, "_versioned", {} if row_versions else {get_user_model(): False})
     sockets = {name: Socket(name) for name in ["keeps", "renamed", "inactive", "password", "logout", "other"]}
     watched = dict.fromkeys(sockets.values(), False)
     asyncio.run(rights.check_round(watched))  # the caches fill

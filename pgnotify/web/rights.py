@@ -18,7 +18,8 @@ from importlib import import_module
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -168,30 +169,65 @@ _hashes: dict[tuple, str] = {}  # (user pk, password hash) -> session auth hash
 CACHE_MAX = 200_000  # entries; past it a cache starts afresh
 
 
-_rows: dict[object, tuple[tuple, object]] = {}  # user pk -> (its row as last read, its instance)
+_rows: dict[object, tuple[object, object]] = {}  # user pk -> (its row version as last read, its instance)
+_versioned: dict[type, bool] = {}  # user model -> whether its table has row versions (xmin) to compare
 
 
 def _users(ids: set) -> dict:
     """The users with these pks as the database has them now. A user whose row did not change is
     the instance of the last round (its cached relations dropped): not 10,000 new objects a round,
-    which would survive into the oldest GC generation and trigger full collections (stalls)."""
+    which would survive into the oldest GC generation and trigger full collections (stalls).
+    PostgreSQL gives every row version its own `xmin`: a round reads the pks and versions, and the
+    whole rows of the users whose version changed only (most of a round's CPU was reading users)."""
     model = get_user_model()
-    names = [field.attname for field in model._meta.concrete_fields]
-    pk_at = names.index(model._meta.pk.attname)
-    found = {}
-    for row in _any(model._default_manager.all(), "pk", ids).values_list(*names):
-        cached = _rows.get(row[pk_at])
-        if cached is not None and cached[0] == row:
-            user = cached[1]
-            user._state.fields_cache = {}
-            user.__dict__.pop("_prefetched_objects_cache", None)
-        else:
-            if len(_rows) >= CACHE_MAX:
-                _rows.clear()
-            user = model.from_db(model._default_manager.db, names, row)
-            _rows[row[pk_at]] = (row, user)
-        found[row[pk_at]] = user
+    found, stale = {}, set(ids)
+    if _versioned.get(model, True):
+        try:
+            stale = set()
+            for pk, version in _any(model._default_manager.all(), "pk", ids).values_list("pk", _version(model)):
+                cached = _rows.get(pk)
+                if cached is not None and cached[0] == version:
+                    found[pk] = _fresh(cached[1])
+                else:
+                    stale.add(pk)
+        except DatabaseError as error:  # e.g. a user model backed by a view: whole rows each round
+            logger.info("user rows read whole each rights round (%s)", one_line(error))
+            _versioned[model] = False
+            found, stale = {}, set(ids)
+    if stale:
+        found.update(_read_users(model, stale))
     return found
+
+
+def _read_users(model, ids: set) -> dict:
+    names = [field.attname for field in model._meta.concrete_fields]
+    versioned = _versioned.get(model, True)
+    columns = [*names, _version(model)] if versioned else names
+    found = {}
+    for row in _any(model._default_manager.all(), "pk", ids).values_list(*columns):
+        version, values = (row[-1] if versioned else row), row[:len(names)]
+        pk = values[names.index(model._meta.pk.attname)]
+        cached = _rows.get(pk)
+        if cached is not None and cached[0] == version:  # without versions: the same values
+            found[pk] = _fresh(cached[1])
+            continue
+        if len(_rows) >= CACHE_MAX:
+            _rows.clear()
+        user = model.from_db(model._default_manager.db, names, values)
+        _rows[pk] = (version, user)
+        found[pk] = user
+    return found
+
+
+def _version(model) -> RawSQL:
+    return RawSQL(f"{connection.ops.quote_name(model._meta.db_table)}.xmin::text", [])
+
+
+def _fresh(user):
+    """A kept instance, its cached relations dropped (they may have changed)."""
+    user._state.fields_cache = {}
+    user.__dict__.pop("_prefetched_objects_cache", None)
+    return user
 
 
 def _decoded(store, key: str, data: str) -> dict:
