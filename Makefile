@@ -45,7 +45,7 @@ test: lint db browser
 
 # The README's pictures, on purpose: the browser tests take them into build/screenshots/ on every run.
 screenshots: db browser
-	$(PY) -m pytest -q tests/test_e2e_dashboard.py tests/test_e2e_chat.py tests/test_e2e_live.py -k postgres
+	$(PY) -m pytest -q tests/e2e/test_dashboard.py tests/e2e/test_chat.py tests/e2e/test_live.py -k postgres
 	cp build/screenshots/dashboard.png build/screenshots/chat.png build/screenshots/admin-notice.png \
 	  build/screenshots/my-orders.png docs/
 

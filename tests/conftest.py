@@ -5,10 +5,10 @@ import psycopg
 import pytest
 import redis
 
-from tests.support import MACHINE_REDIS, ManagedProcess, start_listener
+from tests.helpers.support import MACHINE_REDIS, ManagedProcess, start_listener
 
 # Fixtures of the web side (daphne, channel layers, Chromium) for every test module.
-pytest_plugins = ["tests.web"]
+pytest_plugins = ["tests.helpers.web"]
 
 
 def pytest_configure(config):
@@ -39,7 +39,7 @@ def listener(transactional_db):
 def event_source(request, transactional_db, settings):
     """The test database set up for each event source in turn (PGNOTIFY["SOURCE"], triggers or
     publication); listener subprocesses get it through PGNOTIFY_SOURCE (see `source_env`)."""
-    from tests.sources import use_source
+    from tests.helpers.sources import use_source
 
     with use_source(request.param, settings):
         yield request.param
@@ -51,7 +51,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings):
     it (PostgreSQL refuses to drop a database that has slots)."""
     from django.db import connection
 
-    from tests.sources import drop_database_slots
+    from tests.helpers.sources import drop_database_slots
 
     name = connection.creation._get_test_db_name()
     try:
@@ -70,7 +70,7 @@ def _test_database_released(request, django_db_setup, django_db_blocker):
     yield
     from django.db import connection
 
-    from tests.sources import drop_database_slots, release_database
+    from tests.helpers.sources import drop_database_slots, release_database
 
     name = connection.settings_dict["NAME"]
     drop_database_slots(name)
