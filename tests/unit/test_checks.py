@@ -1,7 +1,5 @@
 """Misconfiguration is reported by system checks (pgnotify.E00N), never by a traceback."""
 
-import subprocess
-import sys
 
 import pytest
 from django.conf import settings
@@ -9,7 +7,6 @@ from django.core import checks as django_checks
 from django.test import override_settings
 
 from pgnotify import checks
-from tests.helpers import support
 
 GOOD = settings.PGNOTIFY
 
@@ -94,24 +91,6 @@ def test_errors_name_what_is_wrong_and_hint_at_the_fix():
     assert "'pasword'" in excluded.msg and "password" in excluded.hint
 
 
-def test_checks_are_registered_with_django():
-    with override_settings(PGNOTIFY={**GOOD, **watching("shop.Nope", {"channel": "nope"}),
-                                     "CACHE_INVALIDATE": {"shop.Nope": ["x"]}}):
-        found = {error.id for error in django_checks.run_checks() if error.id.startswith("pgnotify.")}
-    assert found == {"pgnotify.E003", "pgnotify.E006"}
-
-
-def test_manage_py_check_fails_cleanly(tmp_path):
-    (tmp_path / "bad_watch_settings.py").write_text(
-        "from notifyproject.settings import *  # noqa: F403\n"
-        "PGNOTIFY = {**PGNOTIFY, 'WATCH': {**PGNOTIFY['WATCH'], 'shop.Nope': {'channel': 'nope'}}}  # noqa: F405\n"
-    )
-    env = support.process_env(DJANGO_SETTINGS_MODULE="bad_watch_settings", PYTHONPATH=str(tmp_path))
-    result = subprocess.run([sys.executable, str(support.ROOT / "manage.py"), "check"], cwd=support.ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert "pgnotify.E003" in result.stderr and "'shop.Nope'" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_good_handler_entries_and_a_timedelta_retention_pass():
