@@ -19,6 +19,7 @@ from pgnotify.contrib.chat import presence
 from pgnotify.contrib.chat.models import ChatPresence
 from pgnotify.contrib.chat.rules import chat_group
 from tests.helpers.support import process_env
+from tests.helpers.waiting import eventually
 from tests.helpers.web import Daphne, layer_env
 from tests.helpers.wsclient import Closed, WebSocket
 
@@ -53,15 +54,6 @@ def memberships(room: str, live_only: bool = False) -> int:
 
 def presence_rows(room: str) -> int:
     return ChatPresence.objects.filter(room=room).count()
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)  # polling the database for a condition, bounded by the deadline
 
 
 async def join(port: int, room: str, cookie: str) -> WebSocket:
@@ -110,7 +102,7 @@ def test_every_hostile_frame_gets_an_error_frame_and_the_socket_stays(daphne):
         assert answer["type"] == "error" and answer["message"], name
     print("\n" + "\n".join(f"{name}: {answer['message']}" for name, answer in answers.items()))
     assert "NUL" in answers["NUL"]["message"] and answers["zero-width only"]["message"] == "empty message"
-    assert wait_until(lambda: presence_rows("hostile") == 0, 10)
+    eventually(lambda: presence_rows("hostile") == 0, 10)
     assert problems(daphne) == [], first_problem(daphne)
 
 
@@ -131,11 +123,12 @@ def test_crashed_and_vanished_connections_leave_no_ghost(daphne):
                 socket.abort()
 
     asyncio.run(run())
-    ghosts = wait_until(lambda: presence_rows("ghosts") == 0 and memberships("ghosts") == 0, 15) or (
-        presence_rows("ghosts"), memberships("ghosts"))
+    eventually(lambda: presence_rows("ghosts") == 0 and memberships("ghosts") == 0, 15,
+               what=lambda: f"no ghost (presence rows, memberships left: {presence_rows('ghosts')}, "
+                            f"{memberships('ghosts')})")
     print(f"\n{crashes} vanished connections ({len(crashed)} closed by the server first, codes {set(crashed)}) "
-          f"-> ghosts left (presence rows, memberships): {ghosts}")
-    assert ghosts is True and crashed == [], daphne.lines[-30:]
+          f"-> no ghost left")
+    assert crashed == [], daphne.lines[-30:]
 
     async def later_join():  # bob joins later: alice is not listed
         socket = await WebSocket.connect(daphne.port, "/ws/chat/ghosts/", watcher_cookie)
@@ -157,14 +150,14 @@ def test_a_killed_web_process_leaves_presence_and_memberships_that_expire():
 
         loop = asyncio.new_event_loop()
         sockets = loop.run_until_complete(open_both())
-        assert wait_until(lambda: memberships("crash") == 2 and presence_rows("crash") == 2, 10)
+        eventually(lambda: memberships("crash") == 2 and presence_rows("crash") == 2, 10)
         alice_channel = ChatPresence.objects.get(username="alice").channel_name
         doomed.proc.send_signal(signal.SIGKILL)
         doomed.proc.wait(10)
         killed = time.monotonic()
 
         # Its membership stops being renewed and the survivor deletes it once expired.
-        assert wait_until(lambda: memberships("crash") == 1, 15), memberships("crash")
+        eventually(lambda: memberships("crash") == 1, 15, what=lambda: f"one membership, not {memberships('crash')}")
         print(f"\nmembership of the killed process gone after {time.monotonic() - killed:.1f} s "
               "(group_expiry 4 s)")
         with connection.cursor() as cursor:
@@ -216,7 +209,7 @@ def test_closing_500_connections_of_a_busy_room_crashes_nothing():
 
         started = time.monotonic()
         asyncio.run(run())
-        assert wait_until(lambda: presence_rows("busy") == 0, 60), presence_rows("busy")
+        eventually(lambda: presence_rows("busy") == 0, 60, what=lambda: f"no presence row, not {presence_rows('busy')}")
         print(f"\n500 connections opened and closed in {time.monotonic() - started:.1f} s; "
               f"presence rows left 0")
         assert problems(server) == [], first_problem(server)

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from pgnotify.listener import exactjson
 from pgnotify.listener.notification import Notification
 from pgnotify.web.frames import frame
-from tests.helpers.web import browser, login, make_user, wait_websocket, web_stack  # noqa: F401 (fixtures)
+from tests.helpers.web import login, make_user, wait_websocket
 from tests.shapes.models import Amount, CompositeItem
 
 NUMERIC = "12345678901234567890123456789.12"  # 31 digits: a double keeps 17
@@ -64,7 +64,7 @@ def test_listen_notify_json_prints_every_digit_and_iso_durations(listener):
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("web_stack", ["postgres"], indirect=True)
-def test_the_dashboard_shows_numbers_with_every_digit(web_stack, browser):  # noqa: F811
+def test_the_dashboard_shows_numbers_with_every_digit(web_stack, browser):
     make_user("staff", staff=True)
     page = browser.new_page()
     frames: list[str] = []

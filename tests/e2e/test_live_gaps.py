@@ -5,7 +5,6 @@ live subscription catches up from the event log (docs/live.md, "When messages ar
 import asyncio
 import os
 import signal
-import time
 
 import pytest
 from django.db import connection
@@ -15,6 +14,7 @@ from pgnotify.listener.snapshots import Snapshot
 from pgnotify.models import ListenerPosition
 from pgnotify.web.live.positions import includes
 from tests.helpers.live import LiveSocket, db, order_rows, same_rows, session_cookie
+from tests.helpers.waiting import eventually_async
 from tests.helpers.web import WebStack
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -72,10 +72,8 @@ def test_messages_dropped_while_the_process_stalls_are_caught_up_not_silently_mi
             await db(writes, alice, pks, 60)
             await db(Order.objects.filter(pk=pks[0]).update, status="paid")
             written = await db(written_now)
-            deadline = time.monotonic() + 20
-            while not await db(handed_on, stack.listener_name, written):
-                assert time.monotonic() < deadline, "the listener did not hand the writes on"
-                await asyncio.sleep(0.05)  # polling the listener's recorded position
+            await eventually_async(lambda: db(handed_on, stack.listener_name, written), 20,
+                                   "the listener to hand the writes on")  # its recorded position
         finally:
             os.kill(stack.daphne.proc.pid, signal.SIGCONT)
         marker = await db(Order.objects.create, customer_id=alice, status="paid", quantity=7)

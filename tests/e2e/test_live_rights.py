@@ -10,9 +10,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from notifyproject.shop.models import Order
-from tests.e2e.test_live_sse import EventStream
-from tests.e2e.test_live_ws import deactivate, log_out
-from tests.helpers.live import LiveSocket, db, session_cookie
+from tests.helpers.live import EventStream, LiveSocket, db, deactivate, log_out, session_cookie
 from tests.helpers.live_rights import FIELDS, settings_env, team_orders, team_query
 from tests.helpers.web import WebStack
 

@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 
 from notifyproject.shop.models import Order
-from tests.helpers.live import View, db, session_cookie
+from tests.helpers.live import EventStream, View, db, session_cookie
 from tests.helpers.web import WebStack
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,39 +19,6 @@ def stack():
     stack = WebStack("postgres").start()
     yield stack
     stack.stop()
-
-
-class EventStream:
-    def __init__(self, reader, writer, status):
-        self.reader, self.writer, self.status = reader, writer, status
-
-    @classmethod
-    async def open(cls, port, path, cookie=None, last_event_id=None):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**22)
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
-        if cookie:
-            lines.append(f"Cookie: {cookie}")
-        if last_event_id:
-            lines.append(f"Last-Event-ID: {last_event_id}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        return cls(reader, writer, int(head.split(b" ", 2)[1]))
-
-    async def event(self, wait=10.0) -> dict:
-        """The next SSE event as {"event", "id", "data"} (chunked transfer lines are skipped)."""
-        fields = {}
-        async with asyncio.timeout(wait):
-            while True:
-                line = (await self.reader.readline()).decode().rstrip("\r\n")
-                if line.startswith(("event: ", "id: ", "data: ")):
-                    name, _, value = line.partition(": ")
-                    fields[name] = value
-                elif line == "" and "data" in fields:
-                    fields["data"] = json.loads(fields["data"])
-                    return fields
-
-    def close(self):
-        self.writer.close()
 
 
 def test_sse_sends_snapshot_then_changes_and_resumes_from_last_event_id(stack):

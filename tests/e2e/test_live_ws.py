@@ -4,10 +4,9 @@ filter, rows entering and leaving a view, limits and refusals (docs/live.md)."""
 import asyncio
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from notifyproject.shop.models import Order
-from tests.helpers.live import LiveSocket, db, order_rows, same_rows, session_cookie
+from tests.helpers.live import LiveSocket, db, deactivate, log_out, order_rows, same_rows, session_cookie
 from tests.helpers.web import WebStack
 from tests.helpers.wsclient import Refused, WebSocket
 
@@ -207,17 +206,6 @@ def test_anonymous_users_are_refused_at_the_handshake(stack):
         return refused.value.status
 
     assert asyncio.run(run()) == 403
-
-
-def deactivate(user_id):
-    get_user_model().objects.filter(pk=user_id).update(is_active=False)
-
-
-def log_out(user_id):
-    from django.contrib.sessions.models import Session
-
-    doomed = [s.pk for s in Session.objects.all() if s.get_decoded().get("_auth_user_id") == str(user_id)]
-    Session.objects.filter(pk__in=doomed).delete()
 
 
 @pytest.mark.parametrize("lose", [deactivate, log_out])

@@ -32,8 +32,7 @@ from tests.helpers.faults import (
     sort_key,
 )
 from tests.helpers.sources import source_env
-from tests.helpers.support import ManagedProcess, process_env, start_listener
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ManagedProcess, database_url_for_tests, process_env, start_listener
 
 pytestmark = pytest.mark.slow
 WRITERS, ROWS = 4, 1000
@@ -121,7 +120,7 @@ def check_and_measure(runs, killed: int, url: str, since: tuple[int, int], rows_
 
 def test_kill_and_terminate_lose_nothing(event_source):
     name = unique_name("durable")
-    url = database_url()
+    url = database_url_for_tests()
     env = source_env(event_source)
     runs = [start_listener("--name", name, env=env)]
     since = marks(url)

@@ -13,8 +13,7 @@ import pytest
 from django.db import connection
 
 from tests.helpers.faults import SilenceableProxy, order_events, parse_output, record_figures
-from tests.helpers.support import process_env, start_listener
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import database_url_for_tests, process_env, start_listener
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +39,7 @@ def test_delivery_resumes_within_15_s_when_the_network_freezes():
         listener = start_listener("--name", name, env=process_env(DATABASE_URL=f"{via_proxy}?sslmode=disable"))
         pks: list[int] = []
         stop = threading.Event()
-        writer = threading.Thread(target=write_every, args=(database_url(), 0.1, stop, pks), daemon=True)
+        writer = threading.Thread(target=write_every, args=(database_url_for_tests(), 0.1, stop, pks), daemon=True)
         writer.start()
         try:
             listener.wait_for(lambda lines: len(order_events(parse_output(lines)[0])) >= 10, timeout=15)

@@ -12,8 +12,7 @@ import psycopg
 import pytest
 
 from tests.helpers.faults import order_events, parse_output, record_figures, settings_with_handlers
-from tests.helpers.support import ManagedProcess, process_env, start_listener
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ManagedProcess, database_url_for_tests, process_env, start_listener
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +27,13 @@ def handed_on(summary_line: str) -> int:
 
 
 def insert_orders(count: int) -> list[int]:
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
         return [conn.execute("INSERT INTO shop_order DEFAULT VALUES RETURNING id").fetchone()[0] for _ in range(count)]
 
 
 def saved_position_sees(name: str, event_id: int) -> bool:
     """Whether the recorded position of `name` covers the transaction of event `event_id`."""
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
         return conn.execute(
             "SELECT pg_visible_in_snapshot(e.txid, l.snapshot::pg_snapshot) FROM pgnotify_event e, pgnotify_listener l"
             " WHERE e.id = %s AND l.name = %s", [event_id, name]).fetchone()[0]
@@ -97,7 +96,7 @@ def test_sigterm_with_over_100_000_events_waiting_behind_a_failing_handler(tmp_p
     listener = ManagedProcess("listen_notify", "--quiet", "--stats-interval", "1", "--name", name, env=env)
     try:
         listener.wait_for_line(": live", timeout=20)
-        with psycopg.connect(database_url(), autocommit=True) as conn:
+        with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
             conn.execute("INSERT INTO shop_order (quantity) SELECT 1 FROM generate_series(1, %s)", [WAITING])
         listener.wait_for(lambda lines: any(handed_on(line) >= 100_000 for line in lines), timeout=60)
         stop_s = seconds_to_stop(listener, signal.SIGTERM)

@@ -11,8 +11,7 @@ import pytest
 
 from pgnotify.handlers.groups import MAX_PENDING
 from tests.helpers.faults import record_figures
-from tests.helpers.support import ManagedProcess, free_port, process_env
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ManagedProcess, database_url_for_tests, free_port, process_env
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +33,7 @@ def test_a_flood_of_drops_is_a_handful_of_lines_with_the_right_total():
         listener.wait_for_line(": live", timeout=20)
         listener.proc.send_signal(signal.SIGSTOP)
         try:
-            with psycopg.connect(database_url(), autocommit=True) as conn:
+            with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
                 conn.execute("INSERT INTO shop_order (quantity) SELECT 1 FROM generate_series(1, %s)", [WRITTEN])
         finally:
             listener.proc.send_signal(signal.SIGCONT)

@@ -32,6 +32,7 @@ import pytest
 
 from tests.helpers.faults import order_events, parse_output, record_figures
 from tests.helpers.support import ROOT, ManagedProcess
+from tests.helpers.waiting import eventually_async
 
 pytestmark = pytest.mark.slow
 
@@ -227,14 +228,6 @@ class Socket:
             self.connection.transport.abort()  # a host that was cut off never finishes the closing handshake
 
 
-async def until(predicate, within: float, what: str):
-    deadline = time.monotonic() + within
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out after {within} s waiting for {what}"
-        await asyncio.sleep(0.05)  # frames arrive on other tasks
-    return result
-
-
 def write_every(url: str, interval: float, stop: threading.Event, pks: list[int]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         while not stop.wait(interval):
@@ -309,10 +302,10 @@ async def scenario(network: Network, database: DatabaseHost, sessions: dict, pro
     writer = threading.Thread(target=write_every, args=(database.url, 0.05, stop, pks), daemon=True)
     writer.start()
     try:
-        await until(lambda: len(active.json_lines()) >= 20 and len(dashboards["app2"].event_ids()) >= 20, 20,
-                    "events through the first host")
+        await eventually_async(lambda: len(active.json_lines()) >= 20 and len(dashboards["app2"].event_ids()) >= 20, 20,
+                               "events through the first host")
         await chat["alice"].connection.send(json.dumps({"message": "before the cut"}))
-        await until(lambda: ("alice", "before the cut") in chat["bob"].chat(), 10, "bob to hear alice")
+        await eventually_async(lambda: ("alice", "before the cut") in chat["bob"].chat(), 10, "bob to hear alice")
         assert not standby.stdout_lines, "the standby printed while waiting"
 
         network.cut("app1")
@@ -324,7 +317,8 @@ async def scenario(network: Network, database: DatabaseHost, sessions: dict, pro
         takeover_s = (datetime.fromisoformat(first["received"]) - cut_at).total_seconds()
 
         await chat["alice"].connection.send(json.dumps({"message": "after the cut"}))
-        await until(lambda: ("alice", "after the cut") in chat["bob"].chat(), 10, "bob to hear alice after the cut")
+        await eventually_async(lambda: ("alice", "after the cut") in chat["bob"].chat(), 10,
+                               "bob to hear alice after the cut")
         await asyncio.sleep(1.0)  # a little traffic through the new active listener
     finally:
         stop.set()
@@ -334,10 +328,11 @@ async def scenario(network: Network, database: DatabaseHost, sessions: dict, pro
         return {e["pk"]: e["id"] for run in (active, standby) for e in order_events(parse_output(run.stdout_lines)[0])}
 
     try:
-        await until(lambda: set(pks) <= set(delivered()), 15, "every committed row to be handed on")
+        await eventually_async(lambda: set(pks) <= set(delivered()), 15, "every committed row to be handed on")
         delivered = delivered()
         ids = {delivered[pk] for pk in pks}
-        await until(lambda: ids <= dashboards["app2"].event_ids(), 15, "every event on the surviving dashboard")
+        await eventually_async(lambda: ids <= dashboards["app2"].event_ids(), 15,
+                               "every event on the surviving dashboard")
     finally:
         for socket in sockets:
             await socket.close()

@@ -13,9 +13,7 @@ from django.test import override_settings
 
 from pgnotify import checks
 from tests.helpers.faults import order_events, parse_output
-from tests.helpers.pooler import pgbouncer  # noqa: F401 (a fixture)
-from tests.helpers.support import ManagedProcess, process_env, start_listener
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ManagedProcess, database_url_for_tests, process_env, start_listener
 
 DIRECT = 'PGNOTIFY["DIRECT"]'
 _LOCK_HELD = """
@@ -37,7 +35,7 @@ def refusal_lines(process: ManagedProcess) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_listener_behind_a_transaction_pooler_refuses_in_one_line_and_holds_no_lock(pgbouncer):  # noqa: F811
+def test_a_listener_behind_a_transaction_pooler_refuses_in_one_line_and_holds_no_lock(pgbouncer):
     name = f"pooled-{uuid.uuid4().hex[:8]}"
     pooled = ManagedProcess("listen_notify", "--json", "--stats-interval", "0", "--name", name,
                             env=process_env(DATABASE_URL=pgbouncer.url))
@@ -52,7 +50,7 @@ def test_a_listener_behind_a_transaction_pooler_refuses_in_one_line_and_holds_no
     assert len(refusal_lines(pooled)) == 1, stderr
     assert "Traceback" not in stderr and ": live" not in stderr, stderr
     assert pooled.stdout_lines == []
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
         assert conn.execute(_LOCK_HELD, {"key": f"pgnotify.listener:{name}"}).fetchone()[0] == 0
     # A direct listener of the same name is not kept waiting as a standby.
     direct = start_listener("--name", name, ready_timeout=10)
@@ -63,9 +61,9 @@ def test_a_listener_behind_a_transaction_pooler_refuses_in_one_line_and_holds_no
 
 
 @pytest.mark.slow
-def test_writers_and_migrate_through_the_pooler_listener_direct_loses_nothing(pgbouncer):  # noqa: F811
+def test_writers_and_migrate_through_the_pooler_listener_direct_loses_nothing(pgbouncer):
     name = f"direct-{uuid.uuid4().hex[:8]}"
-    env = process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url())
+    env = process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url_for_tests())
     migrate = ManagedProcess("migrate", "--no-input", env=env)
     assert migrate.proc.wait(120) == 0, migrate.stderr_lines
     migrate.stop()
@@ -90,7 +88,7 @@ def test_writers_and_migrate_through_the_pooler_listener_direct_loses_nothing(pg
 
 
 @pytest.mark.slow
-def test_check_database_reports_a_listener_alias_behind_a_transaction_pooler(pgbouncer):  # noqa: F811
+def test_check_database_reports_a_listener_alias_behind_a_transaction_pooler(pgbouncer):
     check = ManagedProcess("check", "--database", "default", env=process_env(DATABASE_URL=pgbouncer.url))
     returncode = check.proc.wait(60)
     check.stop()
@@ -98,7 +96,7 @@ def test_check_database_reports_a_listener_alias_behind_a_transaction_pooler(pgb
     assert returncode != 0 and len(lines) == 1 and DIRECT in lines[0], check.stderr_lines
     # With PGNOTIFY["DIRECT"] the same check passes.
     direct = ManagedProcess("check", "--database", "default",
-                            env=process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url()))
+                            env=process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url_for_tests()))
     assert direct.proc.wait(60) == 0, direct.stderr_lines
     direct.stop()
 
@@ -142,10 +140,10 @@ asyncio.run(main())
 
 
 @pytest.mark.slow
-def test_the_postgres_channel_layer_listens_direct_behind_a_transaction_pooler(pgbouncer):  # noqa: F811
+def test_the_postgres_channel_layer_listens_direct_behind_a_transaction_pooler(pgbouncer):
     """Web processes use the pooler; the layer's LISTEN session goes to PGNOTIFY["DIRECT"] (a LISTEN
     through a transaction pooler hears nothing, and consumers would never receive)."""
-    env = process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url(), REDIS_URL="",
+    env = process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url_for_tests(), REDIS_URL="",
                       DJANGO_SETTINGS_MODULE="notifyproject.settings")
     done = subprocess.run([sys.executable, "-c", LAYER_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -11,8 +11,7 @@ import pytest
 
 from tests.helpers.faults import PrivateServer
 from tests.helpers.sources import source_env
-from tests.helpers.support import ManagedProcess, scratch_database
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ManagedProcess, database_url_for_tests, scratch_database
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +52,7 @@ def server(tmp_path):
 @pytest.fixture
 def switch_database(db):
     with scratch_database("switch") as name:
-        yield database_url().rsplit("/", 1)[0] + "/" + name
+        yield database_url_for_tests().rsplit("/", 1)[0] + "/" + name
 
 
 def test_switching_sources_back_and_forth_loses_nothing(switch_database):

@@ -14,8 +14,7 @@ import pytest
 
 from tests.helpers.faults import order_events, parse_output, record_figures
 from tests.helpers.sources import source_env
-from tests.helpers.support import ManagedProcess, start_listener
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ManagedProcess, database_url_for_tests, start_listener
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +27,7 @@ def write_every(url: str, interval: float, stop: threading.Event, pks: list[int]
 
 def test_standby_takes_over_within_2_s(event_source):
     name = f"takeover-{uuid.uuid4().hex[:8]}"
-    url = database_url()
+    url = database_url_for_tests()
     env = source_env(event_source)
     active = start_listener("--name", name, env=env)
     standby = ManagedProcess("listen_notify", "--json", "--stats-interval", "0", "--name", name, env=env)

@@ -1,6 +1,6 @@
 """Pieces of the forwarding tests: a TCP proxy in front of a broker that can cut or freeze it, a
 private nats-server, a webhook receiver that misbehaves on demand, a listener-with-one-forwarder
-process to kill -9, and reading a code block out of the docs."""
+process to kill -9, an in-process listener and its writers, and reading a code block out of the docs."""
 
 import asyncio
 import contextlib
@@ -13,14 +13,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from pgnotify.connection import listener_conninfo
+from pgnotify.handlers.base import Dispatcher
+from pgnotify.listener import Listener, ListenerOptions
 from tests.helpers.faults import ThreadedProxy
-from tests.helpers.support import ROOT, free_port, process_env
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ROOT, database_url_for_tests, free_port, process_env
 
 # -- the docs' runnable examples
 
@@ -297,31 +300,48 @@ class ForwardingProcess:
 
 def order_events_since(first_id: int) -> list[dict]:
     """Change events on channel orders in the event log with id >= first_id, by id."""
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
         rows = conn.execute("SELECT payload FROM pgnotify_event WHERE channel = 'orders' AND id >= %s ORDER BY id",
                             [first_id]).fetchall()
     return [row[0] for row in rows]
 
 
 def next_event_id() -> int:
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
         return conn.execute("SELECT coalesce(max(id), 0) + 1 FROM pgnotify_event").fetchone()[0]
 
 
 def position_covers(name: str, event_ids: list[int]) -> int:
     """How many of the events the listener's recorded position covers."""
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
         return conn.execute(
             "SELECT count(*) FROM pgnotify_event e, pgnotify_listener l WHERE l.name = %s AND e.id = ANY(%s) "
             "AND pg_visible_in_snapshot(e.txid, l.snapshot::pg_snapshot)", [name, event_ids]).fetchone()[0]
 
 
-def wait_until(predicate, within: float = 30.0, what="condition"):
-    """Poll `predicate` (it reads another process or the database) until truthy. `what` (a text,
-    or a function giving one) says what was awaited when it times out."""
-    deadline = time.monotonic() + within
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
-    return result
+
+def stream_events(client, stream: str) -> list[dict]:
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in client.xrange(stream)]
+
+
+async def write_rows(orders: int, products: int = 0, prefix: str = "") -> int:
+    """Commits `orders` transactions of one to three orders, then single products; returns the rows."""
+    rows = 0
+    async with await psycopg.AsyncConnection.connect(database_url_for_tests(), autocommit=True) as writer:
+        for i in range(orders):
+            async with writer.transaction():  # transactions of one to three rows
+                for _ in range(1 + i % 3):
+                    await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
+                    rows += 1
+        for i in range(products):
+            await writer.execute("INSERT INTO shop_product (sku, name) VALUES (%s, 'fwd')", [f"{prefix}{i}"])
+            rows += 1
+    return rows
+
+
+def start_listener(name: str, channels: list[str], handlers: list):
+    """A listener in this event loop handing on to `handlers`: (listener, its stop event, its task)."""
+    stop = asyncio.Event()
+    options = ListenerOptions(channels=channels, name=name, retention=timedelta(hours=1))
+    listener = Listener(listener_conninfo(), options, Dispatcher(handlers, patience=0.2))
+    return listener, stop, asyncio.create_task(listener.run(stop))

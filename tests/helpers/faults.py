@@ -19,6 +19,7 @@ from urllib.parse import quote
 import psycopg
 
 from tests.helpers.support import free_port
+from tests.helpers.waiting import eventually_async
 
 FIGURES_FILE = Path("/tmp/pgnotify_delivery_figures.json")
 
@@ -197,13 +198,8 @@ class RecordingSink:
         return [notice["state"] for notice in self.notices]
 
     async def wait_for(self, predicate, within: float = 10.0):
-        async def until():
-            while not (result := predicate()):
-                self._changed.clear()
-                await self._changed.wait()
-            return result
-
-        return await asyncio.wait_for(until(), within)
+        """`eventually_async(predicate)`, woken by each notification or notice this sink takes."""
+        return await eventually_async(predicate, within, wake=self._changed)
 
 
 # -- a TCP proxy run by an event loop in a thread of its own

@@ -1,8 +1,10 @@
 """Shared pieces for the live streams' tests: a websocket client that keeps each subscription's
-view as docs/live.md tells a client to, users with sessions, orders written from another thread."""
+view as docs/live.md tells a client to, a Server-Sent Events client, users with sessions (and
+their loss of rights), orders written from another thread."""
 
 import asyncio
 import functools
+import json
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -115,3 +117,49 @@ def same_rows(view: View, expected: dict) -> bool:
         return False
     return all(view.rows[pk]["status"] == row["status"] and view.rows[pk]["number"] == row["number"]
                and view.rows[pk]["quantity"] == row["quantity"] for pk, row in expected.items())
+
+
+def deactivate(user_id):
+    get_user_model().objects.filter(pk=user_id).update(is_active=False)
+
+
+def log_out(user_id):
+    from django.contrib.sessions.models import Session
+
+    doomed = [s.pk for s in Session.objects.all() if s.get_decoded().get("_auth_user_id") == str(user_id)]
+    Session.objects.filter(pk__in=doomed).delete()
+
+
+class EventStream:
+    """A client of /live/<stream>/ as Server-Sent Events, over a plain socket."""
+
+    def __init__(self, reader, writer, status):
+        self.reader, self.writer, self.status = reader, writer, status
+
+    @classmethod
+    async def open(cls, port, path, cookie=None, last_event_id=None):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**22)
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        if cookie:
+            lines.append(f"Cookie: {cookie}")
+        if last_event_id:
+            lines.append(f"Last-Event-ID: {last_event_id}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        return cls(reader, writer, int(head.split(b" ", 2)[1]))
+
+    async def event(self, wait=10.0) -> dict:
+        """The next SSE event as {"event", "id", "data"} (chunked transfer lines are skipped)."""
+        fields = {}
+        async with asyncio.timeout(wait):
+            while True:
+                line = (await self.reader.readline()).decode().rstrip("\r\n")
+                if line.startswith(("event: ", "id: ", "data: ")):
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                elif line == "" and "data" in fields:
+                    fields["data"] = json.loads(fields["data"])
+                    return fields
+
+    def close(self):
+        self.writer.close()

@@ -93,10 +93,3 @@ logfile = {self.directory / "pgbouncer.log"}
             self.process.wait()
         self.process.stderr.close()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-@pytest.fixture
-def pgbouncer(transactional_db):
-    bouncer = PgBouncer()
-    yield bouncer
-    bouncer.stop()

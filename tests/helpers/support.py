@@ -26,7 +26,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_database_url() -> str:
+def database_url_for_tests() -> str:
     """DATABASE_URL of the database the tests use (pytest-django's test database)."""
     s = connection.settings_dict
     host = quote(str(s["HOST"] or "127.0.0.1"), safe="")
@@ -54,7 +54,7 @@ def scratch_database(suffix: str):
 
 
 def process_env(**extra) -> dict:
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "PYTHONUNBUFFERED": "1", **extra}
+    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), "PYTHONUNBUFFERED": "1", **extra}
     return env
 
 

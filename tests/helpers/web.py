@@ -1,7 +1,7 @@
 """Shared pieces for tests of the web side: a real daphne server on a free port, the channel
 layers to run it with, a headless Chromium through Playwright, and logging in.
 
-Import the fixtures a test module needs: `from tests.helpers.web import browser, web_stack  # noqa: F401`.
+Its fixtures (`browser`, `web_stack`, ...) reach every test module: tests/conftest.py loads it as a plugin.
 """
 
 import contextlib

@@ -22,8 +22,7 @@ from pgnotify import cache
 from pgnotify.cache import CacheInvalidator, acached, cached, cached_function, invalidate, listener_live
 from pgnotify.listener.notification import Notification
 from tests.helpers.faults import record_figures
-from tests.helpers.support import ManagedProcess, process_env
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ManagedProcess, database_url_for_tests, process_env
 
 WRITES = 50
 LIVE = {"type": "listener", "state": "live", "name": "t", "reconnects": 0}
@@ -113,7 +112,7 @@ def test_two_processes_share_the_cache_and_see_fresh_data_after_a_raw_sql_write(
         extra.update(REDIS_URL="redis://127.0.0.1:6379/0", CACHE_KEY_PREFIX=f"test-{run}",
                      CHANNEL_LAYER_PREFIX=f"test-{run}")
     env = process_env(**extra)
-    with psycopg.connect(database_url(), autocommit=True) as writer:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as writer:
         writer.execute("INSERT INTO shop_product (sku, name, stock) VALUES (%s, 'cached', 0)", [sku])
         listening = listener(env=env)
         a = ManagedProcess("shell", "--no-imports", "-c", CACHE_ONCE, env=env)
@@ -279,7 +278,7 @@ def count_until_marker(listen: psycopg.Connection, marker: str) -> list[dict]:
 
 @pytest.mark.django_db(transaction=True)
 def test_bulk_update_and_truncate_each_send_exactly_one_notification():
-    url = database_url()
+    url = database_url_for_tests()
     with psycopg.connect(url, autocommit=True) as listen, psycopg.connect(url, autocommit=True) as writer:
         listen.execute("LISTEN cache_invalidate")
         writer.execute("INSERT INTO shop_product (sku, name) "

@@ -14,6 +14,7 @@ from pgnotify.listener import Listener, ListenerOptions, loop
 from pgnotify.listener.receiving import NotificationReceiver
 from pgnotify.listener.snapshots import Snapshot
 from tests.helpers.faults import RecordingSink
+from tests.helpers.waiting import eventually_async
 
 
 async def recorded_position(conn, name: str) -> Snapshot | None:
@@ -23,11 +24,10 @@ async def recorded_position(conn, name: str) -> Snapshot | None:
 
 async def until_position_covers(conn, name: str, txid: int, within: float = 10.0) -> None:
     async def covered():
-        # The position is a row: polled, bounded by wait_for.
-        while (position := await recorded_position(conn, name)) is None or not position.sees(txid):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+        position = await recorded_position(conn, name)
+        return position is not None and position.sees(txid)
 
-    await asyncio.wait_for(covered(), within)
+    await eventually_async(covered, within, what=f"the position of {name} to cover txid {txid}")
 
 
 class Running:

@@ -19,11 +19,12 @@ from tests.helpers.brokers import (
     next_event_id,
     order_events_since,
     position_covers,
-    wait_until,
+    start_listener,
+    write_rows,
 )
 from tests.helpers.faults import RecordingSink, Writers, record_figures
-from tests.helpers.support import test_database_url as database_url
-from tests.integration.test_forwarding import start_listener, until, write_rows
+from tests.helpers.support import database_url_for_tests
+from tests.helpers.waiting import eventually, eventually_async
 
 pytestmark = pytest.mark.once
 
@@ -89,7 +90,7 @@ async def test_every_event_is_stored_once_in_order(machine_nats):
         await sink.wait_for(lambda: "live" in sink.states())
         assert await write_rows(60, products=15, prefix=prefix) == 135
         await sink.wait_for(lambda: len(sink.events()) == 135)
-        await until(lambda: forwarder.forwarded == 135)
+        await eventually_async(lambda: forwarder.forwarded == 135)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -142,18 +143,18 @@ async def test_nothing_is_lost_while_the_server_is_stopped(tmp_path):
     try:
         await sink.wait_for(lambda: "live" in sink.states())
         before = await write_rows(10)
-        await until(lambda: forwarder.forwarded == before)
+        await eventually_async(lambda: forwarder.forwarded == before)
 
         server.stop()
         total = before + await write_rows(15)
         await sink.wait_for(lambda: len(sink.events()) == total)  # the listener goes on
-        await until(lambda: forwarder.failures >= 2)  # tried, and failed, more than once
+        await eventually_async(lambda: forwarder.failures >= 2)  # tried, and failed, more than once
         down_ids = [n.event["id"] for n in sink.events()[before:]]
         assert await asyncio.to_thread(position_covers, name, down_ids) == 0  # the position waits
 
         server.start()  # same port, same store directory
-        await until(lambda: forwarder.forwarded == total, within=20)
-        await until(lambda: position_covers(name, down_ids) == len(down_ids), within=10)
+        await eventually_async(lambda: forwarder.forwarded == total, within=20)
+        await eventually_async(lambda: position_covers(name, down_ids) == len(down_ids), within=10)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
@@ -181,17 +182,17 @@ async def test_after_kill_9_the_repeats_carry_the_same_id_and_the_stream_drops_t
 
     first = await asyncio.to_thread(lambda: ForwardingProcess(name, ["orders"], entry).wait_live())
     first_id = await asyncio.to_thread(next_event_id)  # a new name starts at the newest event
-    writers = Writers(database_url(), count=2, rows=400).start()
+    writers = Writers(database_url_for_tests(), count=2, rows=400).start()
     try:
         await asyncio.to_thread(writers.wait_rows, 100)
-        await asyncio.to_thread(wait_until, forwarded_beyond_position, 30, "events beyond the position")
+        await asyncio.to_thread(eventually, forwarded_beyond_position, 30, "events beyond the position")
         await asyncio.to_thread(first.kill)
         second = await asyncio.to_thread(lambda: ForwardingProcess(name, ["orders"], entry).wait_live())
         rows = await asyncio.to_thread(writers.finish)
         committed = await asyncio.to_thread(order_events_since, first_id)
         assert len(committed) == rows
         count = lambda: asyncio.run(stream_count(MACHINE_NATS, stream))  # noqa: E731 - run in a thread
-        await asyncio.to_thread(wait_until, lambda: count() >= rows, 60,
+        await asyncio.to_thread(eventually, lambda: count() >= rows, 60,
                                 lambda: f"every event in the stream ({count()} of {rows}): {second.errors[-5:]}")
     finally:
         counters = await asyncio.to_thread(second.stop) if "second" in locals() else {}
@@ -214,9 +215,9 @@ async def test_the_documented_consumer_survives_what_it_may_read(machine_nats, t
     try:
         await sink.wait_for(lambda: "live" in sink.states())
         await write_rows(3)  # 1 + 2 + 3 orders
-        async with await psycopg.AsyncConnection.connect(database_url(), autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(database_url_for_tests(), autocommit=True) as conn:
             await conn.execute("SELECT pg_notify('orders', 'not json')")
-        await until(lambda: forwarder.forwarded == 7)
+        await eventually_async(lambda: forwarder.forwarded == 7)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

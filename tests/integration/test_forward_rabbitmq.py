@@ -20,10 +20,12 @@ from tests.helpers.brokers import (
     next_event_id,
     order_events_since,
     position_covers,
+    start_listener,
+    write_rows,
 )
 from tests.helpers.faults import RecordingSink, Writers, record_figures
-from tests.helpers.support import test_database_url as database_url
-from tests.integration.test_forwarding import start_listener, until, write_rows
+from tests.helpers.support import database_url_for_tests
+from tests.helpers.waiting import eventually_async
 
 pytestmark = pytest.mark.once
 
@@ -86,7 +88,7 @@ async def test_every_event_is_published_once_in_order(bound_queue):
         await sink.wait_for(lambda: "live" in sink.states())
         assert await write_rows(60, products=15, prefix=exchange) == 135
         await sink.wait_for(lambda: len(sink.events()) == 135)
-        await until(lambda: forwarder.forwarded == 135)
+        await eventually_async(lambda: forwarder.forwarded == 135)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -146,7 +148,7 @@ async def test_nothing_is_lost_while_the_broker_is_cut_off_or_hangs(bound_queue)
         try:
             await sink.wait_for(lambda: "live" in sink.states())
             before = await write_rows(10)
-            await until(lambda: forwarder.forwarded == before)
+            await eventually_async(lambda: forwarder.forwarded == before)
 
             await outage_and_back(proxy.cut, proxy, forwarder, sink, name)  # connections reset
             await outage_and_back(proxy.freeze, proxy, forwarder, sink, name)  # a broker that answers nothing
@@ -166,12 +168,12 @@ async def outage_and_back(outage, proxy: BrokerProxy, forwarder, sink: Recording
     failures, forwarded = forwarder.failures, forwarder.forwarded
     total = len(sink.events()) + await write_rows(10)
     await sink.wait_for(lambda: len(sink.events()) == total)  # the listener goes on
-    await until(lambda: forwarder.failures >= failures + 2)  # tried, and failed, more than once
+    await eventually_async(lambda: forwarder.failures >= failures + 2)  # tried, and failed, more than once
     down_ids = [n.event["id"] for n in sink.events()[forwarded:]]
     assert await asyncio.to_thread(position_covers, name, down_ids) == 0  # the position waits
     proxy.restore()
-    await until(lambda: forwarder.forwarded == total, within=20)
-    await until(lambda: position_covers(name, down_ids) == len(down_ids), within=10)
+    await eventually_async(lambda: forwarder.forwarded == total, within=20)
+    await eventually_async(lambda: position_covers(name, down_ids) == len(down_ids), within=10)
 
 
 @pytest.mark.slow
@@ -189,7 +191,7 @@ async def test_after_kill_9_the_repeats_carry_the_same_message_id(bound_queue):
 
     first = await asyncio.to_thread(lambda: ForwardingProcess(name, ["orders"], entry).wait_live())
     first_id = await asyncio.to_thread(next_event_id)  # a new name starts at the newest event
-    writers = Writers(database_url(), count=2, rows=400).start()
+    writers = Writers(database_url_for_tests(), count=2, rows=400).start()
     second = None
     try:
         await asyncio.to_thread(writers.wait_rows, 100)
@@ -248,9 +250,9 @@ async def test_the_documented_consumer_survives_what_it_may_read(bound_queue, tm
         try:
             await sink.wait_for(lambda: "live" in sink.states())
             await write_rows(3)  # 1 + 2 + 3 orders
-            async with await psycopg.AsyncConnection.connect(database_url(), autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(database_url_for_tests(), autocommit=True) as conn:
                 await conn.execute("SELECT pg_notify('orders', 'not json')")
-            await until(lambda: forwarder.forwarded == 7)
+            await eventually_async(lambda: forwarder.forwarded == 7)
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)

@@ -10,17 +10,17 @@ import psycopg
 import pytest
 
 from pgnotify.forwarding import RedisStreamForwarder
-from tests.helpers.brokers import DocConsumer, code_block
+from tests.helpers.brokers import DocConsumer, code_block, start_listener, stream_events, write_rows
 from tests.helpers.faults import RecordingSink
-from tests.helpers.support import test_database_url as database_url
-from tests.integration.test_forwarding import MACHINE_REDIS, start_listener, stream_events, until, write_rows
+from tests.helpers.support import MACHINE_REDIS, database_url_for_tests
+from tests.helpers.waiting import eventually_async
 
 pytestmark = pytest.mark.once
 
 
 async def notify(*payloads: str) -> None:
     """What `manage.py notify orders ...` and a plain pg_notify send: notifications that are not change events."""
-    async with await psycopg.AsyncConnection.connect(database_url(), autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(database_url_for_tests(), autocommit=True) as conn:
         for payload in payloads:
             await conn.execute("SELECT pg_notify('orders', %s)", [payload])
 
@@ -34,7 +34,7 @@ async def forward(prefix: str, raw: bool, sink: RecordingSink) -> RedisStreamFor
         await write_rows(3)  # 1 + 2 + 3 orders
         await notify("not json", '{"status": "paid"}')
         await sink.wait_for(lambda: len(sink.notifications) >= 8)
-        await until(lambda: forwarder.forwarded + forwarder.skipped == 8)
+        await eventually_async(lambda: forwarder.forwarded + forwarder.skipped == 8)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -97,7 +97,7 @@ async def test_the_documented_consumer_survives_every_entry_and_its_own_pending_
     consumer = await DocConsumer(code_block("forwarding/redis-streams.md", "## A consumer"), tmp_path, env).start()
     try:
         lines = await consumer.lines(9)
-        await until(lambda: client.xpending(stream, group)["pending"] == 0, within=10)
+        await eventually_async(lambda: client.xpending(stream, group)["pending"] == 0, within=10)
     finally:
         code, out, err = await consumer.interrupt()
     assert code == 0, err

@@ -22,11 +22,12 @@ from tests.helpers.brokers import (
     next_event_id,
     order_events_since,
     position_covers,
-    wait_until,
+    start_listener,
+    write_rows,
 )
 from tests.helpers.faults import RecordingSink, Writers, record_figures
-from tests.helpers.support import test_database_url as database_url
-from tests.integration.test_forwarding import start_listener, until, write_rows
+from tests.helpers.support import database_url_for_tests
+from tests.helpers.waiting import eventually, eventually_async
 
 pytestmark = pytest.mark.once
 
@@ -66,7 +67,7 @@ async def test_every_event_is_posted_once_signed_in_order(receiver):
         await sink.wait_for(lambda: "live" in sink.states())
         assert await write_rows(30, products=10, prefix=uuid.uuid4().hex[:6]) == 70
         await sink.wait_for(lambda: len(sink.events()) == 70)
-        await until(lambda: forwarder.forwarded == 70)
+        await eventually_async(lambda: forwarder.forwarded == 70)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -112,7 +113,7 @@ async def test_nothing_is_lost_while_the_receiver_fails_hangs_or_is_gone(receive
     try:
         await sink.wait_for(lambda: "live" in sink.states())
         before = await write_rows(5)
-        await until(lambda: forwarder.forwarded == before)
+        await eventually_async(lambda: forwarder.forwarded == before)
         for outage in ("500", "hang", "gone"):
             await outage_and_back(outage, receiver, forwarder, sink, name)
     finally:
@@ -134,14 +135,14 @@ async def outage_and_back(outage: str, receiver: WebhookReceiver, forwarder, sin
     failures, forwarded = forwarder.failures, forwarder.forwarded
     total = len(sink.events()) + await write_rows(5)
     await sink.wait_for(lambda: len(sink.events()) == total)  # the listener goes on
-    await until(lambda: forwarder.failures >= failures + 2, within=15)  # retried, and failed again
+    await eventually_async(lambda: forwarder.failures >= failures + 2, within=15)  # retried, and failed again
     down_ids = [n.event["id"] for n in sink.events()[forwarded:]]
     assert await asyncio.to_thread(position_covers, name, down_ids) == 0  # the position waits
     receiver.mode = "ok"
     if outage == "gone":
         receiver.start()
-    await until(lambda: forwarder.forwarded == total, within=20)
-    await until(lambda: position_covers(name, down_ids) == len(down_ids), within=10)
+    await eventually_async(lambda: forwarder.forwarded == total, within=20)
+    await eventually_async(lambda: position_covers(name, down_ids) == len(down_ids), within=10)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -155,13 +156,13 @@ async def test_refused_events_are_dead_letters_counted_logged_and_kept(receiver,
     try:
         await sink.wait_for(lambda: "live" in sink.states())
         await write_rows(1)
-        await until(lambda: forwarder.forwarded == 1)
+        await eventually_async(lambda: forwarder.forwarded == 1)
         first = sink.events()[0].event["id"]
         receiver.refuse.update({first + 1, first + 3, first + 5})  # three of the next six
         await write_rows(3)  # 1 + 2 + 3 orders
-        await until(lambda: forwarder.forwarded == 7)
+        await eventually_async(lambda: forwarder.forwarded == 7)
         ids = [n.event["id"] for n in sink.events()]
-        await until(lambda: position_covers(name, ids) == 7)  # the position moved past the refused ones
+        await eventually_async(lambda: position_covers(name, ids) == 7)  # the position moved past the refused ones
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -196,17 +197,17 @@ async def test_after_kill_9_the_repeats_carry_the_same_id_body_and_signature(rec
 
     first = await asyncio.to_thread(lambda: ForwardingProcess(name, ["orders"], entry).wait_live())
     first_id = await asyncio.to_thread(next_event_id)
-    writers = Writers(database_url(), count=2, rows=300).start()
+    writers = Writers(database_url_for_tests(), count=2, rows=300).start()
     second = None
     try:
         await asyncio.to_thread(writers.wait_rows, 50)
-        await asyncio.to_thread(wait_until, posted_beyond_position, 30, "events posted beyond the position")
+        await asyncio.to_thread(eventually, posted_beyond_position, 30, "events posted beyond the position")
         await asyncio.to_thread(first.kill)
         second = await asyncio.to_thread(lambda: ForwardingProcess(name, ["orders"], entry).wait_live())
         rows = await asyncio.to_thread(writers.finish)
         committed = await asyncio.to_thread(order_events_since, first_id)
         assert len(committed) == rows
-        await asyncio.to_thread(wait_until, lambda: len(set(posted_ids())) >= rows, 60, "every event posted")
+        await asyncio.to_thread(eventually, lambda: len(set(posted_ids())) >= rows, 60, "every event posted")
     finally:
         if second is not None:
             await asyncio.to_thread(second.stop)
@@ -254,7 +255,7 @@ async def test_the_documented_django_view_checks_signatures_and_drops_repeats(do
     try:
         await sink.wait_for(lambda: "live" in sink.states())
         await write_rows(3)  # 1 + 2 + 3 orders
-        await until(lambda: forwarder.forwarded == 6)
+        await eventually_async(lambda: forwarder.forwarded == 6)
         first = sink.events()[0]
         # A repeat (as after a crash) is answered 2xx and not worked on again.
         await forwarder.handle(first)

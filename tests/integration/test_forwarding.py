@@ -7,22 +7,18 @@ import json
 import shutil
 import subprocess
 import uuid
-from datetime import timedelta
 
-import psycopg
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pgnotify.connection import listener_conninfo
 from pgnotify.forwarding import RedisStreamForwarder
-from pgnotify.handlers.base import Dispatcher
-from pgnotify.listener import Listener, ListenerOptions
 from pgnotify.listener.notification import Notification
+from tests.helpers.brokers import position_covers, start_listener, stream_events, write_rows
 from tests.helpers.faults import RecordingSink
 from tests.helpers.support import MACHINE_REDIS, free_port
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.waiting import eventually_async
 
 pytestmark = pytest.mark.once
 
@@ -63,48 +59,6 @@ class PrivateRedis:
             self.process.stdout.close()
 
 
-def stream_events(client, stream: str) -> list[dict]:
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in client.xrange(stream)]
-
-
-async def until(predicate, within: float = 10.0) -> None:
-    async def poll():
-        while not predicate():  # noqa: ASYNC110 - counters of another task, no event to wait on
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), within)
-
-
-def position_sees(name: str, event_ids: list[int]) -> int:
-    """How many of the events the listener's recorded position covers."""
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pgnotify_event e, pgnotify_listener l WHERE l.name = %s AND e.id = ANY(%s) "
-            "AND pg_visible_in_snapshot(e.txid, l.snapshot::pg_snapshot)", [name, event_ids]).fetchone()[0]
-
-
-async def write_rows(orders: int, products: int = 0, prefix: str = "") -> int:
-    """Commits `orders` transactions of one to three orders, then single products; returns the rows."""
-    rows = 0
-    async with await psycopg.AsyncConnection.connect(database_url(), autocommit=True) as writer:
-        for i in range(orders):
-            async with writer.transaction():  # transactions of one to three rows
-                for _ in range(1 + i % 3):
-                    await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
-                    rows += 1
-        for i in range(products):
-            await writer.execute("INSERT INTO shop_product (sku, name) VALUES (%s, 'fwd')", [f"{prefix}{i}"])
-            rows += 1
-    return rows
-
-
-def start_listener(name: str, channels: list[str], handlers: list):
-    stop = asyncio.Event()
-    options = ListenerOptions(channels=channels, name=name, retention=timedelta(hours=1))
-    listener = Listener(listener_conninfo(), options, Dispatcher(handlers, patience=0.2))
-    return listener, stop, asyncio.create_task(listener.run(stop))
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_every_event_appears_once_in_its_stream_in_order(machine_redis):
     client, prefix = machine_redis
@@ -115,7 +69,7 @@ async def test_every_event_appears_once_in_its_stream_in_order(machine_redis):
         await sink.wait_for(lambda: "live" in sink.states())
         assert await write_rows(60, products=15, prefix=prefix) == 135
         await sink.wait_for(lambda: len(sink.events()) == 135)
-        await until(lambda: forwarder.written == 135)
+        await eventually_async(lambda: forwarder.written == 135)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -156,18 +110,18 @@ async def test_nothing_is_lost_while_redis_is_stopped(tmp_path):
         await sink.wait_for(lambda: "live" in sink.states())
         before = await write_rows(10)
         await sink.wait_for(lambda: len(sink.events()) == before)
-        await until(lambda: forwarder.written == before)
+        await eventually_async(lambda: forwarder.written == before)
 
         server.stop()
         total = before + await write_rows(15)
         await sink.wait_for(lambda: len(sink.events()) == total)  # the other handler goes on
-        await until(lambda: lane.attempt >= 3)  # several checkpoints have failed to flush
+        await eventually_async(lambda: lane.attempt >= 3)  # several checkpoints have failed to flush
         down_ids = [n.event["id"] for n in sink.events()[before:]]
-        assert await asyncio.to_thread(position_sees, name, down_ids) == 0  # the position waits
+        assert await asyncio.to_thread(position_covers, name, down_ids) == 0  # the position waits
 
         server.start()
-        await until(lambda: forwarder.written == total, within=15)
-        await until(lambda: position_sees(name, down_ids) == len(down_ids))
+        await eventually_async(lambda: forwarder.written == total, within=15)
+        await eventually_async(lambda: position_covers(name, down_ids) == len(down_ids))
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

@@ -1,7 +1,6 @@
 """`listen_notify --metrics-port`: Prometheus metrics scraped from a real listener process."""
 
 import socket
-import time
 import urllib.request
 
 import pytest
@@ -11,9 +10,9 @@ from notifyproject.shop.models import Order
 from pgnotify import notify
 from tests.helpers.sources import source_env
 from tests.helpers.support import ManagedProcess, free_port
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -35,15 +34,15 @@ def test_metrics_count_events_by_channel_and_operation(event_source, listener):
     process.wait_for(lambda lines: sum('"op":"UPDATE"' in line for line in lines))
 
     # The metrics handler runs in a lane of its own: the output may show an event before it counts it.
-    deadline = time.monotonic() + 10
-    while True:
+    wanted = [(("channel", "orders"), ("operation", op)) for op in ("INSERT", "UPDATE")]
+    wanted.append((("channel", "chat"), ("operation", "")))
+
+    def counted():
         metrics = scrape(port)
         events = {labels: value for (name, labels), value in metrics.items() if name == "pgnotify_events_total"}
-        wanted = [(("channel", "orders"), ("operation", op)) for op in ("INSERT", "UPDATE")]
-        if all(key in events for key in [*wanted, (("channel", "chat"), ("operation", ""))]):
-            break
-        assert time.monotonic() < deadline, f"metrics never counted the three notifications: {events}"
-        time.sleep(0.05)
+        return all(key in events for key in wanted) and (metrics, events)
+
+    metrics, events = eventually(counted, 10, "the metrics to count the three notifications")
     assert events[(("channel", "orders"), ("operation", "INSERT"))] == 1
     assert events[(("channel", "orders"), ("operation", "UPDATE"))] == 1
     assert events[(("channel", "chat"), ("operation", ""))] == 1
@@ -54,14 +53,13 @@ def test_metrics_count_events_by_channel_and_operation(event_source, listener):
     assert metrics[("pgnotify_replay_backlog", ())] == 0
     assert 0 <= metrics[("pgnotify_notification_queue_usage", ())] < 0.5
     assert metrics[("pgnotify_listener_live", ())] == 1
-    if event_source == "wal":  # the replication slot's retained WAL, from the first checkpoint on
-        deadline = time.monotonic() + 5
-        while not (slots := {labels: value for (name, labels), value in scrape(port).items()
-                             if name == "pgnotify_slot_retained_bytes"}):
-            assert time.monotonic() < deadline, "no slot gauge"
-            time.sleep(0.1)
-        ((labels, retained),) = slots.items()
-        assert labels[0][1].startswith("pgnotify_metrics_") and retained >= 0
+    if event_source == "wal":  # the replication slot's retained WAL (the writes above), from a checkpoint on
+        def retaining():
+            return {labels: value for (name, labels), value in scrape(port).items()
+                    if name == "pgnotify_slot_retained_bytes" and value > 0}
+
+        ((labels, retained),) = eventually(retaining, 5, "a slot gauge of the WAL the slot retains").items()
+        assert labels[0][1].startswith("pgnotify_metrics_") and retained > 0
     assert process.stop() == 0
 
 

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -17,34 +15,7 @@ from notifyproject.shop.models import Order, Product
 from pgnotify.connection import listener_conninfo
 from pgnotify.demo import Inbox
 from pgnotify.triggers import sync_triggers
-from tests.helpers import support
-
-PGNOTIFY_OBJECTS = """
-    SELECT 'function ' || proname FROM pg_proc WHERE proname LIKE 'pgnotify%%'
-    UNION ALL SELECT 'relation ' || relname FROM pg_class WHERE relname LIKE 'pgnotify%%'
-    UNION ALL SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass FROM pg_trigger WHERE tgname LIKE 'pgnotify%%'
-"""
-TRIGGER_COMMENTS = """
-    SELECT c.relname || '.' || t.tgname, obj_description(t.oid, 'pg_trigger')
-      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname LIKE 'pgnotify%%'
-"""
-
-
-def manage(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(support.ROOT / "manage.py"), *args], cwd=support.ROOT,
-                          capture_output=True, text=True, timeout=60,
-                          env=support.process_env(DATABASE_URL=database_url, **env))
-
-
-def query(conn, statement: str) -> set:
-    return set(conn.execute(statement).fetchall())
-
-
-@pytest.fixture
-def throwaway_database(db):
-    """A database of its own, so migrating pgnotify back and forth leaves the test database alone."""
-    with support.scratch_database("migrations") as name:
-        yield name, support.test_database_url().rsplit("/", 1)[0] + "/" + name
+from tests.helpers.schema import PGNOTIFY_OBJECTS, SLOTS, TRIGGER_COMMENTS, manage, query
 
 
 def test_migrate_forward_back_forward(throwaway_database):
@@ -242,9 +213,6 @@ def test_migrate_pgnotify_zero_with_the_wal_source_removes_everything(throwaway_
         assert query(conn, SLOTS) == set()
         assert query(conn, PGNOTIFY_OBJECTS) == set()  # functions, triggers, tables
         assert "  pgnotify: dropped publication pgnotify" in back.stdout.splitlines()
-
-
-SLOTS = "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from psycopg import sql
 from pgnotify.connection import listener_conninfo
 from pgnotify.demo import Inbox
 from tests.helpers import support
-from tests.integration.test_migrations import PGNOTIFY_OBJECTS, SLOTS, manage, query, throwaway_database  # noqa: F401
+from tests.helpers.schema import PGNOTIFY_OBJECTS, manage, query
 
 # What docs/operations.md says a writer needs besides its own tables, with the NOTIFY source.
 WRITER_GRANTS = ("GRANT INSERT, SELECT ON pgnotify_event TO {role}",
@@ -44,7 +44,7 @@ def pgnotify_lines(output: str, prefix: str = "pgnotify.E07") -> list[str]:
 
 
 @pytest.fixture
-def roles(throwaway_database):  # noqa: F811
+def roles(throwaway_database):
     """The throwaway database owned by a login role that is not a superuser (`owner`), and a
     second login role (`writer`) with no rights yet."""
     name, url = throwaway_database

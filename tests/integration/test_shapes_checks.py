@@ -21,8 +21,8 @@ from pgnotify.tables import TableName, inspect
 from pgnotify.triggers import sync_triggers
 from pgnotify.watched import Target, WatchedTable, refusal
 from tests.helpers import support
+from tests.helpers.schema import TRIGGER_COMMENTS
 from tests.helpers.sources import source_env, use_source
-from tests.integration.test_migrations import TRIGGER_COMMENTS, throwaway_database  # noqa: F401 (a fixture)
 
 GOOD = settings.PGNOTIFY
 
@@ -78,7 +78,7 @@ def test_a_partitioned_table_whose_key_holds_the_models_key_is_accepted():
 
 
 def test_migrate_attaches_the_triggers_of_a_partitioned_table_keyed_with_its_partition_column(
-        tmp_path, throwaway_database):  # noqa: F811
+        tmp_path, throwaway_database):
     _, url = throwaway_database
     env = support.process_env(DATABASE_URL=url)
     manage = [sys.executable, str(support.ROOT / "manage.py"), "migrate", "--noinput"]
@@ -158,7 +158,7 @@ def trigger_comments() -> dict:
         return dict(cursor.fetchall())
 
 
-def test_migrate_reports_a_bad_entry_and_goes_on(tmp_path, throwaway_database):  # noqa: F811
+def test_migrate_reports_a_bad_entry_and_goes_on(tmp_path, throwaway_database):
     _, url = throwaway_database
     (tmp_path / "view_settings.py").write_text(
         "from tests.settings import *  # noqa: F403\n"

@@ -13,8 +13,7 @@ from django.db import connection
 from notifyproject.shop.models import Order, Product
 from pgnotify.testing import capture_events, run_handlers
 from pgnotify.triggers import sync_triggers
-from tests.helpers.support import ROOT
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ROOT, database_url_for_tests
 
 PAGE = ROOT / "docs" / "testing.md"
 
@@ -56,7 +55,7 @@ def test_events_are_the_blocks_own_in_order_without_a_commit(db):
     with capture_events() as events:
         product = Product.objects.create(name="p", sku="T-p", price="2.50")
         # Another session's committed write is not the block's.
-        with psycopg.connect(database_url(), autocommit=True) as other:
+        with psycopg.connect(database_url_for_tests(), autocommit=True) as other:
             other.execute("INSERT INTO shop_product (name, sku, price, stock, description, updated_at) "
                           "VALUES ('other', 'T-other', 1, 0, '', now())")
         product.price = "3.00"

@@ -24,8 +24,8 @@ from pgnotify.publication import sync_publication
 from pgnotify.sources import make_listener
 from tests.helpers.faults import PrivateServer, RecordingSink
 from tests.helpers.sources import source_env, use_source
-from tests.helpers.support import ManagedProcess
-from tests.helpers.support import test_database_url as database_url
+from tests.helpers.support import ManagedProcess, database_url_for_tests
+from tests.helpers.waiting import eventually_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,10 +148,8 @@ async def test_commits_elsewhere_move_the_slot_and_a_change_after_them_arrives(w
     try:
         async with InProcess(channels=("orders",)) as run:
             written = await asyncio.to_thread(commits_elsewhere, 3000)
-            deadline = asyncio.get_running_loop().time() + 10  # confirmed at the next checkpoint (1 s)
-            while not await asyncio.to_thread(slot_has_passed, run.listener.slot, written):
-                assert asyncio.get_running_loop().time() < deadline, "the slot did not pass the commits elsewhere"
-                await asyncio.sleep(0.1)
+            await eventually_async(lambda: asyncio.to_thread(slot_has_passed, run.listener.slot, written), 10,
+                                   "the slot to pass the commits elsewhere")  # confirmed at the next checkpoint (1 s)
             order = await database_sync_to_async(Order.objects.create)(quantity=7)
             await run.sink.wait_for(lambda: run.on("orders"), within=10)
     finally:
@@ -213,7 +211,7 @@ def test_checks_say_what_the_wal_source_lacks(wal, settings):
     assert "pgnotify.W031" not in messages  # migrated for the WAL source
     execute("DROP ROLE IF EXISTS pgnotify_no_replication", "CREATE ROLE pgnotify_no_replication LOGIN")
     try:
-        url = database_url().replace("postgresql://postgres@", "postgresql://pgnotify_no_replication@", 1)
+        url = database_url_for_tests().replace("postgresql://postgres@", "postgresql://pgnotify_no_replication@", 1)
         result = subprocess.run([*ManagedProcess.command(), "check"], capture_output=True, text=True, timeout=60,
                                 env={**wal, "DATABASE_URL": url})
     finally:
@@ -297,9 +295,7 @@ async def test_a_slot_retaining_more_than_the_threshold_is_warned_about(wal, cap
     async with run:
         await asyncio.to_thread(execute, "INSERT INTO shop_order DEFAULT VALUES")
         await run.sink.wait_for(lambda: run.on("orders"))
-        deadline = asyncio.get_running_loop().time() + 5
-        while run.listener.stats.wal is None and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+        await eventually_async(lambda: run.listener.stats.wal is not None, 5)
     wal_stats = run.listener.stats.snapshot()["wal"]
     assert wal_stats["slot"] == run.listener.slot and wal_stats["retained_bytes"] > 1
     assert f"replication slot {run.listener.slot} retains" in caplog.text
@@ -320,14 +316,12 @@ async def test_messages_read_before_an_error_in_the_same_read_are_handed_out_fir
             order = await database_sync_to_async(Order.objects.create)(quantity=3)
             cursor = await conn.execute("SELECT pg_current_wal_lsn()")
             (written,) = await cursor.fetchone()
-            for _ in range(100):  # the walsender sent the transaction (it writes each message out)
+            async def sent() -> bool:  # the walsender sent the transaction (it writes each message out)
                 cursor = await conn.execute("SELECT sent_lsn >= %s FROM pg_stat_replication WHERE pid = %s",
                                             [written, wal_conn.info.backend_pid])
-                if (await cursor.fetchone())[0]:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the walsender did not send the transaction")
+                return (await cursor.fetchone())[0]
+
+            await eventually_async(sent, 5, "the walsender to send the transaction")
             cursor = await conn.execute("SELECT pg_terminate_backend(%s, 5000)", [wal_conn.info.backend_pid])
             assert (await cursor.fetchone())[0]
             messages = stream.poll()

@@ -60,15 +60,15 @@ def test_the_demo_settings_pass():
     ({"RETENTION": "a day"}, ["pgnotify.E009"]),
     ({"RETENTION": 0}, ["pgnotify.E009"]),
     ({"RETENTION": True}, ["pgnotify.E009"]),
-    ({"HANDLERS": "tests.integration.test_handlers.record_sync"}, ["pgnotify.E010"]),
+    ({"HANDLERS": "tests.helpers.handlers.record_sync"}, ["pgnotify.E010"]),
     ({"HANDLERS": ["tests.nowhere.handler"]}, ["pgnotify.E010"]),
-    ({"HANDLERS": [{"handler": "tests.integration.test_handlers.record_sync", "channel": ["orders"]}]},
+    ({"HANDLERS": [{"handler": "tests.helpers.handlers.record_sync", "channel": ["orders"]}]},
      ["pgnotify.E010"]),
-    ({"HANDLERS": [{"handler": "tests.integration.test_handlers.record_sync", "options": {"x": 1}}]},
+    ({"HANDLERS": [{"handler": "tests.helpers.handlers.record_sync", "options": {"x": 1}}]},
      ["pgnotify.E010"]),
     ({"HANDLERS": [{"handler": "pgnotify.forwarding.RedisStreamForwarder", "options": {"maxlength": 9}}]},
      ["pgnotify.E010"]),
-    ({"HANDLERS": [{"handler": "tests.integration.test_handlers.record_sync", "channels": ["bad name"]}]},
+    ({"HANDLERS": [{"handler": "tests.helpers.handlers.record_sync", "channels": ["bad name"]}]},
      ["pgnotify.E010"]),
     ({"CACHE": "nope"}, ["pgnotify.E011"]),
     ({"HANDLERS": [{"handler": "tests.helpers.faults.hang_forever", "timeout": "5"}]}, ["pgnotify.E010"]),
@@ -97,7 +97,7 @@ def test_good_handler_entries_and_a_timedelta_retention_pass():
     from datetime import timedelta
 
     assert ids_with(RETENTION=timedelta(days=7), HANDLERS=[
-        "tests.integration.test_handlers.record_sync",
+        "tests.helpers.handlers.record_sync",
         {"handler": "pgnotify.forwarding.RedisStreamForwarder", "channels": ["orders"], "options": {"maxlen": 10}},
     ]) == []
 

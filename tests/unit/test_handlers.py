@@ -1,62 +1,20 @@
-"""Pluggable handlers (SPEC §9, issue 5): channel filters, sync and async callables, a failing
-handler retried with backoff without holding the others up, and the listener's position held
-back until every handler has taken every event."""
+"""Pluggable handlers (docs/handlers.md): channel filters, sync and async callables, a failing
+handler retried with backoff without holding the others up, hung handlers given up on (the
+listener's position held back while a handler fails: tests/integration/test_handler_position.py)."""
 
 import asyncio
 import logging
 import re
 import threading
 import time
-import uuid
-from datetime import timedelta
 
-import psycopg
 import pytest
 
-from pgnotify.connection import listener_conninfo
 from pgnotify.exceptions import HandlerConfigError, HandlersBehindError
 from pgnotify.handlers.base import Dispatcher, Filtered, load_handler
-from pgnotify.listener import Listener, ListenerOptions
 from pgnotify.listener.notification import Notification
-from tests.helpers.faults import RecordingSink
-from tests.helpers.support import test_database_url as database_url
-
-RECEIVED: dict[str, list] = {"sync": [], "async": []}
-SYNC_THREADS: list[int] = []
-
-
-def record_sync(notification):
-    SYNC_THREADS.append(threading.get_ident())
-    RECEIVED["sync"].append(notification.payload)
-
-
-async def record_async(notification):
-    RECEIVED["async"].append(notification.payload)
-
-
-class Flaky:
-    """Fails while `failing` is set; records what it took, in order."""
-
-    def __init__(self, failing: bool = False):
-        self.failing = failing
-        self.taken: list[str] = []
-        self.attempts = 0
-        self.changed = asyncio.Event()
-
-    async def handle(self, notification):
-        self.attempts += 1
-        self.changed.set()
-        if self.failing:
-            raise ConnectionError("downstream unreachable\nsecond line")
-        self.taken.append(notification.payload)
-
-    async def wait_until(self, predicate, within: float = 10.0):
-        async def until():
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(until(), within)
+from tests.helpers.handlers import RECEIVED, SYNC_THREADS, Flaky
+from tests.helpers.waiting import eventually_async
 
 
 def notification(channel: str, payload: str) -> Notification:
@@ -72,8 +30,8 @@ def fresh_records():
 
 async def test_configured_handlers_filter_by_channel_and_take_sync_and_async_callables():
     handlers = [
-        load_handler({"handler": "tests.integration.test_handlers.record_sync", "channels": ["orders"]}),
-        load_handler("tests.integration.test_handlers.record_async"),
+        load_handler({"handler": "tests.helpers.handlers.record_sync", "channels": ["orders"]}),
+        load_handler("tests.helpers.handlers.record_async"),
     ]
     dispatcher = Dispatcher(handlers)
     for channel, payload in [("orders", "o1"), ("products", "p1"), ("orders", "o2"), ("system", "s1")]:
@@ -89,9 +47,9 @@ def test_bad_handler_entries_are_one_clear_error():
     with pytest.raises(HandlerConfigError, match=re.escape("cannot import 'tests.nowhere.handler'")):
         load_handler("tests.nowhere.handler")
     with pytest.raises(HandlerConfigError, match="channels"):
-        load_handler({"handler": "tests.integration.test_handlers.record_sync", "channels": "orders"})
+        load_handler({"handler": "tests.helpers.handlers.record_sync", "channels": "orders"})
     with pytest.raises(HandlerConfigError, match=re.escape("has unknown keys ['channel']")):
-        load_handler({"handler": "tests.integration.test_handlers.record_sync", "channel": ["orders"]})
+        load_handler({"handler": "tests.helpers.handlers.record_sync", "channel": ["orders"]})
     forwarder = load_handler({"handler": "pgnotify.forwarding.RedisStreamForwarder", "channels": ["orders"],
                               "options": {"url": "redis://127.0.0.1:1/0", "maxlen": 10}})
     assert forwarder.channels == {"orders"} and forwarder.handler.maxlen == 10
@@ -138,52 +96,6 @@ async def test_flush_waits_for_a_handler_that_recovers_within_its_patience():
     await asyncio.wait_for(dispatcher.flush(), 5)  # returns only once the event is taken
     await recovering
     assert flaky.taken == ["e0"]
-
-
-def saved_position(name: str) -> str | None:
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        row = conn.execute("SELECT snapshot FROM pgnotify_listener WHERE name = %s", [name]).fetchone()
-    return row[0] if row else None
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_listener_position_does_not_advance_while_a_handler_fails():
-    name = f"handlers-{uuid.uuid4().hex[:8]}"
-    flaky, sink, stop = Flaky(), RecordingSink(), asyncio.Event()
-    options = ListenerOptions(channels=["orders"], name=name, retention=timedelta(hours=1))
-    listener = Listener(listener_conninfo(), options, Dispatcher([sink, flaky], patience=0.2))
-    task = asyncio.create_task(listener.run(stop))
-    try:
-        await sink.wait_for(lambda: "live" in sink.states())
-        before = await asyncio.to_thread(saved_position, name)
-        assert before is not None
-        flaky.failing = True
-        async with await psycopg.AsyncConnection.connect(database_url(), autocommit=True) as writer:
-            for _ in range(3):
-                await writer.execute("INSERT INTO shop_order DEFAULT VALUES")
-        await sink.wait_for(lambda: len(sink.events()) == 3)  # the other handler is not held up
-        # Several checkpoints pass (each retries the failing handler) and the position holds.
-        await flaky.wait_until(lambda: flaky.attempts >= 4)
-        assert await asyncio.to_thread(saved_position, name) == before
-        flaky.failing = False
-
-        async def position_advanced():
-            while await asyncio.to_thread(saved_position, name) == before:  # noqa: ASYNC110 - a table, no event
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(position_advanced(), 10)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-    assert flaky.taken == [n.payload for n in sink.events()]
-
-
-async def eventually(predicate, within: float = 5.0) -> None:
-    async def until():
-        while not predicate():  # noqa: ASYNC110 - state changed by a handler's thread
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(until(), within)
 
 
 class Hangs:
@@ -242,7 +154,7 @@ async def test_a_hung_handler_holds_up_nobody_and_costs_the_flush_nothing():
             await dispatcher.flush()  # lanes already behind are not waited for
         assert time.monotonic() - started < 0.1
         sync_hang.release.set()  # the sync one comes back and catches up, in order
-        await eventually(lambda: len(sync_hang.taken) == 10)
+        await eventually_async(lambda: len(sync_hang.taken) == 10)
         assert sync_hang.taken == steady.taken
         with pytest.raises(HandlersBehindError, match="AsyncHang"):
             await dispatcher.flush()
@@ -271,11 +183,11 @@ async def test_a_call_that_overruns_its_timeout_is_given_up_and_retried_in_a_fre
 
 
 def test_timeout_entries_are_checked():
-    handler = load_handler({"handler": "tests.integration.test_handlers.record_sync", "timeout": 2.5})
+    handler = load_handler({"handler": "tests.helpers.handlers.record_sync", "timeout": 2.5})
     assert handler.timeout == 2.5 and handler.channels is None
     for bad in ("5", 0, -1, True):
-        with pytest.raises(HandlerConfigError, match=re.escape("'timeout' of 'tests.integration.test_handlers.record")):
-            load_handler({"handler": "tests.integration.test_handlers.record_sync", "timeout": bad})
+        with pytest.raises(HandlerConfigError, match=re.escape("'timeout' of 'tests.helpers.handlers.record")):
+            load_handler({"handler": "tests.helpers.handlers.record_sync", "timeout": bad})
 
 
 async def test_sync_handlers_have_a_thread_each_and_keep_it():
