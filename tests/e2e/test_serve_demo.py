@@ -56,9 +56,12 @@ def test_serve_demo_is_quiet_by_default():
     finally:
         stack.kill() if stack.proc.poll() is None else stack.stop()
     output = stack.stdout_lines + stack.stderr_lines
-    # State changes and the summary, but no line per notification and no access log.
-    assert any("listener 'default': live" in line for line in output)
+    # State changes (the stop too, printed after the Ctrl-C) and the summary, but no line per
+    # notification and no access log.
+    states = [line.split(": ", 1)[1].split()[0] for line in stack.stdout_lines if line.startswith("🔌 listener")]
+    assert states == ["connected", "live", "stopped"], output
     assert any(line.startswith("📊 listener") and "orders 1" in line for line in output), output
+    assert all(line.startswith(("Dashboard: ", "🔌 listener", "📊 listener")) for line in stack.stdout_lines), output
     assert not any("📨" in line or '"GET / HTTP' in line or "GET /" in line for line in output), output
 
 

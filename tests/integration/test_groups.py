@@ -120,13 +120,21 @@ async def test_events_are_kept_when_the_layer_fails_and_sent_by_the_next_flush(f
     assert forwarder._pending == []
 
 
-async def test_stats_frames_leave_the_runners_rate_windows_alone(fresh_channel_layer):
-    forwarder = GroupForwarder(fresh_channel_layer)
+async def test_stats_frames_carry_each_channels_count_so_far(fresh_channel_layer):
+    """The page computes each channel's rate from the counts of successive stats frames
+    (dashboard.js): each frame carries the listener's count of each channel so far."""
+    layer = fresh_channel_layer
+    channel = await joined(layer, DASHBOARD_GROUP)
+    forwarder = GroupForwarder(layer)
     listener = Listener({}, ListenerOptions(channels=["orders"], name="wall"), sink=forwarder)
     forwarder.attach(listener)
-    for event_id in range(1, 11):
-        listener.stats.record(change(event_id))
-    assert forwarder._snapshot()["channels"]["orders"]["rate"] > 0
-    # The runner's own window still covers the ten events.
-    assert listener.stats.snapshot()["channels"]["orders"]["rate"] > 0
-    assert forwarder._snapshot()["channels"]["orders"]["rate"] == 0
+    counts = []
+    for first in (1, 11):
+        for event_id in range(first, first + 10):
+            listener.stats.record(change(event_id))
+        forwarder._stats_sent = float("-inf")  # a stats frame is due at this flush
+        await forwarder.flush()
+        received = await frames(layer, channel, lambda r: any(f["type"] == "stats" for f in r))
+        [stats] = [f for f in received if f["type"] == "stats"]
+        counts.append((stats["name"], stats["channels"]["orders"]["count"]))
+    assert counts == [("wall", 10), ("wall", 20)]
