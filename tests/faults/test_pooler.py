@@ -8,10 +8,7 @@ import uuid
 
 import psycopg
 import pytest
-from django.conf import settings
-from django.test import override_settings
 
-from pgnotify import checks
 from tests.helpers.faults import order_events, parse_output
 from tests.helpers.support import ManagedProcess, database_url_for_tests, process_env, start_listener
 
@@ -99,20 +96,6 @@ def test_check_database_reports_a_listener_alias_behind_a_transaction_pooler(pgb
                             env=process_env(DATABASE_URL=pgbouncer.url, DIRECT_DATABASE_URL=database_url_for_tests()))
     assert direct.proc.wait(60) == 0, direct.stderr_lines
     direct.stop()
-
-
-@pytest.mark.once
-@pytest.mark.parametrize(("direct", "expected"), [
-    ({"default": "default"}, []),
-    ({"default": "nope"}, ["pgnotify.E050"]),
-    ({"nope": "default"}, ["pgnotify.E050"]),
-    (["default"], ["pgnotify.E050"]),
-])
-def test_direct_names_known_aliases(direct, expected):
-    with override_settings(PGNOTIFY={**settings.PGNOTIFY, "DIRECT": direct}):
-        found = checks.check_settings() + checks.check_direct()
-    assert [error.id for error in found] == expected
-    assert all("\n" not in error.msg for error in found)
 
 
 LAYER_SCRIPT = """
