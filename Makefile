@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup db migrate run lint test browser bench clean screenshots dist
+.PHONY: setup db migrate run lint test test-unit browser bench clean screenshots dist
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,12 +40,17 @@ lint: setup
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 
+# Every tier: tests/unit, tests/integration, tests/e2e and tests/faults.
 test: lint db browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The unit tier alone, in seconds: no database (none is started or reached) and no server.
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
 # The README's pictures, on purpose: the browser tests take them into build/screenshots/ on every run.
 screenshots: db browser
-	$(PY) -m pytest -q tests/test_e2e_dashboard.py tests/test_e2e_chat.py tests/test_e2e_live.py -k postgres
+	$(PY) -m pytest -q tests/e2e/test_dashboard.py tests/e2e/test_chat.py tests/e2e/test_live.py -k postgres
 	cp build/screenshots/dashboard.png build/screenshots/chat.png build/screenshots/admin-notice.png \
 	  build/screenshots/my-orders.png docs/
 

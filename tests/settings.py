@@ -17,7 +17,7 @@ SHAPES_WATCH = {
     "shapes.Amount": {"channel": "shapes_amount"},
     "shapes.Sample": {"channel": "shapes_sample"},
 }
-# Tables of odd values (tests/test_odd_values.py), apart from the shapes every parity test compares.
+# Tables of odd values (tests/integration/test_odd_values.py), apart from the shapes every parity test compares.
 ODD_WATCH = {
     "shapes.OddValue": {"channel": "shapes_odd"},
     "shapes.Wide": {"channel": "shapes_wide"},

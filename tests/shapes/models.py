@@ -104,7 +104,7 @@ class Sample(models.Model):
 
 
 class OddValue(models.Model):
-    """Values at the edges of what a change event can carry (tests/test_odd_values.py): a `json`
+    """Values at the edges of what a change event can carry (tests/integration/test_odd_values.py): a `json`
     column (Django has no field for it), jsonb, text, numeric and a double."""
 
     doc = models.TextField(null=True)  # noqa: DJ001 (json in the table, where NULL is the default)

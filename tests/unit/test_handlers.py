@@ -1,0 +1,201 @@
+"""Pluggable handlers (docs/handlers.md): channel filters, sync and async callables, a failing
+handler retried with backoff without holding the others up, hung handlers given up on (the
+listener's position held back while a handler fails: tests/integration/test_handler_position.py)."""
+
+import asyncio
+import logging
+import re
+import threading
+import time
+
+import pytest
+
+from pgnotify.exceptions import HandlerConfigError, HandlersBehindError
+from pgnotify.handlers.base import Dispatcher, Filtered, load_handler
+from pgnotify.listener.notification import Notification
+from tests.helpers.handlers import RECEIVED, SYNC_THREADS, Flaky
+from tests.helpers.waiting import eventually_async
+
+
+def notification(channel: str, payload: str) -> Notification:
+    return Notification(channel, payload, pid=1)
+
+
+@pytest.fixture(autouse=True)
+def fresh_records():
+    for received in RECEIVED.values():
+        received.clear()
+    SYNC_THREADS.clear()
+
+
+async def test_configured_handlers_filter_by_channel_and_take_sync_and_async_callables():
+    handlers = [
+        load_handler({"handler": "tests.helpers.handlers.record_sync", "channels": ["orders"]}),
+        load_handler("tests.helpers.handlers.record_async"),
+    ]
+    dispatcher = Dispatcher(handlers)
+    for channel, payload in [("orders", "o1"), ("products", "p1"), ("orders", "o2"), ("system", "s1")]:
+        await dispatcher.handle(notification(channel, payload))
+    await dispatcher.flush()
+    assert RECEIVED["sync"] == ["o1", "o2"]
+    assert RECEIVED["async"] == ["o1", "p1", "o2", "s1"]
+    # Sync callables run in a worker thread, so they may use the ORM.
+    assert SYNC_THREADS and threading.get_ident() not in SYNC_THREADS
+
+
+def test_bad_handler_entries_are_one_clear_error():
+    with pytest.raises(HandlerConfigError, match=re.escape("cannot import 'tests.nowhere.handler'")):
+        load_handler("tests.nowhere.handler")
+    with pytest.raises(HandlerConfigError, match="channels"):
+        load_handler({"handler": "tests.helpers.handlers.record_sync", "channels": "orders"})
+    with pytest.raises(HandlerConfigError, match=re.escape("has unknown keys ['channel']")):
+        load_handler({"handler": "tests.helpers.handlers.record_sync", "channel": ["orders"]})
+    forwarder = load_handler({"handler": "pgnotify.forwarding.RedisStreamForwarder", "channels": ["orders"],
+                              "options": {"url": "redis://127.0.0.1:1/0", "maxlen": 10}})
+    assert forwarder.channels == {"orders"} and forwarder.handler.maxlen == 10
+
+
+async def test_failing_handler_is_retried_in_order_and_does_not_hold_up_the_others(caplog):
+    flaky, steady = Flaky(failing=True), Flaky()
+    dispatcher = Dispatcher([flaky, steady], patience=0.3)
+    with caplog.at_level(logging.INFO, logger="pgnotify.handlers"):
+        for i in range(5):
+            await dispatcher.handle(notification("orders", f"e{i}"))
+        await steady.wait_until(lambda: len(steady.taken) == 5)  # not held up by the failing one
+        assert steady.taken == [f"e{i}" for i in range(5)]
+        assert flaky.taken == []
+        with pytest.raises(HandlersBehindError, match="Flaky"):
+            await dispatcher.flush()  # still failing after the patience: the position must hold
+        assert 2 <= flaky.attempts < 10  # backoff: a handful of attempts within the patience
+        flaky.failing = False
+        await dispatcher.handle(notification("orders", "e5"))
+        await flaky.wait_until(lambda: len(flaky.taken) == 6)
+        await dispatcher.flush()
+    assert flaky.taken == [f"e{i}" for i in range(6)]  # every event once, in order
+    assert steady.taken == flaky.taken
+    # One line for the failures (counted, each on one line), one when it works again.
+    failures = [r.getMessage() for r in caplog.records if "handler Flaky failed" in r.getMessage()]
+    assert 1 <= len(failures) <= 2, failures
+    assert all("\n" not in line and "ConnectionError: downstream unreachable" in line for line in failures)
+    failed_calls = flaky.attempts - len(flaky.taken)
+    assert sum(int(re.search(r"\((\d+) calls\)", line).group(1)) for line in failures) == failed_calls
+    assert any(f"handler Flaky works again after {failed_calls} failed calls" in r.getMessage() for r in caplog.records)
+    await dispatcher.close()
+
+
+async def test_flush_waits_for_a_handler_that_recovers_within_its_patience():
+    flaky = Flaky(failing=True)
+    dispatcher = Dispatcher([flaky], patience=5.0)
+    await dispatcher.handle(notification("orders", "e0"))
+
+    async def recover():
+        await flaky.wait_until(lambda: flaky.attempts >= 2)
+        flaky.failing = False
+
+    recovering = asyncio.create_task(recover())
+    await asyncio.wait_for(dispatcher.flush(), 5)  # returns only once the event is taken
+    await recovering
+    assert flaky.taken == ["e0"]
+
+
+class Hangs:
+    """Blocks while `release` is clear: a sync call stuck in its thread, or an async one."""
+
+    def __init__(self, sync: bool, hang_calls: int | None = None):
+        self.sync = sync
+        self.release = threading.Event()
+        self.hang_calls = hang_calls  # hang on the first N calls only (None: every call)
+        self.calls = 0
+        self.taken: list[str] = []
+        self.threads: list[int] = []
+
+    def __call__(self, notification):
+        if self.sync:
+            return self._sync(notification)
+        return self._async(notification)
+
+    def _sync(self, notification):
+        self.calls += 1
+        self.threads.append(threading.get_ident())
+        if self.hang_calls is None or self.calls <= self.hang_calls:
+            self.release.wait()
+        self.taken.append(notification.payload)
+
+    async def _async(self, notification):
+        self.calls += 1
+        if self.hang_calls is None or self.calls <= self.hang_calls:
+            while not self.release.is_set():  # noqa: ASYNC110 - a thread-safe flag the test sets
+                await asyncio.sleep(0.01)
+        self.taken.append(notification.payload)
+
+
+class SyncHang(Hangs):
+    def handle(self, notification):
+        return self._sync(notification)
+
+
+class AsyncHang(Hangs):
+    async def handle(self, notification):
+        return await self._async(notification)
+
+
+async def test_a_hung_handler_holds_up_nobody_and_costs_the_flush_nothing():
+    sync_hang, async_hang, steady = SyncHang(sync=True), AsyncHang(sync=False), Flaky()
+    dispatcher = Dispatcher([sync_hang, async_hang, steady], patience=0.3)
+    try:
+        for i in range(10):
+            await dispatcher.handle(notification("orders", f"e{i}"))
+        await steady.wait_until(lambda: len(steady.taken) == 10)
+        await dispatcher.notice({"type": "listener", "state": "lost"})  # never waits on a handler
+        with pytest.raises(HandlersBehindError, match="SyncHang, AsyncHang"):
+            await dispatcher.flush()  # the patience, once
+        started = time.monotonic()
+        with pytest.raises(HandlersBehindError):
+            await dispatcher.flush()  # lanes already behind are not waited for
+        assert time.monotonic() - started < 0.1
+        sync_hang.release.set()  # the sync one comes back and catches up, in order
+        await eventually_async(lambda: len(sync_hang.taken) == 10)
+        assert sync_hang.taken == steady.taken
+        with pytest.raises(HandlersBehindError, match="AsyncHang"):
+            await dispatcher.flush()
+    finally:
+        started = time.monotonic()
+        await dispatcher.close(wait=0.2)
+        assert time.monotonic() - started < 1
+        async_hang.release.set()
+
+
+async def test_a_call_that_overruns_its_timeout_is_given_up_and_retried_in_a_fresh_thread(caplog):
+    hangs = SyncHang(sync=True, hang_calls=1)
+    dispatcher = Dispatcher([Filtered(hangs, timeout=0.2)], patience=3)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pgnotify.handlers"):
+            for i in range(3):
+                await dispatcher.handle(notification("orders", f"e{i}"))
+            await dispatcher.flush()  # the first call is given up after 0.2 s, then retried
+        assert hangs.taken == ["e0", "e1", "e2"]
+        assert hangs.threads[0] != hangs.threads[1] == hangs.threads[2]  # one thread per handler, a new one
+        assert any("HandlerTimeoutError: no answer within 0.2 s (its thread is left behind)" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        hangs.release.set()
+        await dispatcher.close()
+
+
+def test_timeout_entries_are_checked():
+    handler = load_handler({"handler": "tests.helpers.handlers.record_sync", "timeout": 2.5})
+    assert handler.timeout == 2.5 and handler.channels is None
+    for bad in ("5", 0, -1, True):
+        with pytest.raises(HandlerConfigError, match=re.escape("'timeout' of 'tests.helpers.handlers.record")):
+            load_handler({"handler": "tests.helpers.handlers.record_sync", "timeout": bad})
+
+
+async def test_sync_handlers_have_a_thread_each_and_keep_it():
+    first, second = SyncHang(sync=True, hang_calls=0), SyncHang(sync=True, hang_calls=0)
+    dispatcher = Dispatcher([first, second])
+    for i in range(3):
+        await dispatcher.handle(notification("orders", f"e{i}"))
+    await dispatcher.flush()
+    await dispatcher.close()
+    assert len(set(first.threads)) == len(set(second.threads)) == 1
+    assert set(first.threads) != set(second.threads)
