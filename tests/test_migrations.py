@@ -16,7 +16,7 @@ from psycopg import sql
 from notifyproject.shop.models import Order, Product
 from pgnotify.connection import listener_conninfo
 from pgnotify.demo import Inbox
-from pgnotify.triggers import sync_triggers
+from pgnotify.schema.triggers import sync_triggers
 from tests import support
 
 PGNOTIFY_OBJECTS = """

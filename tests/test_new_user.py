@@ -257,7 +257,7 @@ def test_the_distribution_holds_what_the_app_needs_and_passes_twine(tmp_path):
     (wheel,), (sdist,) = tmp_path.glob("*.whl"), tmp_path.glob("*.tar.gz")
     run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist, cwd=ROOT)
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ["pgnotify/sql/notify_change_v3.sql", "pgnotify/migrations/0001_initial.py",
+    for needed in ["pgnotify/schema/sql/notify_change_v3.sql", "pgnotify/migrations/0001_initial.py",
                    "pgnotify/templates/pgnotify/dashboard.html", "pgnotify/static/pgnotify/dashboard.js",
                    "pgnotify/contrib/chat/migrations/0001_initial.py",
                    "pgnotify/contrib/chat/templates/pgnotify_chat/chat.html", "pgnotify/py.typed"]:

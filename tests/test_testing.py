@@ -11,8 +11,8 @@ import psycopg
 from django.db import connection
 
 from notifyproject.shop.models import Order, Product
+from pgnotify.schema.triggers import sync_triggers
 from pgnotify.testing import capture_events, run_handlers
-from pgnotify.triggers import sync_triggers
 from tests.support import ROOT
 from tests.support import test_database_url as database_url
 

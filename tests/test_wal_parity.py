@@ -24,9 +24,9 @@ from psycopg import sql
 from pgnotify.connection import listener_conninfo
 from pgnotify.listener import ListenerOptions, Notification, exactjson
 from pgnotify.listener.wal import WalListener, WalTable, WalTarget
-from pgnotify.publication import sync_publication
+from pgnotify.schema.publication import sync_publication
+from pgnotify.schema.triggers import sync_triggers
 from pgnotify.sources import make_listener
-from pgnotify.triggers import sync_triggers
 from tests.faults import RecordingSink
 from tests.settings import SHAPES_WATCH
 from tests.shapes.models import Place, Restaurant
@@ -58,7 +58,7 @@ SETUP = f"""
     ALTER TABLE {TABLE} REPLICA IDENTITY FULL;
     CREATE PUBLICATION {PUBLICATION} FOR TABLE {TABLE};
 """
-# The change trigger as `migrate` attaches it (pgnotify.triggers): key, table, ISO 8601 durations
+# The change trigger as `migrate` attaches it (pgnotify.schema.triggers): key, table, ISO 8601 durations
 # (the table has interval columns), then the one target.
 ARGUMENTS = f"'{{id}}', '{TABLE}', 'iso_intervals', '{CHANNEL}', 'tests.parity', '{{secret}}'"
 TRIGGERS = f"""

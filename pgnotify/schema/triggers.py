@@ -25,10 +25,10 @@ import sys
 from django.db import DatabaseError, connections, transaction
 from psycopg import sql
 
-from . import conf
-from .exceptions import one_line
-from .listener.partitions import CHANGE_TRIGGER
-from .tables import Relation, TableFacts, inspect
+from .. import conf
+from ..exceptions import one_line
+from ..listener.partitions import CHANGE_TRIGGER
+from .tables import Relation, TableFacts, fetch_table_facts
 from .watched import WatchedTable, refusal, watched_tables
 
 logger = logging.getLogger(__name__)
@@ -170,9 +170,9 @@ def sync_triggers(using: str = "default") -> SyncResult:
             return result
         raw = cursor.connection
         tables, result.problems = watched_tables(using)
-        if conf.source() == "wal":  # the publication (pgnotify.publication) takes the triggers' place
+        if conf.source() == "wal":  # the publication (pgnotify.schema.publication) takes the triggers' place
             tables = {}
-        facts = inspect(cursor, tables)
+        facts = fetch_table_facts(cursor, tables)
         wanted = {}
         for name, table in tables.items():
             refused = refusal(table, facts[name])
