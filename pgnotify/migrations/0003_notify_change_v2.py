@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from pgnotify.schema.sql import load_sql
+from pgnotify.migrations.sql import load_sql
 
 
 class Migration(migrations.Migration):
