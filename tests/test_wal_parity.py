@@ -59,15 +59,15 @@ SETUP = f"""
     CREATE PUBLICATION {PUBLICATION} FOR TABLE {TABLE};
 """
 # The change trigger as `migrate` attaches it (pgnotify.schema.triggers): key, table, ISO 8601 durations
-# (the table has interval columns), then the one target.
-ARGUMENTS = f"'{{id}}', '{TABLE}', 'iso_intervals', '{CHANNEL}', 'tests.parity', '{{secret}}'"
+# (the table has interval columns) and json (a json column), the pairing key, then the one target.
+ARGUMENTS = f"'{{id}}', '{TABLE}', 'iso_intervals,json', '{{id}}', '{CHANNEL}', 'tests.parity', '{{secret}}'"
 TRIGGERS = f"""
     CREATE TRIGGER pgnotify_change AFTER UPDATE ON {TABLE} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_notify_change_v4({ARGUMENTS});
+      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_log_changes({ARGUMENTS});
     CREATE TRIGGER pgnotify_change_insert AFTER INSERT ON {TABLE} REFERENCING NEW TABLE AS new_rows
-      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_notify_change_v4({ARGUMENTS});
+      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_log_changes({ARGUMENTS});
     CREATE TRIGGER pgnotify_change_delete AFTER DELETE ON {TABLE} REFERENCING OLD TABLE AS old_rows
-      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_notify_change_v4({ARGUMENTS});
+      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_log_changes({ARGUMENTS});
 """
 
 TYPICAL = """

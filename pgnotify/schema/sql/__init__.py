@@ -1,4 +1,4 @@
-"""Trigger functions as versioned .sql files; a changed function is a new file and a new migration."""
+"""The functions pgnotify installs, one .sql file each, as they are now (pgnotify.schema.functions)."""
 
 from importlib.resources import files
 

@@ -1,10 +1,6 @@
--- Statement-level AFTER trigger of a watched table, one per operation (PostgreSQL allows
--- transition tables only on single-event triggers). v5 is v4 that never makes a valid write fail:
--- a json column may hold what jsonb refuses (a lone surrogate escape, \u0000), and to_jsonb of
--- its row fails. A table with a json column (option 'json') renders its rows through
--- pgnotify_jsonb_row_v5, which carries such a value as its JSON text and names its column in the
--- event's `as_text` (docs/models.md); every other table renders them with to_jsonb as v4 did, at
--- no cost more. v4, for every shape of table a Django model can have (docs/models.md):
+-- The change function: a statement-level AFTER trigger of a watched table, one per operation
+-- (PostgreSQL allows transition tables only on single-event triggers). For every shape of table a
+-- Django model can have (docs/models.md):
 -- * a key of one column (the event's `pk` is its value) or several (a composite key: `pk` is an
 --   object of the key columns, and an UPDATE pairs old and new rows on all of them);
 -- * the event's `table` comes from the trigger: a partition's events name the partitioned
@@ -15,19 +11,26 @@
 -- * an UPDATE that changes no visible column (only excluded ones, or none at all) logs and sends
 --   nothing;
 -- * intervals in ISO 8601 (P1DT2H3M4.5S) when the trigger asks for it, whatever the writer's
---   IntervalStyle.
--- As in v3: one statement per target logs the statement's events in pgnotify_event (same
--- transaction as the change) and, for a statement of at most `individual_limit` rows, sends each
--- event from the rows it has just written; a larger statement sends one chunk notification per
--- `chunk_size` event ids, {"chunk": [first_id, last_id], "txid", "table", "op"}, which the
--- listener expands from the log. No SET clauses on the function (each costs a settings save and
--- restore per call): what a statement needs it sets transaction-locally and puts back.
+--   IntervalStyle;
+-- * a valid write never fails: a json column may hold what jsonb refuses (a lone surrogate
+--   escape, \u0000), and to_jsonb of its row fails. A table with a json column (option 'json')
+--   renders its rows through pgnotify_jsonb_row, which carries such a value as its JSON text and
+--   names its column in the event's `as_text` (docs/models.md); every other table renders them
+--   with to_jsonb, at no cost more.
+-- One statement per target logs the statement's events in pgnotify_event (same transaction as
+-- the change) and, for a statement of at most `individual_limit` rows, sends each event from the
+-- rows it has just written; a larger statement sends one chunk notification per `chunk_size`
+-- event ids, {"chunk": [first_id, last_id], "txid", "table", "op"}, which the listener expands
+-- from the log. No SET clauses on the function (each costs a settings save and restore per call):
+-- what a statement needs it sets transaction-locally and puts back.
 -- An UPDATE pairs old and new rows on the table's own key when it only holds the model's (a table
 -- partitioned on ts: PRIMARY KEY (id, ts), the model keyed on id): a row whose ts changed is
 -- still the same row; `pk` stays the model's key.
--- Arguments: key columns (array literal), event table, options (comma-separated: 'iso_intervals',
--- 'json'; or ''), the columns rows are paired on (array literal), then per target: channel, model
--- label, excluded columns (array literal).
+-- Arguments (pgnotify/schema/triggers.py renders them): key columns (array literal), event table,
+-- options (comma-separated: 'iso_intervals', 'json'; or ''), the columns rows are paired on (array
+-- literal), then per target: channel, model label, excluded columns (array literal).
+-- A change here is a new migration that applies this file again (pgnotify/schema/functions.py):
+-- the function keeps its name, so the triggers keep calling it.
 
 -- A row of a table with a json column as to_jsonb renders it; a value jsonb refuses is its JSON
 -- text, and the row's key '' (no column can have that name) lists those columns in jsonb's key
@@ -35,7 +38,7 @@
 -- a row whose text holds one, so no other row enters its EXCEPTION block (a subtransaction each
 -- time). Only on that path are the columns read one by one: a transition table's row is a
 -- record, made the table's row type through its text.
-CREATE OR REPLACE FUNCTION pgnotify_jsonb_row_v5(whole anyelement, relation regclass) RETURNS jsonb
+CREATE OR REPLACE FUNCTION pgnotify_jsonb_row(whole anyelement, relation regclass) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     careful jsonb := '{}';
@@ -64,7 +67,7 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION pgnotify_notify_change_v5() RETURNS trigger
+CREATE OR REPLACE FUNCTION pgnotify_log_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     individual_limit constant int := 32;
@@ -149,7 +152,7 @@ BEGIN
                            'op', TG_OP, 'pk', CASE WHEN composite THEN e.whole - non_key ELSE e.whole -> key END,
                            'ts', ts, 'txid', txid, 'row', e.whole - excluded) AS payload
                           FROM (SELECT nextval('pgnotify_event_id_seq') AS id, CASE WHEN with_json AND strpos(r::text, '\u') > 0
-                                           THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
+                                           THEN pgnotify_jsonb_row(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
                                   FROM new_rows r) e) p
                 RETURNING id, payload)
             SELECT min(id), max(id), count(*), count(pg_notify(event_channel, CASE
@@ -167,7 +170,7 @@ BEGIN
                            'op', TG_OP, 'pk', CASE WHEN composite THEN e.whole - non_key ELSE e.whole -> key END,
                            'ts', ts, 'txid', txid, 'row', e.whole - excluded) AS payload
                           FROM (SELECT nextval('pgnotify_event_id_seq') AS id, CASE WHEN with_json AND strpos(r::text, '\u') > 0
-                                           THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
+                                           THEN pgnotify_jsonb_row(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
                                   FROM old_rows r) e) p
                 RETURNING id, payload)
             SELECT min(id), max(id), count(*), count(pg_notify(event_channel, CASE
@@ -192,11 +195,11 @@ BEGIN
             -- MATERIALIZED: each row is rendered once.
             WITH new_json AS MATERIALIZED (
                     SELECT CASE WHEN with_json AND strpos(r::text, '\u') > 0
-                                THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
+                                THEN pgnotify_jsonb_row(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
                       FROM new_rows r),
                  old_json AS MATERIALIZED (
                     SELECT CASE WHEN with_json AND strpos(r::text, '\u') > 0
-                                THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
+                                THEN pgnotify_jsonb_row(r, TG_RELID::regclass) ELSE to_jsonb(r) END AS whole
                       FROM old_rows r),
                  pairs AS MATERIALIZED (
                     SELECT n.whole,
