@@ -181,6 +181,9 @@ def test_an_older_database_on_the_wal_source_keeps_its_publication_and_slot(old_
         conn.execute("INSERT INTO pgnotify_listener (name, snapshot) VALUES ('upgrade', pg_current_snapshot()::text)")
         conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [slot])
         conn.execute("INSERT INTO shop_order DEFAULT VALUES")
+        # Another app migrated first: pgnotify, not yet at its head, is still installed.
+        assert manage(url, "migrate", "shop", "--noinput", PGNOTIFY_SOURCE="wal").returncode == 0
+        assert query(conn, "SELECT pubname FROM pg_publication") == {("pgnotify",)}
 
         with Writer(conninfo) as writer:
             writer.wait_for(20)

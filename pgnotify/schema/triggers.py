@@ -86,7 +86,8 @@ def _change_arguments(table: WatchedTable, facts: TableFacts) -> sql.Composed:
     ('iso_intervals': the table has an interval column; 'json': a json one), what old and new rows
     are paired on (the table's own key where it only holds the model's: partitioned on ts, (id,
     ts); docs/models.md), then a target per WATCH entry."""
-    options = ["iso_intervals"] * facts.has_intervals + ["json"] * facts.has_json
+    options = [option for option, wanted in (("iso_intervals", facts.has_intervals), ("json", facts.has_json))
+               if wanted]
     values = [_array_literal(table.key), facts.relation.display, ",".join(options),
               _array_literal(facts.pairing_key(table.key) or table.key)]
     for target in table.targets:
@@ -119,8 +120,13 @@ def _wanted(table: WatchedTable, facts: TableFacts) -> dict:
 
 
 def installed(cursor) -> bool:
-    """Whether pgnotify's migrations are applied here (the change function exists): not after
-    `migrate pgnotify zero`."""
+    """Whether pgnotify's migrations are applied here (its event log exists): not after `migrate
+    pgnotify zero`. True too where the last ones are pending (`migrate` of another app)."""
+    cursor.execute("SELECT to_regclass('pgnotify_event') IS NOT NULL")
+    return cursor.fetchone()[0]
+
+
+def _change_function_exists(cursor) -> bool:
     cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [CHANGE_FUNCTION + "()"])
     return cursor.fetchone()[0]
 
@@ -153,9 +159,10 @@ def _sync(using: str, serve: bool, only_present: bool) -> SyncResult:
     connection = connections[using]
     result = SyncResult()
     with connection.cursor() as cursor:
-        # A migration refreshes the triggers right after creating the function (or, writing its
-        # SQL, before it exists).
-        if not (only_present or installed(cursor)):
+        # Without the function (pgnotify not migrated, or not yet to 0008) the triggers stay as
+        # they are. A migration refreshes them right after creating it (or, writing its SQL,
+        # before it exists).
+        if not (only_present or _change_function_exists(cursor)):
             return result
         raw = cursor.connection
         tables, unwatched = watched_tables(using)
