@@ -10,7 +10,7 @@ class PgNotifyConfig(AppConfig):
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
         from .cache import create_cache_table_after_migrate
-        from .install import sync_after_migrate
+        from .schema.install import sync_after_migrate
 
         post_migrate.connect(sync_after_migrate, sender=self)
         post_migrate.connect(create_cache_table_after_migrate, sender=self)

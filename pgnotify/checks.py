@@ -15,14 +15,22 @@ from django.db import connections, router
 from psycopg import Connection
 
 from . import conf
-from . import tables as database_tables
 from .connection import listener_conninfo
 from .exceptions import one_line
 from .extras import installed
 from .handlers.base import handler_error_line, handler_problem, valid_channel
 from .listener.probe import can_listen
 from .listener.wal.slots import PUBLICATION
-from .watched import database_of, key_columns, refusal, served_databases, wal_refusal, watched_labels, watched_tables
+from .schema.tables import fetch_table_facts
+from .schema.watched import (
+    database_of,
+    key_columns,
+    refusal,
+    served_databases,
+    wal_refusal,
+    watched_labels,
+    watched_tables,
+)
 
 HINT_WATCH = 'e.g. PGNOTIFY = {"WATCH": {"shop.Order": {"channel": "orders", "exclude": ["note"]}}}'
 HINT_STREAMS = "See docs/live.md: a stream names a watched model, its fields, filters and rows (a Q per user)."
@@ -196,7 +204,7 @@ def _check_tables_of(database: str) -> list:
         # A connection of its own with a short timeout: Django's pool would wait 30 s for a server
         # that is down, and `check` runs before most commands.
         with Connection.connect(autocommit=True, **{**listener_conninfo(database), "connect_timeout": 3}) as connection:
-            facts = database_tables.inspect(connection.cursor(), tables)
+            facts = fetch_table_facts(connection.cursor(), tables)
     except Exception as error:  # a check must not raise: the database may be down, or not created yet
         where = "" if database == "default" else f" of database {database!r}"
         return [Warning(f"pgnotify could not inspect the watched tables{where}: {one_line(error)}.",
@@ -525,7 +533,7 @@ def _reachable(alias: str) -> bool:
 
 
 def _rights(alias: str) -> list:
-    from . import rights
+    from .schema import rights
 
     try:
         pending = rights.pending_migrations(alias)
@@ -547,7 +555,7 @@ def _rights(alias: str) -> list:
 
 
 def _table_rights(cursor, role: str) -> list:
-    from . import rights
+    from .schema import rights
 
     messages = []
     writer = [f"{', '.join(missing)} on {table}" for table, privileges in rights.WRITER
@@ -577,12 +585,12 @@ def _table_rights(cursor, role: str) -> list:
 
 def _owned(alias: str, role: str) -> list:
     """Watched tables the trigger (or publication) sync would change but the role does not own."""
-    from . import rights
+    from .schema import rights
 
     statements = rights.sync_statements(alias) or []
     tables, _ = watched_tables()
     with connections[alias].cursor() as cursor:
-        facts = database_tables.inspect(cursor, tables)
+        facts = fetch_table_facts(cursor, tables)
         relations = [relation for fact in facts.values() if fact for relation, _ in fact.relations()]
         cursor.execute(_OWNERS, [[relation.oid for relation in relations]])
         owners = {oid: (owned, owner) for oid, owned, owner in cursor.fetchall()}

@@ -5,11 +5,11 @@ from . import conf
 from .listener import Listener, ListenerOptions, Sink
 from .listener.base import BaseListener
 from .listener.wal import WalListener, WalTable, WalTarget
-from .watched import watched_tables
+from .schema.watched import watched_tables
 
 
 def wal_tables(database: str = "default") -> list[WalTable]:
-    """The watched and cache-invalidated tables of `database` (pgnotify.watched: a target per
+    """The watched and cache-invalidated tables of `database` (pgnotify.schema.watched: a target per
     WATCH entry, a model and its proxies on one table), as the WAL source renders them. Entries
     that cannot be used are left out (the system checks and `migrate` say why)."""
     tables, _ = watched_tables(database)

@@ -65,7 +65,7 @@ def _triggers_attached(using: str) -> Iterator[None]:
     if conf.source() != "wal":
         yield
         return
-    from .triggers import sync_triggers
+    from .schema.triggers import sync_triggers
 
     with override_settings(PGNOTIFY={**settings.PGNOTIFY, "SOURCE": "notify"}):
         sync_triggers(using)

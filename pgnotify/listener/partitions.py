@@ -9,7 +9,7 @@ start and once a minute (one catalog query) and warns."""
 
 import psycopg
 
-CHANGE_TRIGGER = "pgnotify_change"  # the name pgnotify.triggers gives a watched table's change trigger
+CHANGE_TRIGGER = "pgnotify_change"  # the name pgnotify.schema.triggers gives a watched table's change trigger
 
 _UNWATCHED = """
     SELECT p.relid::regclass::text, t.tgrelid::regclass::text

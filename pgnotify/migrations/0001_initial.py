@@ -6,7 +6,7 @@ import pgnotify.models
 from django.conf import settings
 from django.db import migrations, models
 
-from pgnotify.sql import load_sql
+from pgnotify.migrations.sql import load_sql
 
 
 class Migration(migrations.Migration):

@@ -1,12 +1,12 @@
 from django.db import migrations
 
-from pgnotify.sql import load_sql
+from pgnotify.migrations.sql import load_sql
 
 
 class Migration(migrations.Migration):
     """Statement-level change triggers (transition tables): a bulk statement logs its events with
     one INSERT ... SELECT and sends a few chunk notifications. The triggers themselves are
-    switched after migrate (pgnotify.triggers), by their hash."""
+    switched after migrate (pgnotify.schema.triggers), by their hash."""
 
     dependencies = [
         ('pgnotify', '0002_chatpresence'),

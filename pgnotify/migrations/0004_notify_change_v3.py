@@ -1,12 +1,12 @@
 from django.db import migrations
 
-from pgnotify.sql import load_sql
+from pgnotify.migrations.sql import load_sql
 
 
 class Migration(migrations.Migration):
     """The change trigger function, cheaper per call (same events and notifications as v2): one
     statement logs and notifies, and no SET clauses. The triggers are switched after migrate
-    (pgnotify.triggers), by their hash."""
+    (pgnotify.schema.triggers), by their hash."""
 
     dependencies = [
         ('pgnotify', '0003_notify_change_v2'),

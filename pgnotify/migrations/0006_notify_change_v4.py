@@ -1,12 +1,12 @@
 from django.db import migrations
 
-from pgnotify.sql import load_sql
+from pgnotify.migrations.sql import load_sql
 
 
 class Migration(migrations.Migration):
     """The change trigger function for every shape of model (composite keys, partitions, proxies,
     tables outside the search path) that sends nothing for an UPDATE changing no visible column.
-    The triggers are switched after migrate (pgnotify.triggers), by their hash."""
+    The triggers are switched after migrate (pgnotify.schema.triggers), by their hash."""
 
     dependencies = [
         ('pgnotify', '0005_chat_moved_to_contrib'),

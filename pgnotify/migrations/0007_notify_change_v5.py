@@ -1,12 +1,12 @@
 from django.db import migrations
 
-from pgnotify.sql import load_sql
+from pgnotify.migrations.sql import load_sql
 
 
 class Migration(migrations.Migration):
     """The change trigger function that never makes a valid write fail: a json value jsonb refuses
     (a lone surrogate, \\u0000) goes as its JSON text, named in the event's `as_text`.
-    The triggers are switched after migrate (pgnotify.triggers), by their hash."""
+    The triggers are switched after migrate (pgnotify.schema.triggers), by their hash."""
 
     dependencies = [
         ('pgnotify', '0006_notify_change_v4'),

@@ -136,6 +136,13 @@ def test_core_install_without_extras(wheel, database, tmp_path):
     run(python, "manage.py", "makemigrations", "blog", cwd=tmp_path, env=env)
     migrated = run(python, "manage.py", "migrate", cwd=tmp_path, env=env)
     assert "pgnotify: attached pgnotify_change on blog_post" in migrated.stdout
+    with psycopg.Connection.connect(autocommit=True, **database) as conn:
+        made = {name for (name,) in conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'pgnotify%' UNION ALL "
+                                                 "SELECT relname FROM pg_class WHERE relname LIKE 'pgnotify%' "
+                                                 "AND relkind = 'r'")}
+    # One change function, and no chat table: the chat is not installed.
+    assert made == {"pgnotify_log_changes", "pgnotify_jsonb_row", "pgnotify_invalidate_cache", "pgnotify_event",
+                    "pgnotify_listener"}
     checked = run(python, "manage.py", "check", cwd=tmp_path, env=env)
     assert "no issues" in checked.stdout
 
@@ -257,7 +264,9 @@ def test_the_distribution_holds_what_the_app_needs_and_passes_twine(tmp_path):
     (wheel,), (sdist,) = tmp_path.glob("*.whl"), tmp_path.glob("*.tar.gz")
     run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist, cwd=ROOT)
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ["pgnotify/sql/notify_change_v3.sql", "pgnotify/migrations/0001_initial.py",
+    for needed in ["pgnotify/schema/sql/log_changes.sql", "pgnotify/migrations/0001_initial.py",
+                   "pgnotify/migrations/0001_squashed_0007_notify_change_v5.py",
+                   "pgnotify/migrations/sql/notify_change_v1.sql",
                    "pgnotify/templates/pgnotify/dashboard.html", "pgnotify/static/pgnotify/dashboard.js",
                    "pgnotify/contrib/chat/migrations/0001_initial.py",
                    "pgnotify/contrib/chat/templates/pgnotify_chat/chat.html", "pgnotify/py.typed"]:

@@ -7,8 +7,8 @@ import time
 import psycopg
 from django.db import connection
 
-from pgnotify.publication import sync_publication
-from pgnotify.triggers import sync_triggers
+from pgnotify.schema.publication import sync_publication
+from pgnotify.schema.triggers import sync_triggers
 from tests.helpers.support import process_env
 
 

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from notifyproject.shop.models import Order
-from pgnotify.triggers import sync_triggers
+from pgnotify.schema.triggers import sync_triggers
 from tests.helpers import support
 
 pytestmark = pytest.mark.django_db(transaction=True)

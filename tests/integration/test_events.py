@@ -17,7 +17,7 @@ from django.test import override_settings
 from notifyproject.shop.demo import Inbox
 from notifyproject.shop.models import Product
 from pgnotify.connection import listener_conninfo
-from pgnotify.triggers import sync_triggers
+from pgnotify.schema.triggers import sync_triggers
 from tests.helpers.support import ManagedProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)

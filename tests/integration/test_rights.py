@@ -172,7 +172,7 @@ def test_a_role_that_may_not_create_functions_or_triggers_gets_them_from_a_dba(r
 
     first = manage(roles["writer_url"], "pgnotify_sql")
     assert first.returncode == 0, first.stderr
-    assert "CREATE OR REPLACE FUNCTION pgnotify_notify_change" in first.stdout
+    assert "CREATE OR REPLACE FUNCTION pgnotify_log_changes" in first.stdout
     assert "INSERT INTO django_migrations" in first.stdout
     assert "pgnotify_sql` again" in first.stdout  # the triggers need the functions first
     with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": roles["name"]}) as conn:

@@ -16,10 +16,10 @@ from django.test import override_settings
 from notifyproject.shop.demo import Inbox
 from pgnotify import checks
 from pgnotify.connection import listener_conninfo
-from pgnotify.publication import sync_publication
-from pgnotify.tables import TableName, inspect
-from pgnotify.triggers import sync_triggers
-from pgnotify.watched import Target, WatchedTable, refusal
+from pgnotify.schema.publication import sync_publication
+from pgnotify.schema.tables import TableName, fetch_table_facts
+from pgnotify.schema.triggers import sync_triggers
+from pgnotify.schema.watched import Target, WatchedTable, refusal
 from tests.helpers import support
 from tests.helpers.schema import TRIGGER_COMMENTS
 from tests.helpers.sources import source_env, use_source
@@ -69,7 +69,7 @@ def test_a_partitioned_table_whose_key_holds_the_models_key_is_accepted():
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE shapes_sample_other (id integer, ts date, v integer, PRIMARY KEY (ts, v))")
         try:
-            (facts,) = inspect(cursor, [TableName("", "shapes_sample_other")]).values()
+            (facts,) = fetch_table_facts(cursor, [TableName("", "shapes_sample_other")]).values()
         finally:
             cursor.execute("DROP TABLE shapes_sample_other")
     table = WatchedTable(TableName("", "shapes_sample_other"), ("id",), targets=[Target("s", "shapes.sample", ())])

@@ -11,8 +11,8 @@ import psycopg
 from django.db import connection
 
 from notifyproject.shop.models import Order, Product
+from pgnotify.schema.triggers import sync_triggers
 from pgnotify.testing import capture_events, run_handlers
-from pgnotify.triggers import sync_triggers
 from tests.helpers.support import ROOT, database_url_for_tests
 
 PAGE = ROOT / "docs" / "testing.md"

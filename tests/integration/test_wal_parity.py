@@ -24,9 +24,9 @@ from psycopg import sql
 from pgnotify.connection import listener_conninfo
 from pgnotify.listener import ListenerOptions, Notification, exactjson
 from pgnotify.listener.wal import WalListener, WalTable, WalTarget
-from pgnotify.publication import sync_publication
+from pgnotify.schema.publication import sync_publication
+from pgnotify.schema.triggers import sync_triggers
 from pgnotify.sources import make_listener
-from pgnotify.triggers import sync_triggers
 from tests.helpers.faults import RecordingSink
 from tests.helpers.sources import drop_database_slots
 from tests.settings import SHAPES_WATCH
@@ -58,16 +58,16 @@ SETUP = f"""
     ALTER TABLE {TABLE} REPLICA IDENTITY FULL;
     CREATE PUBLICATION {PUBLICATION} FOR TABLE {TABLE};
 """
-# The change trigger as `migrate` attaches it (pgnotify.triggers): key, table, ISO 8601 durations
-# (the table has interval columns), then the one target.
-ARGUMENTS = f"'{{id}}', '{TABLE}', 'iso_intervals', '{CHANNEL}', 'tests.parity', '{{secret}}'"
+# The change trigger as `migrate` attaches it (pgnotify.schema.triggers): key, table, ISO 8601 durations
+# (the table has interval columns) and json (a json column), the pairing key, then the one target.
+ARGUMENTS = f"'{{id}}', '{TABLE}', 'iso_intervals,json', '{{id}}', '{CHANNEL}', 'tests.parity', '{{secret}}'"
 TRIGGERS = f"""
     CREATE TRIGGER pgnotify_change AFTER UPDATE ON {TABLE} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_notify_change_v4({ARGUMENTS});
+      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_log_changes({ARGUMENTS});
     CREATE TRIGGER pgnotify_change_insert AFTER INSERT ON {TABLE} REFERENCING NEW TABLE AS new_rows
-      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_notify_change_v4({ARGUMENTS});
+      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_log_changes({ARGUMENTS});
     CREATE TRIGGER pgnotify_change_delete AFTER DELETE ON {TABLE} REFERENCING OLD TABLE AS old_rows
-      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_notify_change_v4({ARGUMENTS});
+      FOR EACH STATEMENT EXECUTE FUNCTION pgnotify_log_changes({ARGUMENTS});
 """
 
 TYPICAL = """

@@ -20,7 +20,7 @@ from pgnotify.listener import ListenerOptions
 from pgnotify.listener.wal.protocol import Change, Commit, parse_copy_data
 from pgnotify.listener.wal.slots import slot_name
 from pgnotify.listener.wal.stream import ReplicationStream
-from pgnotify.publication import sync_publication
+from pgnotify.schema.publication import sync_publication
 from pgnotify.sources import make_listener
 from tests.helpers.faults import PrivateServer, RecordingSink
 from tests.helpers.sources import source_env, use_source
@@ -276,7 +276,7 @@ def database_state() -> dict:
 
 
 def test_migrate_switches_between_the_sources(wal, settings):
-    from pgnotify.triggers import sync_triggers
+    from pgnotify.schema.triggers import sync_triggers
 
     state = database_state()
     assert state["triggers"] == set() and state["identity"] == "f"  # no change trigger, no cache trigger

@@ -66,7 +66,7 @@ _LOG = """
 """
 _PUBLICATION = "SELECT count(*) FROM pg_publication WHERE pubname = %s"
 # The event's `table`: the relation's name, with its schema when the search path does not find it
-# (the rule of pgnotify.tables.Relation.display, which the change trigger follows); and its unique
+# (the rule of pgnotify.schema.tables.Relation.display, which the change trigger follows); and its unique
 # keys, which say what its old and new rows are paired on.
 _RELATION_FACTS = ("SELECT to_regclass(quote_ident(%(name)s)) IS NOT DISTINCT FROM %(oid)s::oid::regclass, "
                    + unique_keys_sql("%(oid)s::oid"))

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from pgnotify.rights import script
+from pgnotify.schema.rights import script
 
 
 class Command(BaseCommand):

@@ -99,6 +99,14 @@ class _Recorder:
         return None
 
 
+def recorded(run, using: str) -> list[str]:
+    """The statements changing the database that `run()` makes, recorded instead of run."""
+    recorder = _Recorder()
+    with connections[using].execute_wrapper(recorder):
+        run()
+    return recorder.statements
+
+
 def _sync(using: str) -> None:
     """The post-migrate sync's trigger and publication statements, in migrate's order."""
     for sync in schema_syncs():
@@ -110,7 +118,6 @@ def sync_statements(using: str, first: list[str] = ()) -> list[str] | None:
     catalogue's answers and rolled back. `first` (pending migrations' SQL) is run before, in the
     same rolled-back transaction; None when the role cannot run it."""
     connection = connections[using]
-    recorder = _Recorder()
     with transaction.atomic(using=using):
         try:
             with transaction.atomic(using=using), connection.cursor() as cursor:
@@ -119,10 +126,9 @@ def sync_statements(using: str, first: list[str] = ()) -> list[str] | None:
         except DatabaseError:
             transaction.set_rollback(True, using=using)
             return None
-        with connection.execute_wrapper(recorder):
-            _sync(using)
+        statements = recorded(lambda: _sync(using), using)
         transaction.set_rollback(True, using=using)
-    return recorder.statements
+    return statements
 
 
 def _comment(statement: str) -> bool:

@@ -23,8 +23,8 @@ import time
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
 
-from .exceptions import WalSetupError, one_line
-from .listener.wal.slots import POSITION_PREFIX, PUBLICATION, SLOT_PREFIX, slot_name
+from ..exceptions import WalSetupError, one_line
+from ..listener.wal.slots import POSITION_PREFIX, PUBLICATION, SLOT_PREFIX, slot_name
 from .triggers import SyncResult
 
 HAND_OVER_TIMEOUT = 30.0  # seconds a running WAL listener has to confirm the moment of the switch

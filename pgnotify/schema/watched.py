@@ -8,8 +8,8 @@ from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.db import router
 
-from . import conf
-from .exceptions import one_line
+from .. import conf
+from ..exceptions import one_line
 from .tables import TableFacts, TableName
 
 

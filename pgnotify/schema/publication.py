@@ -2,7 +2,7 @@
 tables, and each watched table's replica identity.
 
 With PGNOTIFY["SOURCE"] = "wal" the publication `pgnotify` lists exactly those tables, found as
-the trigger sync finds them (pgnotify.watched, pgnotify.tables): by their schema, a model and its
+the trigger sync finds them (pgnotify.schema.watched, pgnotify.schema.tables): by their schema, a model and its
 proxies as one table. It publishes `via_partition_root`: a write to any partition of a
 partitioned table, attached before or after, comes as a change of the partitioned table.
 
@@ -33,10 +33,10 @@ import logging
 from django.db import DatabaseError, connections, transaction
 from psycopg import sql
 
-from . import conf
-from .exceptions import WalSetupError, one_line
-from .listener.wal.slots import PUBLICATION
-from .tables import Relation, TableFacts, inspect
+from .. import conf
+from ..exceptions import WalSetupError, one_line
+from ..listener.wal.slots import PUBLICATION
+from .tables import Relation, TableFacts, fetch_table_facts
 from .triggers import SyncResult, installed
 from .watched import WatchedTable, refusal, wal_refusal, watched_tables
 
@@ -115,7 +115,7 @@ def sync_publication(using: str = "default") -> SyncResult:
         cursor.execute(_PUBLICATION, [PUBLICATION])
         exists = cursor.fetchone()
         tables, _ = watched_tables(using)  # entries that cannot be used: the trigger sync reports them
-        facts = inspect(cursor, tables)
+        facts = fetch_table_facts(cursor, tables)
         if conf.source() == "wal" and installed(cursor):
             _publish(run, tables, facts, exists)
         elif exists is not None:  # switching back, or pgnotify migrated to zero: what the WAL source set goes
@@ -132,7 +132,7 @@ def sync_publication(using: str = "default") -> SyncResult:
 
 def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
     # Without the publication the WAL source has nothing to read: a failure here stops `migrate`
-    # (pgnotify.install), before the change triggers are removed.
+    # (pgnotify.schema.install), before the change triggers are removed.
     if exists is None:
         if not run.apply([(sql.SQL("CREATE PUBLICATION {} WITH (publish_via_partition_root = true)").format(
                 sql.Identifier(PUBLICATION)), f"created publication {PUBLICATION}")],

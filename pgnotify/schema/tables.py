@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.backends.utils import split_identifier
 from psycopg import sql
 
-from .listener.keys import pairing_key, unique_keys_sql
+from ..listener.keys import pairing_key, unique_keys_sql
 
 # pg_class.relkind of the relations a statement-level trigger with transition tables can serve.
 TABLE_KINDS = {"r": "table", "p": "partitioned table"}
@@ -124,7 +124,7 @@ SELECT w.schema, w.name, c.oid, n.nspname, c.relname, c.relkind::text,
 """
 
 
-def inspect(cursor, names) -> dict[TableName, TableFacts | None]:
+def fetch_table_facts(cursor, names) -> dict[TableName, TableFacts | None]:
     """Facts about each table (None: no relation of that name) through a DB-API cursor of
     Django's connection."""
     names = list(dict.fromkeys(names))

@@ -1,6 +1,6 @@
 """What `migrate` does after pgnotify's migrations (post_migrate): the change triggers, the WAL
 source's publication and its slots made to match the settings, in the order that never leaves a
-watched table without a source of events, so a switch of source loses nothing (pgnotify.switch).
+watched table without a source of events, so a switch of source loses nothing (pgnotify.schema.switch).
 
 - With the WAL source the publication comes first, then a slot for every known listener name,
   and the change triggers go only then: a publication that cannot be made fails `migrate` in one
@@ -19,8 +19,9 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import connections
 
-from . import conf, switch
-from .exceptions import WalSetupError
+from .. import conf
+from ..exceptions import WalSetupError
+from . import switch
 from .publication import sync_publication
 from .triggers import installed, sync_triggers
 
