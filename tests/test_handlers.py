@@ -1,4 +1,4 @@
-"""Pluggable handlers (SPEC §9, issue 5): channel filters, sync and async callables, a failing
+"""Pluggable handlers (docs/handlers.md): channel filters, sync and async callables, a failing
 handler retried with backoff without holding the others up, and the listener's position held
 back until every handler has taken every event."""
 

@@ -50,7 +50,6 @@ class GroupForwarder:
         self._notice_sender: asyncio.Task | None = None
         self._stats_sent = 0.0
         self._changes_sent = 0.0  # monotonic time of the last `changes` group message
-        self._windows: dict[str, tuple[float, int]] = {}  # channel -> rate window of our stats frames
         self.frames_sent = 0
         self.events_sent = 0
         self.taken = 0  # notifications taken (compared with the listener's count at a checkpoint)
@@ -145,24 +144,10 @@ class GroupForwarder:
         self._stats_sent = time.monotonic()
         if self.listener is None:
             return
-        snapshot = self._snapshot()
+        snapshot = self.listener.stats.snapshot(rates=False)  # the page computes rates from the counts
         snapshot["name"] = self.listener.options.name
         snapshot["database"] = self.listener.options.database
         await self._send(self.group, frame({"type": "stats", **snapshot}))
-
-    def _snapshot(self) -> dict:
-        """The listener's statistics with rates over our own one-second window. A snapshot
-        restarts each channel's rate window, so the runner's periodic statistics keep theirs."""
-        channels = self.listener.stats.channels
-        theirs = {name: (c._window_start, c._window_count) for name, c in channels.items()}
-        for name, c in channels.items():
-            c._window_start, c._window_count = self._windows.get(name, theirs[name])
-        try:
-            return self.listener.stats.snapshot()
-        finally:
-            for name, c in channels.items():
-                self._windows[name] = (c._window_start, c._window_count)
-                c._window_start, c._window_count = theirs.get(name, self._windows[name])
 
     async def _send(self, group: str, message: dict) -> bool:
         # Numbered before sending: a failed send (it may have arrived or not) leaves a gap the

@@ -75,7 +75,7 @@ class ListenerOptions:
     channels: list[str]
     name: str = "default"
     # The alias of the database read (`listen_notify --database`): events of any other than
-    # 'default' carry it as `database` (SPEC §4).
+    # 'default' carry it as `database` (docs/wire-format.md).
     database: str = "default"
     retention: timedelta = timedelta(hours=24)
     poll_interval: float = 0.25

@@ -14,7 +14,7 @@ channel, and every message carries the event's `id` for the consumer to de-dupli
 `database`, for events read from another database than 'default': the message id is then
 "ALIAS:id").
 
-Notifications that are not change events (SPEC §4) are skipped unless `raw=True`; then each goes
+Notifications that are not change events (docs/wire-format.md) are skipped unless `raw=True`; then each goes
 out as `{"id": "n-<32 hex digits>", "type": "notification", "channel": ..., "payload": <the text
 as sent>, "received": <ISO 8601>}`, with table `_` and operation `NOTIFY` where a destination
 name needs them. Such notifications are not in the event log: one that arrives while no

@@ -108,7 +108,7 @@ class WalListener(BaseListener):
         self.publication = publication
         self.retained_warning = retained_warning
         self.slot: str | None = None
-        self._database = None if options.database == "default" else options.database  # SPEC §4 `database`
+        self._database = None if options.database == "default" else options.database  # `database`: docs/wire-format.md
         self._received = 0  # where the server may resume once the sink has taken everything
         self._confirmed = 0  # what the server was told
         self._last_commit = 0  # commit LSN of the last transaction handed on: none twice in a process

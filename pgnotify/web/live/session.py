@@ -102,7 +102,7 @@ class LiveSession:
         task.add_done_callback(self._resyncs.discard)
 
     async def _resync(self, subscription: Subscription) -> None:
-        """After lost group messages: `resync` and a fresh snapshot (SPEC: the client drops its rows)."""
+        """After lost group messages: `resync` and a fresh snapshot (docs/live.md: the client drops its rows)."""
         found = await router(self.layer)
         if self.subscriptions.get(subscription.id) is not subscription or subscription.buffer is not None:
             return  # gone, or being read: it restarts once live (Router.drain)
