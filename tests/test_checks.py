@@ -49,21 +49,21 @@ def test_the_demo_settings_pass():
     (watching("shop.Order", {"channel": ""}), ["pgnotify.E004"]),
     (watching("shop.Order", {}), ["pgnotify.E004"]),
     (watching("shop.Order", "orders"), ["pgnotify.E004"]),
-    (watching("shop.Order", {"channel": "orders", "chanel": "typo"}), ["pgnotify.E004"]),
-    (watching("auth.User", {"channel": "users", "exclude": ["pasword"]}), ["pgnotify.E005"]),
+    (watching("shop.Order", {"channel": "orders", "chanel": "typo"}), ["pgnotify.E014"]),
+    (watching("auth.User", {"channel": "users", "exclude": ["pasword"]}), ["pgnotify.E015"]),
     (watching("auth.User", {"channel": "users", "exclude": "password"}), ["pgnotify.E005"]),
     ({"CACHE_INVALIDATE": ["users"]}, ["pgnotify.E006"]),
-    ({"CACHE_INVALIDATE": {"shop.Nope": ["catalog"]}}, ["pgnotify.E006"]),
-    ({"CACHE_INVALIDATE": {"shop.Product": []}}, ["pgnotify.E006"]),
-    ({"CACHE_INVALIDATE": {"shop.Product": "catalog"}}, ["pgnotify.E006"]),
-    ({"CACHE_INVALIDATE": {"shop.Product": [""]}}, ["pgnotify.E006"]),
-    ({"LISTEN": ["system", "bad name"]}, ["pgnotify.E007"]),
+    ({"CACHE_INVALIDATE": {"shop.Nope": ["catalog"]}}, ["pgnotify.E016"]),
+    ({"CACHE_INVALIDATE": {"shop.Product": []}}, ["pgnotify.E017"]),
+    ({"CACHE_INVALIDATE": {"shop.Product": "catalog"}}, ["pgnotify.E017"]),
+    ({"CACHE_INVALIDATE": {"shop.Product": [""]}}, ["pgnotify.E017"]),
+    ({"LISTEN": ["system", "bad name"]}, ["pgnotify.E019"]),
     ({"LISTEN": "system"}, ["pgnotify.E007"]),
-    ({"RETENSION": 3600}, ["pgnotify.E008"]),
+    ({"RETENSION": 3600}, ["pgnotify.E018"]),
     ({"RETENTION": "a day"}, ["pgnotify.E009"]),
     ({"RETENTION": 0}, ["pgnotify.E009"]),
     ({"RETENTION": True}, ["pgnotify.E009"]),
-    ({"HANDLERS": "tests.test_handlers.record_sync"}, ["pgnotify.E010"]),
+    ({"HANDLERS": "tests.test_handlers.record_sync"}, ["pgnotify.E023"]),
     ({"HANDLERS": ["tests.nowhere.handler"]}, ["pgnotify.E010"]),
     ({"HANDLERS": [{"handler": "tests.test_handlers.record_sync", "channel": ["orders"]}]}, ["pgnotify.E010"]),
     ({"HANDLERS": [{"handler": "tests.test_handlers.record_sync", "options": {"x": 1}}]}, ["pgnotify.E010"]),
@@ -95,7 +95,7 @@ def test_checks_are_registered_with_django():
     with override_settings(PGNOTIFY={**GOOD, **watching("shop.Nope", {"channel": "nope"}),
                                      "CACHE_INVALIDATE": {"shop.Nope": ["x"]}}):
         found = {error.id for error in django_checks.run_checks() if error.id.startswith("pgnotify.")}
-    assert found == {"pgnotify.E003", "pgnotify.E006"}
+    assert found == {"pgnotify.E003", "pgnotify.E016"}
 
 
 def test_manage_py_check_fails_cleanly(tmp_path):

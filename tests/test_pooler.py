@@ -106,8 +106,8 @@ def test_check_database_reports_a_listener_alias_behind_a_transaction_pooler(pgb
 @pytest.mark.once
 @pytest.mark.parametrize(("direct", "expected"), [
     ({"default": "default"}, []),
-    ({"default": "nope"}, ["pgnotify.E050"]),
-    ({"nope": "default"}, ["pgnotify.E050"]),
+    ({"default": "nope"}, ["pgnotify.E052"]),
+    ({"nope": "default"}, ["pgnotify.E052"]),
     (["default"], ["pgnotify.E050"]),
 ])
 def test_direct_names_known_aliases(direct, expected):
