@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from ..exceptions import one_line
 from ..listener.backoff import backoff_delay
 from ..listener.throttle import ThrottledLog
-from ..web.frames import DASHBOARD_GROUP, frame, notice_frame
+from ..web.frames import CHANGES, CHECKPOINT, DASHBOARD_GROUP, STATS, frame, notice_frame
 from ..web.layers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class GroupForwarder:
             self._changes_sent = time.monotonic()
             batch = self._pending[:MAX_BATCH]
             del self._pending[: len(batch)]
-            if not await self._send(self.group, frame({"type": "changes", "events": batch})):
+            if not await self._send(self.group, frame({"type": CHANGES, "events": batch})):
                 self._pending[:0] = batch  # retried on the next event or flush
                 return
             self.frames_sent += 1
@@ -138,7 +138,7 @@ class GroupForwarder:
         snapshot = getattr(listener, "checkpoint", None)
         if snapshot is None or self._pending or self.taken != getattr(listener, "handed_on", None):
             return
-        await self._send(self.group, frame({"type": "checkpoint", "snapshot": snapshot, "t": round(time.time(), 3)}))
+        await self._send(self.group, frame({"type": CHECKPOINT, "snapshot": snapshot, "t": round(time.time(), 3)}))
 
     async def _send_stats(self) -> None:
         self._stats_sent = time.monotonic()
@@ -147,7 +147,7 @@ class GroupForwarder:
         snapshot = self.listener.stats.snapshot(rates=False)  # the page computes rates from the counts
         snapshot["name"] = self.listener.options.name
         snapshot["database"] = self.listener.options.database
-        await self._send(self.group, frame({"type": "stats", **snapshot}))
+        await self._send(self.group, frame({"type": STATS, **snapshot}))
 
     async def _send(self, group: str, message: dict) -> bool:
         # Numbered before sending: a failed send (it may have arrived or not) leaves a gap the
