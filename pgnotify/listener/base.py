@@ -1,11 +1,11 @@
 """What every event source's listener shares: connections tagged per process, the advisory lock
-that makes one process of a name active and the others standbys (listener.lock), bounded
-queries (the heartbeat), the outer loop that reconnects with capped exponential backoff and
+that makes one process of a name active and the others standbys (listener.lock), queries bounded
+in time (`_bounded`: the heartbeat), the outer loop that reconnects with capped exponential backoff and
 jitter, the hand-over to the sink, and the state notices (in the output, on channel 'system',
 and to the sink).
 
 Subclasses implement `_session(stop)`: connect, take the lock, serve until stopped or an error.
-The NOTIFY source is listener.loop.Listener, the WAL source listener.wal.WalListener.
+The NOTIFY source is listener.notify_source.Listener, the WAL source listener.wal.WalListener.
 """
 
 import asyncio
@@ -145,7 +145,7 @@ class BaseListener:
 
     async def _end_earlier_backends(self, conn: psycopg.AsyncConnection) -> None:
         """A session we took for dead may live on in the server, holding our lock: end it."""
-        cursor = await self._heartbeat(conn, conn.execute(_TERMINATE_OWN, [self._token, self._own_pids]))
+        cursor = await self._bounded(conn, conn.execute(_TERMINATE_OWN, [self._token, self._own_pids]))
         ended = (await cursor.fetchone())[0]
         if ended:
             logger.info("ended %d backends of an earlier session of this listener", ended)
@@ -156,11 +156,11 @@ class BaseListener:
         a notification sent by another session (`sender`, else a connection of its own) must reach
         `listen_conn` within the heartbeat's bound. Behind a transaction pooler it never does."""
         channel = probe.channel()
-        await self._heartbeat(listen_conn, listen_conn.execute(probe.listen(channel)))
+        await self._bounded(listen_conn, listen_conn.execute(probe.listen(channel)))
         async with contextlib.AsyncExitStack() as stack:
             if sender is None:
                 sender = await stack.enter_async_context(await self._connect("probe"))
-            await self._heartbeat(sender, sender.execute(probe.SEND, [channel]))
+            await self._bounded(sender, sender.execute(probe.SEND, [channel]))
         deadline = time.monotonic() + self.options.heartbeat_timeout
         while (remaining := deadline - time.monotonic()) > 0:
             if any(name == channel for name, _, _ in await receiver.receive(remaining)):
@@ -168,10 +168,10 @@ class BaseListener:
         else:
             # A session that answers but heard nothing cannot LISTEN; one that does not answer is a
             # dead connection (retried). Whatever the query's reply brought is looked at too.
-            await self._heartbeat(listen_conn, listen_conn.execute("SELECT 1"))
+            await self._bounded(listen_conn, listen_conn.execute("SELECT 1"))
             if not any(name == channel for name, _, _ in receiver.take()):
                 raise probe.refusal(self.options.heartbeat_timeout)
-        await self._heartbeat(listen_conn, listen_conn.execute(probe.unlisten(channel)))
+        await self._bounded(listen_conn, listen_conn.execute(probe.unlisten(channel)))
 
     # -- shared by every event source: the lock on the name, bounded queries
 
@@ -181,11 +181,11 @@ class BaseListener:
         name = self.options.name
         announced, looked_up = None, 0.0
         while not stop.is_set():
-            if await self._heartbeat(conn, lock.try_lock(conn, name)):
+            if await self._bounded(conn, lock.try_lock(conn, name)):
                 return True
             if time.monotonic() - looked_up >= self.options.holder_interval:
                 looked_up = time.monotonic()
-                held_by = await self._heartbeat(query_conn, lock.holder(query_conn, name)) or "another session"
+                held_by = await self._bounded(query_conn, lock.holder(query_conn, name)) or "another session"
                 if held_by != announced:
                     announced = held_by
                     await self._set_state("standby", held_by=held_by, hint=(
@@ -197,12 +197,13 @@ class BaseListener:
     def _guard(self, conn: psycopg.AsyncConnection):
         """Bounds for the event log's queries on `conn` (see EventLog)."""
         def guard(query, slow: bool = False):
-            return self._heartbeat(conn, query, self.options.query_timeout if slow else None)
+            return self._bounded(conn, query, self.options.query_timeout if slow else None)
 
         return guard
 
-    async def _heartbeat(self, conn: psycopg.AsyncConnection, query, seconds: float | None = None):
-        """Await a query on `conn`; without a reply in time, close the connection and raise.
+    async def _bounded(self, conn: psycopg.AsyncConnection, query, seconds: float | None = None):
+        """Await a query on `conn` within `seconds` (the heartbeat timeout); without a reply in
+        time, close the connection and raise ConnectionDeadError.
 
         A cancel request would need the server that does not answer, so the socket is closed."""
         timeout = seconds or self.options.heartbeat_timeout
@@ -223,7 +224,7 @@ class BaseListener:
         channels = [*self.options.channels, *extra]
         statement = sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in channels)
         # autocommit: the LISTEN is committed before any state is read
-        await self._heartbeat(conn, conn.execute(statement))
+        await self._bounded(conn, conn.execute(statement))
         logger.debug("listening on %s", ", ".join(self.options.channels))
 
     # -- the hand-over to the sink
@@ -254,7 +255,7 @@ class BaseListener:
         if self._notifier is not None and state not in {"lost", "unreachable"}:
             notifier = self._notifier
             try:
-                await self._heartbeat(notifier, notifier.execute(_NOTIFY_SYSTEM, [json.dumps(notice)]))
+                await self._bounded(notifier, notifier.execute(_NOTIFY_SYSTEM, [json.dumps(notice)]))
             except RECOVERABLE:
                 pass  # the connection is going; the notice still reaches the output and the sink
         try:

@@ -153,7 +153,7 @@ class WalListener(BaseListener):
             self._notifier = conn
             receiver = NotificationReceiver(conn)
             try:
-                await self._heartbeat(conn, conn.execute(SERVER_KEEPALIVES))
+                await self._bounded(conn, conn.execute(SERVER_KEEPALIVES))
                 await self._prove_listening(conn, receiver)
                 await self._set_state("connected")
                 if not await self._acquire_lock(conn, conn, stop):
@@ -191,22 +191,22 @@ class WalListener(BaseListener):
     async def _prepare_slot(self, conn: psycopg.AsyncConnection) -> None:
         """Check the publication, and make the slot: new at the current position for a new name,
         anew when max_slot_wal_keep_size invalidated it."""
-        cursor = await self._heartbeat(conn, conn.execute(_PUBLICATION, [self.publication]))
+        cursor = await self._bounded(conn, conn.execute(_PUBLICATION, [self.publication]))
         if not (await cursor.fetchone())[0]:
             raise WalSetupError(f"publication {self.publication!r} does not exist: run `manage.py migrate` with "
                                 "PGNOTIFY['SOURCE'] = 'wal'")
         self.slot = slot_name(self.options.name, conn.info.dbname)
-        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        info = await self._bounded(conn, slot_info(conn, self.slot))
         try:
             if info is not None and info.invalidated:
                 # What was handed on last; everything after it, up to the new slot's start, is gone.
                 lost_from = max(self._received, parse_lsn(info.confirmed_lsn) if info.confirmed_lsn else 0)
-                await self._heartbeat(conn, drop_slot(conn, self.slot))
+                await self._bounded(conn, drop_slot(conn, self.slot))
                 self._received = self._confirmed = self._last_commit = 0
-                await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout)
+                await self._bounded(conn, create_slot(conn, self.slot), self.options.query_timeout)
                 await self._report_lost(conn, lost_from, "was invalidated (max_slot_wal_keep_size), having "
                                         "fallen further behind than the limit (docs/sources.md sizes it)")
-                info = await self._heartbeat(conn, slot_info(conn, self.slot))
+                info = await self._bounded(conn, slot_info(conn, self.slot))
             elif info is None and self._received:
                 await self._set_state(
                     "behind_retention", slot=self.slot,
@@ -214,14 +214,14 @@ class WalListener(BaseListener):
                     "changes made meanwhile are lost; going on from the current position")
                 self._received = self._confirmed = self._last_commit = 0
             # Creating a slot waits for the transactions running at that moment to end.
-            if info is None and await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout):
+            if info is None and await self._bounded(conn, create_slot(conn, self.slot), self.options.query_timeout):
                 logger.info("created replication slot %s for '%s'", self.slot, self.options.name)
         except _SETUP_ERRORS as error:
             raise WalSetupError(f"cannot create replication slot {self.slot}: {one_line(error)}") from error
 
     async def _report_lost(self, conn, lost_from: int, why: str) -> None:
         """Say loudly that the changes between `lost_from` and the new slot's start are gone."""
-        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        info = await self._bounded(conn, slot_info(conn, self.slot))
         lost_to = parse_lsn(info.confirmed_lsn) if info and info.confirmed_lsn else 0
         lost_bytes = max(0, lost_to - lost_from)
         warning = (f"replication slot {self.slot} of '{self.options.name}' {why}: the changes committed from LSN "
@@ -237,19 +237,19 @@ class WalListener(BaseListener):
         message = str(error)
         if "publication" not in message or "does not exist" not in message:
             return
-        cursor = await self._heartbeat(conn, conn.execute(_PUBLICATION, [self.publication]))
+        cursor = await self._bounded(conn, conn.execute(_PUBLICATION, [self.publication]))
         if not (await cursor.fetchone())[0]:
             return  # the publication is really gone: the next start says so
-        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        info = await self._bounded(conn, slot_info(conn, self.slot))
         lost_from = max(self._received, parse_lsn(info.confirmed_lsn) if info and info.confirmed_lsn else 0)
         for _ in range(50):  # the walsender lets go of the slot a moment after the error
             try:
-                await self._heartbeat(conn, drop_slot(conn, self.slot))
+                await self._bounded(conn, drop_slot(conn, self.slot))
                 break
             except errors.ObjectInUse:
                 await asyncio.sleep(0.1)
         self._received = self._confirmed = self._last_commit = 0
-        await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout)
+        await self._bounded(conn, create_slot(conn, self.slot), self.options.query_timeout)
         await self._report_lost(conn, lost_from, "began before the publication (a switch of source without "
                                 "`migrate`)")
 
@@ -282,13 +282,13 @@ class WalListener(BaseListener):
             handed += 1
         if handed:
             logger.info("handed on %d events of the event log (logged before the switch to the WAL source)", handed)
-        cursor = await self._heartbeat(conn, conn.execute("SELECT pg_current_wal_insert_lsn()::text"))
+        cursor = await self._bounded(conn, conn.execute("SELECT pg_current_wal_insert_lsn()::text"))
         self._log_position = (current, parse_lsn((await cursor.fetchone())[0]))
         self._log_replayed = True
 
     async def _stream(self, conn: psycopg.AsyncConnection, receiver: NotificationReceiver,
                       wal_conn: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
-        cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
+        cursor = await self._bounded(conn, conn.execute(_NEXT_XID))
         self._next_xid, current = await cursor.fetchone()
         catch_up_until = parse_lsn(current)
         self._note_cut_short()
@@ -300,7 +300,7 @@ class WalListener(BaseListener):
                 await stream.start(self.slot, self.publication, self._received)
         except _SETUP_ERRORS as error:
             raise WalSetupError(f"cannot stream from slot {self.slot}: {one_line(error)}") from error
-        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        info = await self._bounded(conn, slot_info(conn, self.slot))
         behind = max(0, catch_up_until - parse_lsn(info.confirmed_lsn)) if info and info.confirmed_lsn else 0
         live = behind == 0
         if live:
@@ -460,7 +460,7 @@ class WalListener(BaseListener):
             return None
         shapes = ()
         if table.targets:
-            cursor = await self._heartbeat(conn, conn.execute(_RELATION_FACTS,
+            cursor = await self._bounded(conn, conn.execute(_RELATION_FACTS,
                                                               {"name": relation.name, "oid": relation.oid}))
             found, unique_keys = await cursor.fetchone()
             display = relation.name if found else f"{relation.schema}.{relation.name}"
@@ -489,12 +489,12 @@ class WalListener(BaseListener):
     # -- position
 
     async def _checkpoint(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
-        cursor = await self._heartbeat(conn, conn.execute(_MARK))
+        cursor = await self._bounded(conn, conn.execute(_MARK))
         self._next_xid, current, snapshot, inserted = await cursor.fetchone()
         self._marks.append((parse_lsn(inserted), snapshot))
         self._server_marks.append((parse_lsn(current), time.monotonic()))
         await self._confirm(conn, stream)
-        self._note_slot(await self._heartbeat(conn, slot_info(conn, self.slot)))
+        self._note_slot(await self._bounded(conn, slot_info(conn, self.slot)))
         moment = time.monotonic()
         if moment - self._pruned_at >= self.options.prune_interval:
             # Events a NOTIFY source logged before the switch still age out.
@@ -502,7 +502,7 @@ class WalListener(BaseListener):
             self._pruned_at = moment if done else 0.0
         if moment - self._partitions_checked_at >= self.options.prune_interval:
             self._partitions_checked_at = moment
-            for partition, table in await self._heartbeat(conn, partitions_without_full_identity(
+            for partition, table in await self._bounded(conn, partitions_without_full_identity(
                     conn, self.publication)):
                 logger.warning("partition %s of watched table %s lacks replica identity FULL: its UPDATEs and "
                                "DELETEs come without the old row (no `changed`, a DELETE's row holds only the key) "
@@ -524,7 +524,7 @@ class WalListener(BaseListener):
             else:
                 self._confirmed = self._received
                 if moment - self._saved_at >= self.options.position_save_interval:
-                    await self._heartbeat(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
+                    await self._bounded(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
                     self._saved_at = moment
                 if self._log_position is not None and self._confirmed >= self._log_position[1]:
                     # Every transaction the event-log replay covered is behind the slot now.
@@ -556,7 +556,7 @@ class WalListener(BaseListener):
         if not self._to_log:
             return
         channels, payloads = zip(*self._to_log, strict=True)
-        await self._heartbeat(conn, conn.execute(_LOG, ["[" + ",".join(payloads) + "]", list(channels)]),
+        await self._bounded(conn, conn.execute(_LOG, ["[" + ",".join(payloads) + "]", list(channels)]),
                               self.options.query_timeout)
         self._to_log.clear()
 

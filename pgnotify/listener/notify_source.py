@@ -1,4 +1,4 @@
-"""The LISTEN loop: psycopg only, no Django.
+"""The NOTIFY source: the LISTEN loop, psycopg only, no Django.
 
 One process per listener name is active at a time (an advisory lock); the others wait as
 standbys. The active one proves its session receives other sessions' notifications (a
@@ -82,7 +82,7 @@ class Listener(BaseListener):
             self._notifier = query_conn
             receiver = NotificationReceiver(listen_conn)  # before LISTEN: it collects from the start
             try:
-                await self._heartbeat(listen_conn, listen_conn.execute(SERVER_KEEPALIVES))
+                await self._bounded(listen_conn, listen_conn.execute(SERVER_KEEPALIVES))
                 await self._prove_listening(listen_conn, receiver, query_conn)
                 await self._set_state("connected")
                 if not await self._acquire_lock(listen_conn, query_conn, stop):
@@ -192,16 +192,16 @@ class Listener(BaseListener):
                     query_conn: psycopg.AsyncConnection) -> tuple[int, Snapshot, float]:
         """Take a snapshot and send a marker behind it, from another session: the live checkpoint's first half."""
         self._marks_sent += 1
-        cursor = await self._heartbeat(listen_conn, listen_conn.execute(_SNAPSHOT))
+        cursor = await self._bounded(listen_conn, listen_conn.execute(_SNAPSHOT))
         text, usage = await cursor.fetchone()
         self._note_queue_usage(usage)
-        await self._heartbeat(query_conn, query_conn.execute(_MARK, [self._mark_channel, str(self._marks_sent)]))
+        await self._bounded(query_conn, query_conn.execute(_MARK, [self._mark_channel, str(self._marks_sent)]))
         return self._marks_sent, Snapshot.parse(text), time.monotonic()
 
     async def _checkpoint(self, listen_conn: psycopg.AsyncConnection, log: EventLog, save: bool = False,
                           announce: bool = False) -> int:
         """Hand on every committed event not yet seen, then record the position. Returns how many."""
-        current, usage = await self._heartbeat(listen_conn, EventLog(listen_conn).current())
+        current, usage = await self._bounded(listen_conn, EventLog(listen_conn).current())
         self._note_queue_usage(usage)
         # Handed-on events of transactions `current` covers are in the log range; the rest are missing.
         skip = [i for i, txid in self._handed.items() if current.sees(txid)]
