@@ -1,6 +1,7 @@
 """A forwarder configured wrongly is one line of `manage.py check` (pgnotify.E010), and the same line
 when the listener loads it; a good configuration passes."""
 
+import re
 import subprocess
 import sys
 
@@ -122,3 +123,23 @@ def test_the_listener_refuses_a_wrong_option_with_the_check_line(tmp_path, handl
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"CommandError: {expected}"]
     assert "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize(("handler", "page"), [
+    ("RedisStreamForwarder", "redis-streams.md"), ("RabbitMQ", "rabbitmq.md"), ("JetStream", "nats.md"),
+    ("Webhook", "webhooks.md"),
+])
+def test_the_docs_list_each_option_with_its_declared_default(handler, page):
+    from dataclasses import MISSING, fields
+
+    from pgnotify import forwarding
+
+    def shown(option) -> str:
+        default = option.default_factory() if option.default_factory is not MISSING else option.default
+        if default is MISSING:
+            return "(required)"
+        return f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
+
+    declared = {option.name: shown(option) for option in fields(getattr(forwarding, handler).Options)}
+    text = (support.ROOT / "docs" / "forwarding" / page).read_text()
+    assert dict(re.findall(r"^\| `(\w+)` \| (\(required\)|`[^`]*`)", text, re.M)) == declared

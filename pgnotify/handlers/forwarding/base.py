@@ -23,6 +23,7 @@ listener runs, or that waits in memory when the listener is killed, is lost.
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import json
 import logging
@@ -106,23 +107,32 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else "", fragment=""))
 
 
-def common_problems(batch, timeout, max_buffer, raw) -> list[str]:
-    problems = []
-    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
-        problems.append(f"batch must be a whole number from 1 to 10,000, not {batch!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-        problems.append(f"timeout must be a number of seconds above 0 and at most 300, not {timeout!r}")
-    if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
-        problems.append(f"max_buffer must be a whole number of at least 1, not {max_buffer!r}")
-    if not isinstance(raw, bool):
-        problems.append(f"raw must be True or False, not {raw!r}")
-    return problems
+def flag_problems(options, *names: str) -> list[str]:
+    return [f"{name} must be True or False, not {getattr(options, name)!r}" for name in names
+            if not isinstance(getattr(options, name), bool)]
 
 
-def refuse(problems: list[str]) -> None:
-    """Raise the first problem of a forwarder's options (the system check reports the same)."""
-    if problems:
-        raise HandlerConfigError(problems[0])
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The options every forwarder takes, with their defaults. Each forwarder declares all of its
+    own once, as a subclass: the class takes them as its arguments (its signature), its check
+    reports what is wrong with them, and docs/forwarding/ lists them with these defaults."""
+
+    batch: int = 1000
+    timeout: float = 10.0
+    raw: bool = False
+    max_buffer: int = 10_000
+
+    def problems(self) -> list[str]:
+        problems = []
+        batch, timeout, max_buffer = self.batch, self.timeout, self.max_buffer
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
+            problems.append(f"batch must be a whole number from 1 to 10,000, not {batch!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
+            problems.append(f"timeout must be a number of seconds above 0 and at most 300, not {timeout!r}")
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            problems.append(f"max_buffer must be a whole number of at least 1, not {max_buffer!r}")
+        return problems + flag_problems(self, "raw")
 
 
 class _Lane:
@@ -140,18 +150,28 @@ class _Lane:
 
 
 class Forwarder:
-    """Base of the forwarders: subclasses name their destination and implement `send(batch)`
-    (return once the destination confirmed every message, raise otherwise) and `disconnect()`."""
+    """Base of the forwarders: subclasses declare their `Options`, name their destination and
+    implement `send(batch)` (return once the destination confirmed every message, raise
+    otherwise) and `disconnect()`."""
 
+    Options = Options
     destination = "?"  # for log lines and errors: the URL, exchange or subject prefix
 
-    def __init__(self, raw: bool = False, batch: int = 1000, timeout: float = 10.0, max_buffer: int = 10_000):
-        self.raw = raw
-        self.batch = batch
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = inspect.signature(cls.Options)  # the class takes its options as arguments
+
+    def __init__(self, **options):
+        self.options = options = self.Options(**options)
+        problems = options.problems()
+        if problems:  # the system check reports the same line (check_options)
+            raise HandlerConfigError(problems[0])
+        self.raw = options.raw
+        self.batch = options.batch
         # Not `timeout`: the dispatcher would take that for a bound on every call, flush() included,
         # which may rightly take longer (a full buffer going out, confirmed batch after batch).
-        self.send_timeout = timeout  # seconds for one connection or one batch's confirmations
-        self.max_buffer = max_buffer
+        self.send_timeout = options.timeout  # seconds for one connection or one batch's confirmations
+        self.max_buffer = options.max_buffer
         self.forwarded = 0  # messages the destination confirmed
         self.skipped = 0  # notifications that are not change events, not forwarded
         self.failures = 0  # attempts that failed (each retried)
@@ -159,6 +179,11 @@ class Forwarder:
         self._waiting = 0
         self._progress = asyncio.Event()
         self._failing: ThrottledLog | None = None  # made on the first failure: subclasses set the destination
+
+    @classmethod
+    def check_options(cls, **options) -> list[str]:
+        """What is wrong with these options, one line each (the class's signature took them)."""
+        return cls.Options(**options).problems()
 
     def describe(self) -> str:
         return self.destination

@@ -28,13 +28,14 @@ import hmac
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ... import __version__
 from ...exceptions import HandlersBehindError
 from ...extras import require
 from ...listener.throttle import ThrottledLog
-from .base import Forwarder, Message, common_problems, redact, refuse, url_problem
+from .base import Forwarder, Message, Options, redact, url_problem
 
 require("aiohttp", "webhooks", "the Webhook forwarder")
 
@@ -55,35 +56,23 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class Webhook(Forwarder):
-    """Listener handler: POST change events to `url`, signed with `secret`."""
+@dataclass(frozen=True, kw_only=True)
+class WebhookOptions(Options):
+    url: str
+    secret: str
+    batch: int = 1
+    concurrency: int = 4
+    headers: dict = field(default_factory=dict)
+    dead_letter_file: str | None = None
 
-    def __init__(self, url: str, secret: str, batch: int = 1, timeout: float = 10.0, concurrency: int = 4,
-                 headers: dict | None = None, dead_letter_file: str | None = None, raw: bool = False,
-                 max_buffer: int = 10_000):
-        refuse(self.check_options(url=url, secret=secret, batch=batch, timeout=timeout, concurrency=concurrency,
-                                  headers=headers, dead_letter_file=dead_letter_file, raw=raw, max_buffer=max_buffer))
-        super().__init__(raw=raw, batch=batch, timeout=timeout, max_buffer=max_buffer)
-        self.url = url
-        self._secret = secret
-        self.concurrency = concurrency
-        self.headers = dict(headers or {})
-        self.dead_letter_file = dead_letter_file
-        self.dead_letters = 0  # events the receiver refused (4xx, 3xx): not retried
-        self._refused = ThrottledLog(logger, f"webhook {redact(url).replace('%', '%%')} refused %d events",
-                                     REFUSED_LOG_INTERVAL)
-        self._session: aiohttp.ClientSession | None = None
-        self._slots: asyncio.Semaphore | None = None
-
-    @classmethod
-    def check_options(cls, url=None, secret=None, batch=1, timeout=10.0, concurrency=4, headers=None,
-                      dead_letter_file=None, raw=False, max_buffer=10_000) -> list[str]:
+    def problems(self) -> list[str]:
         problems = []
-        if problem := url_problem(url, ("http", "https"), "url"):
+        if problem := url_problem(self.url, ("http", "https"), "url"):
             problems.append(problem)
-        if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+        if not isinstance(self.secret, str) or len(self.secret) < MIN_SECRET_LENGTH:
             problems.append(f"secret must be a string of at least {MIN_SECRET_LENGTH} characters "
                             "(the receiver checks each request's signature with it)")
+        concurrency, headers, dead_letter_file = self.concurrency, self.headers, self.dead_letter_file
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 100:
             problems.append(f"concurrency must be a whole number from 1 to 100, not {concurrency!r}")
         if headers is not None:
@@ -98,7 +87,26 @@ class Webhook(Forwarder):
                 problems.append(f"dead_letter_file must be a file path, not {dead_letter_file!r}")
             elif not os.path.isdir(os.path.dirname(os.path.abspath(dead_letter_file))):
                 problems.append(f"dead_letter_file {dead_letter_file!r} is in a directory that does not exist")
-        return problems + common_problems(batch, timeout, max_buffer, raw)
+        return problems + super().problems()
+
+
+class Webhook(Forwarder):
+    """Listener handler: POST change events to `url`, signed with `secret`."""
+
+    Options = WebhookOptions
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        url = self.url = self.options.url
+        self._secret = self.options.secret
+        self.concurrency = self.options.concurrency
+        self.headers = dict(self.options.headers or {})
+        self.dead_letter_file = self.options.dead_letter_file
+        self.dead_letters = 0  # events the receiver refused (4xx, 3xx): not retried
+        self._refused = ThrottledLog(logger, f"webhook {redact(url).replace('%', '%%')} refused %d events",
+                                     REFUSED_LOG_INTERVAL)
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
 
     @property
     def destination(self) -> str:
