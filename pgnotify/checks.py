@@ -19,7 +19,7 @@ from . import tables as database_tables
 from .connection import listener_conninfo
 from .exceptions import one_line
 from .extras import installed
-from .handlers.base import handler_error_line, handler_problem, valid_channel
+from .handlers.entries import handler_error_line, handler_problem, valid_channel
 from .listener.probe import can_listen
 from .listener.wal.slots import PUBLICATION
 from .watched import database_of, key_columns, refusal, served_databases, wal_refusal, watched_labels, watched_tables

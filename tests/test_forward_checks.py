@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from pgnotify import checks
 from pgnotify.exceptions import HandlerConfigError
-from pgnotify.handlers.base import load_handler
+from pgnotify.handlers.entries import load_handler
 from tests import support
 
 SECRET = "a-secret-of-32-characters-000000"

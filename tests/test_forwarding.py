@@ -17,7 +17,7 @@ from redis.retry import Retry
 
 from pgnotify.connection import listener_conninfo
 from pgnotify.forwarding import RedisStreamForwarder
-from pgnotify.handlers.base import Dispatcher
+from pgnotify.handlers.dispatcher import Dispatcher
 from pgnotify.listener import Listener, ListenerOptions
 from pgnotify.listener.notification import Notification
 from tests.faults import RecordingSink

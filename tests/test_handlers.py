@@ -15,7 +15,8 @@ import pytest
 
 from pgnotify.connection import listener_conninfo
 from pgnotify.exceptions import HandlerConfigError, HandlersBehindError
-from pgnotify.handlers.base import Dispatcher, Filtered, load_handler
+from pgnotify.handlers.dispatcher import Dispatcher
+from pgnotify.handlers.entries import Filtered, load_handler
 from pgnotify.listener import Listener, ListenerOptions
 from pgnotify.listener.notification import Notification
 from tests.faults import RecordingSink

@@ -6,7 +6,7 @@ from django.db import connections
 from pgnotify import conf, runner
 from pgnotify.connection import listener_conninfo
 from pgnotify.exceptions import CannotListenError, PgNotifyError
-from pgnotify.handlers.base import configured_handlers, websocket_layer_configured
+from pgnotify.handlers.entries import configured_handlers, websocket_layer_configured
 from pgnotify.handlers.output import Output
 from pgnotify.listener import ListenerOptions
 from pgnotify.sending import validate_channel
