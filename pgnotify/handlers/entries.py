@@ -118,7 +118,7 @@ def builtin_handlers() -> list[str]:
     apps (e.g. the chat's)."""
     paths = ["pgnotify.handlers.cache.CacheInvalidator"]
     if websocket_layer_configured():
-        paths = ["pgnotify.handlers.groups.GroupForwarder", *paths, *conf.contributed("handlers")]
+        paths = ["pgnotify.handlers.groups.DashboardSender", *paths, *conf.contributed("handlers")]
     return paths
 
 

@@ -36,7 +36,7 @@ RETRY_INITIAL, RETRY_MAX = 0.25, 5.0  # after a failed send, events wait this lo
 LOG_INTERVAL = 10.0  # one line per kind of trouble per interval, with a count
 
 
-class GroupForwarder:
+class DashboardSender:
     """Listener handler: change events to the dashboard group in batches, listener statistics
     every second and state notices as they happen."""
 

@@ -1,6 +1,6 @@
 """The protocol's names: the frame types of the dashboard (docs/web.md) and of the live streams
 (docs/live.md), and the dashboard's group and frame format, shared by the listener's
-GroupForwarder (which sends frames) and the web processes' fan-out (which writes them to
+DashboardSender (which sends frames) and the web processes' fan-out (which writes them to
 browsers). Frames are serialised once, by the sender, and travel through the channel layer as
 ready-made text, numbers with all their digits (pgnotify.listener.exactjson)."""
 

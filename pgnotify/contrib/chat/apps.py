@@ -8,6 +8,6 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     # Read by pgnotify.conf: chat rows travel as change events on channel `chat`, and the
-    # listener's ChatForwarder hands each new message to its room's group.
+    # listener's ChatRoomSender hands each new message to its room's group.
     pgnotify_watch = {"pgnotify_chat.ChatMessage": {"channel": "chat"}}
-    pgnotify_handlers = ["pgnotify.contrib.chat.handler.ChatForwarder"]
+    pgnotify_handlers = ["pgnotify.contrib.chat.handler.ChatRoomSender"]

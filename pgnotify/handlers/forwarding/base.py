@@ -1,9 +1,9 @@
 """What every forwarder shares: which notifications it forwards and in what shape, and delivery in
 the background, in order, retried with backoff, confirmed before the listener's position moves.
 
-`handle()` puts the message in its lane (one lane per forwarder, or one per channel) and returns;
+`handle()` puts the message in its queue (one queue per forwarder, or one per channel) and returns;
 when `max_buffer` messages wait already, it first waits for room while the destination keeps
-confirming (a burst holds the listener back), and raises while the destination fails. The lane's
+confirming (a burst holds the listener back), and raises while the destination fails. The queue's
 task sends what waits there at once, in order, up to `batch` messages at a time, and sends the
 same head again, with capped exponential backoff, until the destination confirms it.
 `flush()`, which the listener calls before it records its position, returns once everything
@@ -135,7 +135,7 @@ class Options:
         return problems + flag_problems(self, "raw")
 
 
-class _Lane:
+class _Queue:
     """Messages handed on in one order, and the task that delivers them."""
 
     __slots__ = ("confirmed", "error", "handed", "task", "waiting", "wake")
@@ -175,7 +175,7 @@ class Forwarder:
         self.forwarded = 0  # messages the destination confirmed
         self.skipped = 0  # notifications that are not change events, not forwarded
         self.failures = 0  # attempts that failed (each retried)
-        self._lanes: dict[str, _Lane] = {}
+        self._queues: dict[str, _Queue] = {}
         self._waiting = 0
         self._progress = asyncio.Event()
         self._failing: ThrottledLog | None = None  # made on the first failure: subclasses set the destination
@@ -188,8 +188,8 @@ class Forwarder:
     def describe(self) -> str:
         return self.destination
 
-    def lane_key(self, message: Message) -> str:
-        """Messages of one lane are sent one batch at a time, in order; lanes run side by side."""
+    def queue_key(self, message: Message) -> str:
+        """Messages of one queue are sent one batch at a time, in order; queues run side by side."""
         return ""
 
     # -- the handler
@@ -201,29 +201,29 @@ class Forwarder:
             return
         if self._waiting >= self.max_buffer:
             await self._make_room()
-        lane = self._lanes.get(key := self.lane_key(message))
-        if lane is None:
-            lane = self._lanes[key] = _Lane()
-        lane.waiting.append(message)
-        lane.handed += 1
+        queue = self._queues.get(key := self.queue_key(message))
+        if queue is None:
+            queue = self._queues[key] = _Queue()
+        queue.waiting.append(message)
+        queue.handed += 1
         self._waiting += 1
-        self._start(lane)
+        self._start(queue)
 
     async def flush(self) -> None:
         """Return once every message handed on so far is confirmed; raise HandlersBehindError when
         the destination fails, or confirms nothing for `timeout` seconds."""
-        targets = [(lane, lane.handed) for lane in self._lanes.values() if lane.confirmed < lane.handed]
+        targets = [(queue, queue.handed) for queue in self._queues.values() if queue.confirmed < queue.handed]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.send_timeout
-        confirmed = sum(lane.confirmed for lane, _ in targets)
-        for lane, _ in targets:
-            self._start(lane)  # after a close(), what waits goes out again
-        while behind := [lane for lane, target in targets if lane.confirmed < target]:
-            error = next((lane.error for lane in behind if lane.error is not None), None)
+        confirmed = sum(queue.confirmed for queue, _ in targets)
+        for queue, _ in targets:
+            self._start(queue)  # after a close(), what waits goes out again
+        while behind := [queue for queue, target in targets if queue.confirmed < target]:
+            error = next((queue.error for queue in behind if queue.error is not None), None)
             if error is not None:
                 raise HandlersBehindError(f"{self._count(behind)} messages not confirmed by {self.describe()}: "
                                           f"{one_line(error)}")
-            now_confirmed = sum(lane.confirmed for lane, _ in targets)
+            now_confirmed = sum(queue.confirmed for queue, _ in targets)
             if now_confirmed > confirmed:  # progress: the destination is slow, not gone
                 confirmed, deadline = now_confirmed, loop.time() + self.send_timeout
             if loop.time() >= deadline:
@@ -236,13 +236,13 @@ class Forwarder:
             await self.close()
 
     async def close(self) -> None:
-        """Stop the lanes' tasks and close the connection. What waits stays, for a later start."""
-        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        """Stop the queues' tasks and close the connection. What waits stays, for a later start."""
+        tasks = [queue.task for queue in self._queues.values() if queue.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for lane in self._lanes.values():
-            lane.task, lane.wake = None, asyncio.Event()
+        for queue in self._queues.values():
+            queue.task, queue.wake = None, asyncio.Event()
         self._progress = asyncio.Event()  # a later start may run in another event loop
         await self.disconnect()
 
@@ -261,25 +261,25 @@ class Forwarder:
 
     # -- delivery
 
-    def _start(self, lane: _Lane) -> None:
-        if lane.task is None or lane.task.done():
-            lane.task = asyncio.create_task(self._deliver(lane), name=f"{type(self).__name__} lane")
-        lane.wake.set()
+    def _start(self, queue: _Queue) -> None:
+        if queue.task is None or queue.task.done():
+            queue.task = asyncio.create_task(self._deliver(queue), name=f"{type(self).__name__} queue")
+        queue.wake.set()
 
-    async def _deliver(self, lane: _Lane) -> None:
+    async def _deliver(self, queue: _Queue) -> None:
         attempt = 0
         while True:
-            if not lane.waiting:
-                lane.wake.clear()
-                await lane.wake.wait()
+            if not queue.waiting:
+                queue.wake.clear()
+                await queue.wake.wait()
                 continue
-            batch = list(itertools.islice(lane.waiting, self.batch))
+            batch = list(itertools.islice(queue.waiting, self.batch))
             try:
                 await self.send(batch)
             except Exception as error:
                 if isinstance(error, TimeoutError) and not str(error):
                     error = TimeoutError(f"no confirmation from {self.describe()} within {self.send_timeout} s")
-                lane.error = error
+                queue.error = error
                 self.failures += 1
                 self._progress.set()
                 self._failure_log().add(detail=one_line(error))
@@ -290,10 +290,10 @@ class Forwarder:
             if attempt:
                 logger.info("%s to %s: delivering again after %d failed attempts", type(self).__name__,
                             self.describe(), attempt)
-            attempt, lane.error = 0, None
+            attempt, queue.error = 0, None
             for _ in batch:
-                lane.waiting.popleft()
-            lane.confirmed += len(batch)
+                queue.waiting.popleft()
+            queue.confirmed += len(batch)
             self._waiting -= len(batch)
             self.forwarded += len(batch)
             self._progress.set()
@@ -311,21 +311,21 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.send_timeout
         while self._waiting >= self.max_buffer:
-            error = next((lane.error for lane in self._lanes.values() if lane.error is not None), None)
+            error = next((queue.error for queue in self._queues.values() if queue.error is not None), None)
             if error is not None or loop.time() >= deadline:
                 raise HandlersBehindError(f"{self._waiting} messages wait for {self.describe()}: "
                                           f"{one_line(error) if error is not None else 'not confirmed yet'}")
-            for lane in self._lanes.values():
-                if lane.waiting:
-                    self._start(lane)
+            for queue in self._queues.values():
+                if queue.waiting:
+                    self._start(queue)
             await self._next_progress(deadline - loop.time())
 
     async def _next_progress(self, seconds: float) -> None:
-        """Until a lane confirms or fails something, for `seconds` at most."""
+        """Until a queue confirms or fails something, for `seconds` at most."""
         self._progress.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), seconds)
 
-    def _count(self, lanes) -> int:
-        return sum(len(lane.waiting) for lane in lanes)
+    def _count(self, queues) -> int:
+        return sum(len(queue.waiting) for queue in queues)
 

@@ -113,7 +113,7 @@ class JetStream(Forwarder):
             if not first_error.done():
                 first_error.set_result(error)
 
-        # No reconnecting inside the client: a failed batch closes the connection and the lane
+        # No reconnecting inside the client: a failed batch closes the connection and the queue
         # retries on a new one, with backoff.
         connecting = asyncio.ensure_future(nats.connect(
             servers=[self.url], connect_timeout=self.send_timeout, allow_reconnect=False, max_reconnect_attempts=0,
@@ -127,7 +127,7 @@ class JetStream(Forwarder):
                     await connecting
         if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
             if not first_error.done():
-                first_error.set_result(None)  # later errors: the lane logs failures itself
+                first_error.set_result(None)  # later errors: the queue logs failures itself
             return connecting.result()
         error = first_error.result() if first_error.done() else connecting.exception()
         reason = "connection refused" if isinstance(error, ConnectionRefusedError) else one_line(error)

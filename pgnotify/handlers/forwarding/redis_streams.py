@@ -66,7 +66,7 @@ class RedisStreamForwarder(Forwarder):
         self.prefix = self.options.prefix
         self.maxlen = self.options.maxlen
         self.approximate = self.options.approximate
-        # No retries inside the client: the lane retries with backoff and the position holds.
+        # No retries inside the client: the queue retries with backoff and the position holds.
         self._client = redis.Redis.from_url(self.url, socket_timeout=self.send_timeout,
                                             socket_connect_timeout=self.send_timeout, retry=Retry(NoBackoff(), 0))
 

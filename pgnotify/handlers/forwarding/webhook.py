@@ -112,7 +112,7 @@ class Webhook(Forwarder):
     def destination(self) -> str:
         return redact(self.url)
 
-    def lane_key(self, message: Message) -> str:
+    def queue_key(self, message: Message) -> str:
         return message.channel  # one request at a time per channel keeps each channel in order
 
     def body(self, batch: list[Message]) -> bytes:
