@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -24,6 +25,7 @@ from psycopg import sql
 from ..exceptions import ConnectionDeadError, PgNotifyError, one_line
 from . import lock, probe
 from .backoff import backoff_delay
+from .eventlog import EventLog
 from .notification import Notification
 from .receiving import NotificationReceiver
 from .stats import ListenerStats
@@ -104,6 +106,9 @@ class BaseListener:
         self._notifier: psycopg.AsyncConnection | None = None
         self._connections: list[psycopg.AsyncConnection] = []
         self._connected_before = False
+        self._saved_at = 0.0  # when the position was last recorded
+        self._pruned_at = 0.0  # when the event log was last pruned (0: again at the next checkpoint)
+        self._partitions_checked_at = 0.0
         # Marks this process's backends, so a reconnect can end the ones a dead session left behind.
         self._token = f" {secrets.token_hex(4)}: "
 
@@ -135,8 +140,32 @@ class BaseListener:
             conn.pgconn.finish()
 
     async def _session(self, stop: asyncio.Event) -> None:
-        """Connect, take the name's lock, serve until `stop` or an error (raised to `run`)."""
+        """Connect, take the name's lock (`_started`), serve until `stop` or an error (raised to `run`)."""
         raise NotImplementedError
+
+    @contextlib.asynccontextmanager
+    async def _started(self, listen_conn: psycopg.AsyncConnection, query_conn: psycopg.AsyncConnection,
+                       stop: asyncio.Event) -> AsyncIterator[NotificationReceiver | None]:
+        """A session's start, the same for every source: end what a dead session of this process
+        left behind, prove `listen_conn` can LISTEN, take the name's lock (a standby until then).
+        Yields the receiver of `listen_conn`'s notifications, or None when stopped as a standby.
+        `query_conn` may be `listen_conn` itself (it then needs another session for the proof)."""
+        self._connections = list(dict.fromkeys([listen_conn, query_conn]))
+        self._own_pids = [conn.info.backend_pid for conn in self._connections]
+        if self._connected_before:
+            self.stats.reconnects += 1
+            await self._end_earlier_backends(query_conn)
+        self._connected_before = True
+        self._notifier = query_conn
+        receiver = NotificationReceiver(listen_conn)  # before LISTEN: it collects from the start
+        try:
+            await self._bounded(listen_conn, listen_conn.execute(SERVER_KEEPALIVES))
+            await self._prove_listening(listen_conn, receiver, None if query_conn is listen_conn else query_conn)
+            await self._set_state("connected")
+            yield receiver if await self._acquire_lock(listen_conn, query_conn, stop) else None
+        finally:
+            self._notifier = None
+            self._connections = []
 
     async def _connect(self, role: str, **params) -> psycopg.AsyncConnection:
         application_name = lock.application_name(role, self._token, self.options.name)
@@ -237,12 +266,32 @@ class BaseListener:
             logger.exception("the sink failed on a %s notification", notification.channel)
 
     async def _sink_has_taken_everything(self) -> bool:
+        """Flush the sink: True once it has taken everything handed on, else False (a handler is
+        behind) and the position must hold where it was."""
         try:
             await self.sink.flush()
             return True
         except PgNotifyError as error:
             logger.debug("position of %s held back: %s", self.options.name, error)
             return False
+
+    # -- upkeep at checkpoints, the same cadence for every source
+
+    async def _upkeep(self, log: EventLog, moment: float) -> None:
+        """Every `prune_interval`: prune the event log (the next checkpoint goes on while more is
+        left), and warn about the partitions of watched tables the source cannot serve."""
+        if moment - self._pruned_at >= self.options.prune_interval:
+            deleted, done = await log.prune(self.options.retention)
+            self._pruned_at = moment if done else 0.0
+            if deleted:
+                logger.info("pruned %d events older than %s", deleted, self.options.retention)
+        if moment - self._partitions_checked_at >= self.options.prune_interval:
+            self._partitions_checked_at = moment
+            await self._warn_about_partitions(log)
+
+    async def _warn_about_partitions(self, log: EventLog) -> None:
+        """Log each partition of a watched table whose changes the source would miss."""
+        raise NotImplementedError
 
     # -- state notices: in the output, on channel 'system', and to the sink
 

@@ -34,8 +34,8 @@ from collections import deque
 import psycopg
 from psycopg import errors
 
-from ...exceptions import ConnectionDeadError, PgNotifyError, WalSetupError, one_line
-from ..base import SERVER_KEEPALIVES, BaseListener, ListenerOptions, Sink
+from ...exceptions import ConnectionDeadError, WalSetupError, one_line
+from ..base import BaseListener, ListenerOptions, Sink
 from ..eventlog import EventLog
 from ..keys import pairing_key, unique_keys_sql
 from ..notification import Notification, now
@@ -119,13 +119,10 @@ class WalListener(BaseListener):
         self._next_ordinal = 0  # the next event id at _change_lsn is _change_lsn + this
         self._open: _Transaction | None = None  # the transaction being decoded
         self._cut_short = (0, -1)  # (commit LSN, last event id handed on) of one a lost connection cut
-        self._saved_at = 0.0
         # The server's WAL position at each checkpoint not yet covered by ours, with its time: the
         # oldest one's age is how far the position is held back (a large transaction being decoded
         # holds it back before a single change of it arrives).
         self._server_marks: deque[tuple[int, float]] = deque()
-        self._pruned_at = 0.0
-        self._partitions_checked_at = 0.0
         self._warned_retained = False
         self._leftover_triggers = 0
         # The event log's part (see _replay_event_log): transactions it handed on, skipped in the
@@ -143,38 +140,23 @@ class WalListener(BaseListener):
     # -- the session
 
     async def _session(self, stop: asyncio.Event) -> None:
-        async with await self._connect("listen") as conn:
-            self._connections = [conn]
-            self._own_pids = [conn.info.backend_pid]
-            if self._connected_before:
-                self.stats.reconnects += 1
-                await self._end_earlier_backends(conn)
-            self._connected_before = True
-            self._notifier = conn
-            receiver = NotificationReceiver(conn)
+        async with await self._connect("listen") as conn, self._started(conn, conn, stop) as receiver:
+            if receiver is None:
+                return
+            await self._listen(conn)
+            await self._prepare_slot(conn)
+            await self._replay_event_log(conn)
+            wal_conn = await self._connect_stream()
+            self._connections.append(wal_conn)
             try:
-                await self._bounded(conn, conn.execute(SERVER_KEEPALIVES))
-                await self._prove_listening(conn, receiver)
-                await self._set_state("connected")
-                if not await self._acquire_lock(conn, conn, stop):
-                    return
-                await self._listen(conn)
-                await self._prepare_slot(conn)
-                await self._replay_event_log(conn)
-                wal_conn = await self._connect_stream()
-                self._connections.append(wal_conn)
-                try:
-                    self._own_pids.append(wal_conn.info.backend_pid)
-                    await self._stream(conn, receiver, wal_conn, stop)
-                except psycopg.OperationalError as error:
-                    await wal_conn.close()  # the slot is free again
-                    await self._replace_slot_older_than_publication(conn, error)
-                    raise
-                finally:
-                    await wal_conn.close()  # not `async with`: its exit would COMMIT on a streaming connection
+                self._own_pids.append(wal_conn.info.backend_pid)
+                await self._stream(conn, receiver, wal_conn, stop)
+            except psycopg.OperationalError as error:
+                await wal_conn.close()  # the slot is free again
+                await self._replace_slot_older_than_publication(conn, error)
+                raise
             finally:
-                self._notifier = None
-                self._connections = []
+                await wal_conn.close()  # not `async with`: its exit would COMMIT on a streaming connection
 
     async def _connect_stream(self) -> psycopg.AsyncConnection:
         try:
@@ -495,16 +477,14 @@ class WalListener(BaseListener):
         self._server_marks.append((parse_lsn(current), time.monotonic()))
         await self._confirm(conn, stream)
         self._note_slot(await self._bounded(conn, slot_info(conn, self.slot)))
-        moment = time.monotonic()
-        if moment - self._pruned_at >= self.options.prune_interval:
-            # Events a NOTIFY source logged before the switch still age out.
-            _, done = await EventLog(conn, guard=self._guard(conn)).prune(self.options.retention)
-            self._pruned_at = moment if done else 0.0
-        if moment - self._partitions_checked_at >= self.options.prune_interval:
-            self._partitions_checked_at = moment
-            for partition, table in await self._bounded(conn, partitions_without_full_identity(
-                    conn, self.publication)):
-                logger.warning("partition %s of watched table %s lacks replica identity FULL: its UPDATEs and "
+        # The event log holds what a NOTIFY source logged before the switch and the live streams'
+        # events: both age out.
+        await self._upkeep(EventLog(conn, guard=self._guard(conn)), time.monotonic())
+
+    async def _warn_about_partitions(self, log: EventLog) -> None:
+        conn = log.connection
+        for partition, table in await self._bounded(conn, partitions_without_full_identity(conn, self.publication)):
+            logger.warning("partition %s of watched table %s lacks replica identity FULL: its UPDATEs and "
                                "DELETEs come without the old row (no `changed`, a DELETE's row holds only the key) "
                                "until `manage.py migrate` sets it", partition, table)
 
@@ -517,11 +497,7 @@ class WalListener(BaseListener):
             await self._write_log(conn)  # before the slot is confirmed: a crash repeats, never loses
             if checkpoint is not None:
                 self.checkpoint = checkpoint  # the sink sends it behind the events it covers
-            try:
-                await self.sink.flush()
-            except PgNotifyError as error:  # a handler has not taken everything: keep the old position
-                logger.debug("position of %s held back: %s", self.options.name, error)
-            else:
+            if await self._sink_has_taken_everything():  # else the old position holds
                 self._confirmed = self._received
                 if moment - self._saved_at >= self.options.position_save_interval:
                     await self._bounded(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
