@@ -19,7 +19,7 @@ from . import tables as database_tables
 from .connection import listener_conninfo
 from .exceptions import one_line
 from .extras import installed
-from .handlers.entries import handler_error_line, handler_problem, valid_channel
+from .handlers.entries import handler_error_line, handler_problem, handlers_problem, valid_channel
 from .listener.probe import can_listen
 from .listener.wal.slots import PUBLICATION
 from .watched import database_of, key_columns, refusal, served_databases, wal_refusal, watched_labels, watched_tables
@@ -272,9 +272,9 @@ def check_retention(app_configs=None, **kwargs):
 @register()
 def check_handlers(app_configs=None, **kwargs):
     entries = conf.get("HANDLERS")
-    if isinstance(entries, str) or not isinstance(entries, list | tuple):
-        return [Error("PGNOTIFY['HANDLERS'] must be a list of handler entries.",
-                      hint='e.g. ["myapp.handlers.audit", {"handler": "...", "channels": ["orders"]}]',
+    problem = handlers_problem(entries)
+    if problem:
+        return [Error(problem, hint='e.g. ["myapp.handlers.audit", {"handler": "...", "channels": ["orders"]}]',
                       id="pgnotify.E023")]
     errors = []
     for entry in entries:

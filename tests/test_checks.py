@@ -133,3 +133,14 @@ def test_the_channel_layer_needs_its_app():
     with override_settings(CHANNEL_LAYERS=layers, INSTALLED_APPS=apps):
         (error,) = checks.check_channel_layer()
     assert error.id == "pgnotify.E013" and "channels_postgres" in error.hint
+
+
+def test_the_listener_refuses_handlers_that_are_not_a_list_with_the_checks_line():
+    from pgnotify.exceptions import HandlerConfigError
+    from pgnotify.handlers.entries import configured_handlers
+
+    (error,) = errors_with(HANDLERS="tests.test_handlers.record_sync")
+    with override_settings(PGNOTIFY={**GOOD, "HANDLERS": "tests.test_handlers.record_sync"}), \
+            pytest.raises(HandlerConfigError) as refused:
+        configured_handlers()
+    assert str(refused.value) == error.msg

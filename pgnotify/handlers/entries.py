@@ -122,8 +122,20 @@ def builtin_handlers() -> list[str]:
     return paths
 
 
+def handlers_problem(entries) -> str | None:
+    """Why PGNOTIFY['HANDLERS'] itself cannot be loaded (each entry: handler_problem), or None.
+    The system check and configured_handlers both ask this."""
+    if isinstance(entries, str) or not isinstance(entries, list | tuple):
+        return "PGNOTIFY['HANDLERS'] must be a list of handler entries."
+    return None
+
+
 def configured_handlers() -> list:
-    return [load_handler(entry) for entry in [*builtin_handlers(), *conf.get("HANDLERS")]]
+    entries = conf.get("HANDLERS")
+    problem = handlers_problem(entries)
+    if problem:
+        raise HandlerConfigError(problem)
+    return [load_handler(entry) for entry in [*builtin_handlers(), *entries]]
 
 
 def handler_name(handler) -> str:
