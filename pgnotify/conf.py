@@ -10,6 +10,8 @@ from datetime import timedelta
 from django.apps import apps
 from django.conf import settings
 
+from .listener.channels import CACHE_INVALIDATE, SYSTEM
+
 DEFAULTS = {
     "WATCH": {},
     "CACHE_INVALIDATE": {},
@@ -35,7 +37,7 @@ DEFAULTS = {
 SOURCES = ("notify", "wal")
 
 # Always listened to: state notices, chat, cache invalidation.
-BUILTIN_CHANNELS = ["system", "chat", "cache_invalidate"]
+BUILTIN_CHANNELS = [SYSTEM, "chat", CACHE_INVALIDATE]
 
 
 def get(name: str):

@@ -25,6 +25,7 @@ from psycopg import sql
 from ..exceptions import ConnectionDeadError, PgNotifyError, one_line
 from . import lock, probe
 from .backoff import backoff_delay
+from .channels import SYSTEM
 from .eventlog import EventLog
 from .notification import Notification
 from .receiving import NotificationReceiver
@@ -49,7 +50,7 @@ _TERMINATE_OWN = """
      WHERE datname = current_database() AND position(%s in application_name) > 0 AND pid <> ALL(%s)
 """
 # The live checkpoint: a snapshot, and a marker queued behind everything the snapshot sees.
-_NOTIFY_SYSTEM = "SELECT pg_notify('system', %s)"
+_NOTIFY_SYSTEM = f"SELECT pg_notify('{SYSTEM}', %s)"
 
 
 

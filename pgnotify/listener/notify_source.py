@@ -39,6 +39,7 @@ from collections import deque
 import psycopg
 
 from .base import BaseListener, ListenerOptions, Sink
+from .channels import CHECKPOINT_PREFIX, SYSTEM
 from .eventlog import EventLog
 from .notification import Notification, now
 from .partitions import unwatched_partitions
@@ -114,7 +115,7 @@ class Listener(BaseListener):
                 next_checkpoint = moment + self.options.checkpoint_interval
 
     async def _listen(self, conn: psycopg.AsyncConnection, extra: list[str] = ()) -> None:
-        self._mark_channel = f"pgnotify_checkpoint_{conn.info.backend_pid}"
+        self._mark_channel = f"{CHECKPOINT_PREFIX}{conn.info.backend_pid}"
         await super()._listen(conn, [*extra, self._mark_channel])
 
     async def _start_position(self, log: EventLog) -> None:
@@ -157,7 +158,7 @@ class Listener(BaseListener):
         elif (chunk := notification.chunk) is not None:
             await self._expand(notification, chunk, log)
             return
-        elif notification.channel == "system" and notification.pid in self._own_pids:
+        elif notification.channel == SYSTEM and notification.pid in self._own_pids:
             return  # our own state notice, already handed on locally
         self.stats.record(notification)
         await self._hand_on(notification)

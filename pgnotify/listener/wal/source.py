@@ -36,6 +36,7 @@ from psycopg import errors
 
 from ...exceptions import ConnectionDeadError, WalSetupError, one_line
 from ..base import BaseListener, ListenerOptions, Sink
+from ..channels import CACHE_INVALIDATE, SYSTEM
 from ..eventlog import EventLog
 from ..keys import pairing_key, unique_keys_sql
 from ..notification import Notification, now
@@ -414,7 +415,7 @@ class WalListener(BaseListener):
 
     async def _pass_on(self, notification: Notification) -> None:
         """A notification that came by LISTEN: passed on as it is."""
-        if notification.channel == "system" and notification.pid in self._own_pids:
+        if notification.channel == SYSTEM and notification.pid in self._own_pids:
             return  # our own state notice, already handed on locally
         if notification.event is not None and notification.channel in self._channels:
             # A change trigger left on a watched table: its events come by the WAL already.
@@ -561,4 +562,4 @@ class WalListener(BaseListener):
 def _cache_notification(table: str, op: str, tags: tuple[str, ...], received, replayed: bool) -> Notification:
     """What the cache trigger sends on cache_invalidate, for a table a transaction changed."""
     payload = json.dumps({"op": op, "tags": list(tags), "table": table})
-    return Notification("cache_invalidate", payload, received=received, replayed=replayed)
+    return Notification(CACHE_INVALIDATE, payload, received=received, replayed=replayed)
