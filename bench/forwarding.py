@@ -258,7 +258,7 @@ def _chunks(items: list, size: int):
 async def forward_rate(url: str, destination: Destination, count: int, name: str) -> tuple[float, list[bytes]]:
     """Events/s from the first event's arrival at the dispatcher to the destination's confirmation
     of the last one; and the bodies, for the baseline."""
-    from pgnotify.handlers.base import Dispatcher
+    from pgnotify.handlers.dispatcher import Dispatcher
     from pgnotify.listener import Listener, ListenerOptions
 
     tap, forwarder = Tap(), destination.forwarder()
@@ -285,7 +285,7 @@ async def _confirmed(forwarder, count: int) -> None:
 
 async def latency(url: str, destination: Destination, seconds: float, name: str) -> dict:
     """Commit → consumer at LATENCY_RATE changes/s: rows written by bench.load in its own process."""
-    from pgnotify.handlers.base import Dispatcher
+    from pgnotify.handlers.dispatcher import Dispatcher
     from pgnotify.listener import Listener, ListenerOptions
 
     forwarder = destination.forwarder()

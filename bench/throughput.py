@@ -83,7 +83,7 @@ class NoOpHandler:
 async def dispatcher_drain(url: str, count: int, name: str) -> float:
     """Events/s through the Listener and the Dispatcher with three handlers (two no-ops and the
     counter), as `listen_notify` hands events on: what the dispatcher's fan-out costs."""
-    from pgnotify.handlers.base import Dispatcher  # Django's settings: bench.run sets them up
+    from pgnotify.handlers.dispatcher import Dispatcher  # Django's settings: bench.run sets them up
 
     counter = CountingSink(count)
     dispatcher = Dispatcher([NoOpHandler(), NoOpHandler(), counter])

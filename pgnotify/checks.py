@@ -18,7 +18,7 @@ from . import conf
 from .connection import listener_conninfo
 from .exceptions import one_line
 from .extras import installed
-from .handlers.base import handler_error_line, handler_problem, valid_channel
+from .handlers.entries import handler_error_line, handler_problem, handlers_problem, valid_channel
 from .listener.probe import can_listen
 from .listener.wal.slots import PUBLICATION
 from .schema.tables import fetch_table_facts
@@ -57,6 +57,20 @@ def _field_names(model) -> str:
     return ", ".join(f.name for f in model._meta.concrete_fields)
 
 
+def _connect(alias: str) -> Connection:
+    """A connection of the checks' own with a short timeout: Django's pool would wait 30 s for a
+    server that is down."""
+    return Connection.connect(autocommit=True, **{**listener_conninfo(alias), "connect_timeout": 3})
+
+
+def _served(databases) -> list[str]:
+    """Of the databases a command names (`check --database`, `migrate`, `listen_notify`), those
+    with watched tables on PostgreSQL: the database checks run there, and nowhere without a name."""
+    served = served_databases()
+    return [alias for alias in databases or () if alias in served and alias in settings.DATABASES
+            and connections[alias].vendor == "postgresql"]
+
+
 @register()
 def check_database(app_configs=None, **kwargs):
     if connections["default"].vendor != "postgresql":
@@ -74,7 +88,7 @@ def check_settings(app_configs=None, **kwargs):
     unknown = sorted(set(value) - set(conf.DEFAULTS))
     if unknown:
         return [Error(f"PGNOTIFY has unknown keys {unknown}.", hint=f"Known keys: {', '.join(conf.DEFAULTS)}.",
-                      id="pgnotify.E008")]
+                      id="pgnotify.E018")]
     return []
 
 
@@ -98,7 +112,7 @@ def check_watch(app_configs=None, **kwargs):
         unknown = set(options) - WATCH_OPTIONS
         if unknown:
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] has unknown options {sorted(unknown)}.",
-                                hint=f"Known options: {', '.join(sorted(WATCH_OPTIONS))}.", id="pgnotify.E004"))
+                                hint=f"Known options: {', '.join(sorted(WATCH_OPTIONS))}.", id="pgnotify.E014"))
         if options.get("replica_identity", "full") not in REPLICA_IDENTITIES:
             errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}]['replica_identity'] must be 'full' or 'default', "
                                 f"not {options['replica_identity']!r}.",
@@ -115,7 +129,7 @@ def check_watch(app_configs=None, **kwargs):
             except FieldDoesNotExist:
                 errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] excludes unknown field {name!r}.",
                                     hint=f"Fields of {label}: {_field_names(model)}.",
-                                    id="pgnotify.E005"))
+                                    id="pgnotify.E015"))
                 continue
             if getattr(field, "column", None) in key_columns(model):
                 errors.append(Error(f"PGNOTIFY['WATCH'][{label!r}] excludes {name!r}, part of the primary key.",
@@ -184,26 +198,19 @@ _REFUSALS = {
 }
 
 
-@register()
-def check_watched_tables(app_configs=None, **kwargs):
+@register(Tags.database)
+def check_watched_tables(app_configs=None, databases=None, **kwargs):
     """Every watched table as the database has it: a trigger (or, with the WAL source, the
     publication) must be able to serve it."""
-    if connections["default"].vendor != "postgresql" or not isinstance(conf.get("WATCH"), dict) \
-            or not isinstance(conf.get("CACHE_INVALIDATE"), dict):
+    if not isinstance(conf.get("WATCH"), dict) or not isinstance(conf.get("CACHE_INVALIDATE"), dict):
         return []  # reported by the checks above
-    messages = []
-    for database in served_databases():
-        if database in settings.DATABASES and connections[database].vendor == "postgresql":
-            messages += _check_tables_of(database)
-    return messages
+    return [message for database in _served(databases) for message in _check_tables_of(database)]
 
 
 def _check_tables_of(database: str) -> list:
     tables, _ = watched_tables(database)  # entries that cannot be used: reported by the checks above
     try:
-        # A connection of its own with a short timeout: Django's pool would wait 30 s for a server
-        # that is down, and `check` runs before most commands.
-        with Connection.connect(autocommit=True, **{**listener_conninfo(database), "connect_timeout": 3}) as connection:
+        with _connect(database) as connection:
             facts = fetch_table_facts(connection.cursor(), tables)
     except Exception as error:  # a check must not raise: the database may be down, or not created yet
         where = "" if database == "default" else f" of database {database!r}"
@@ -241,10 +248,10 @@ def check_cache_invalidate(app_configs=None, **kwargs):
     for label, tags in mapping.items():
         if _model(label) is None:
             errors.append(Error(f"PGNOTIFY['CACHE_INVALIDATE'] names unknown model {label!r}.",
-                                hint="Use 'app_label.ModelName' of an installed app.", id="pgnotify.E006"))
+                                hint="Use 'app_label.ModelName' of an installed app.", id="pgnotify.E016"))
         elif not isinstance(tags, list | tuple) or not tags or not all(isinstance(t, str) and t for t in tags):
             errors.append(Error(f"PGNOTIFY['CACHE_INVALIDATE'][{label!r}] must be a non-empty list of tags.",
-                                hint='e.g. ["catalog"]', id="pgnotify.E006"))
+                                hint='e.g. ["catalog"]', id="pgnotify.E017"))
     return errors
 
 
@@ -256,7 +263,7 @@ def check_listen(app_configs=None, **kwargs):
     bad = [c for c in channels if not valid_channel(c)]
     if bad:
         return [Error(f"PGNOTIFY['LISTEN'] has invalid channel names {bad!r}.", hint=HINT_CHANNEL,
-                      id="pgnotify.E007")]
+                      id="pgnotify.E019")]
     return []
 
 
@@ -273,10 +280,10 @@ def check_retention(app_configs=None, **kwargs):
 @register()
 def check_handlers(app_configs=None, **kwargs):
     entries = conf.get("HANDLERS")
-    if isinstance(entries, str) or not isinstance(entries, list | tuple):
-        return [Error("PGNOTIFY['HANDLERS'] must be a list of handler entries.",
-                      hint='e.g. ["myapp.handlers.audit", {"handler": "...", "channels": ["orders"]}]',
-                      id="pgnotify.E010")]
+    problem = handlers_problem(entries)
+    if problem:
+        return [Error(problem, hint='e.g. ["myapp.handlers.audit", {"handler": "...", "channels": ["orders"]}]',
+                      id="pgnotify.E023")]
     errors = []
     for entry in entries:
         problem = handler_problem(entry)
@@ -343,15 +350,24 @@ def check_source(app_configs=None, **kwargs):
     if isinstance(warning, bool) or not isinstance(warning, int) or warning <= 0:
         return [Error(f"PGNOTIFY['WAL_RETAINED_WARNING'] must be a positive number of bytes, not {warning!r}.",
                       hint="e.g. 1 << 30 (1 GiB).", id="pgnotify.E035")]
-    if source != "wal" or connections["default"].vendor != "postgresql":
+    return []
+
+
+@register(Tags.database)
+def check_wal_server(app_configs=None, databases=None, **kwargs):
+    """With the WAL source: what the server of each named database must allow."""
+    if conf.get("SOURCE") != "wal":
         return []
+    return [problem for alias in _served(databases) for problem in _wal_server_problems(alias)]
+
+
+def _wal_server_problems(alias: str) -> list:
     try:
-        with connections["default"].cursor() as cursor:
-            cursor.execute(_WAL_STATE, [PUBLICATION])
+        with _connect(alias) as connection:
             wal_level, version, replication, keep_size, publications, triggers, create, role, database = \
-                cursor.fetchone()
-    except DjangoDatabaseError:
-        return []  # an unreachable database is reported where it is used
+                connection.execute(_WAL_STATE, [PUBLICATION]).fetchone()
+    except Exception:  # a check must not raise: an unreachable database is reported where it is used (W020)
+        return []
     problems = []
     if version < 150000:
         problems.append(Error(f"The WAL source needs PostgreSQL 15 or newer (column lists); this server is "
@@ -401,15 +417,18 @@ _STALE_POSITIONS = """
 """
 
 
-@register()
-def check_positions_and_slots(app_configs=None, **kwargs):
+@register(Tags.database)
+def check_positions_and_slots(app_configs=None, databases=None, **kwargs):
     """Losses while they last: an invalidated slot, a slot left over after a switch to NOTIFY, an
     event-log position older than the retention (events after it may have been pruned)."""
-    if conf.get("SOURCE") not in conf.SOURCES or connections["default"].vendor != "postgresql":
+    if conf.get("SOURCE") not in conf.SOURCES:
         return []
+    return [problem for alias in _served(databases) for problem in _losses(alias)]
+
+
+def _losses(alias: str) -> list:
     try:
-        # A connection of its own with a short timeout, as check_watched_tables.
-        with Connection.connect(autocommit=True, **{**listener_conninfo(), "connect_timeout": 3}) as connection:
+        with _connect(alias) as connection:
             slots = connection.execute(_SLOTS).fetchall()
             stale = []
             if conf.source() == "notify":
@@ -456,7 +475,7 @@ def check_direct(app_configs=None, **kwargs):
     unknown = sorted({str(alias) for pair in direct.items() for alias in pair} - set(settings.DATABASES))
     if unknown:
         return [Error(f"PGNOTIFY['DIRECT'] names database aliases {unknown}, which are not in DATABASES.",
-                      hint=HINT_DIRECT, id="pgnotify.E050")]
+                      hint=HINT_DIRECT, id="pgnotify.E052")]
     return []
 
 
@@ -489,7 +508,7 @@ def check_streams(app_configs=None, **kwargs):
     value = conf.get("STREAMS")
     if not isinstance(value, dict):
         return [Error("PGNOTIFY['STREAMS'] must map stream names to declarations.", hint=HINT_STREAMS,
-                      id="pgnotify.E060")]
+                      id="pgnotify.E086")]
     return [Error(message, hint=HINT_STREAMS, id=f"pgnotify.{check_id}")
             for name, declaration in value.items() for check_id, message in streams.problems(name, declaration)]
 
@@ -510,11 +529,12 @@ _OWNERS = """
 def check_rights(app_configs=None, databases=None, **kwargs):
     """`check --database ALIAS` (and `migrate`): what the database role lacks to migrate, write,
     listen and serve the channel layer, one line each with its GRANT or ALTER."""
-    if any(isinstance(message, Error) for message in [*check_source(), *check_watched_tables()]):
+    if any(isinstance(message, Error) for message in [*check_source(), *check_wal_server(databases=databases),
+                                                      *check_watched_tables(databases=databases)]):
         return []  # a setting or a table reported above comes first
     messages = []
-    for alias in databases or ():
-        if alias in served_databases() and connections[alias].vendor == "postgresql" and _reachable(alias):
+    for alias in _served(databases):
+        if _reachable(alias):
             try:
                 messages += _rights(alias)
             except DjangoDatabaseError:
@@ -526,7 +546,7 @@ def _reachable(alias: str) -> bool:
     """Whether the database answers at once: Django's pool would wait its whole timeout for one
     that does not (and an unreachable database is reported where it is used)."""
     try:
-        with Connection.connect(autocommit=True, **{**listener_conninfo(alias), "connect_timeout": 3}):
+        with _connect(alias):
             return True
     except Exception:
         return False

@@ -10,6 +10,8 @@ from datetime import timedelta
 from django.apps import apps
 from django.conf import settings
 
+from .listener.channels import CACHE_INVALIDATE, SYSTEM
+
 DEFAULTS = {
     "WATCH": {},
     "CACHE_INVALIDATE": {},
@@ -36,7 +38,7 @@ SOURCES = ("notify", "wal")
 
 # Always listened to: state notices, cache invalidation. An installed app adds its own channels
 # through `pgnotify_watch` (the chat's `chat`).
-BUILTIN_CHANNELS = ["system", "cache_invalidate"]
+BUILTIN_CHANNELS = [SYSTEM, CACHE_INVALIDATE]
 
 
 def get(name: str):

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from .handlers.base import Dispatcher
+from .handlers.dispatcher import Dispatcher
 from .handlers.output import Output
 from .listener import ListenerOptions
 from .listener.base import BaseListener

@@ -1,5 +1,5 @@
 """Demo models. Other tooling writes these tables with plain SQL, so names, types and
-database defaults are part of the contract (SPEC §4)."""
+database defaults are part of the contract (docs/wire-format.md)."""
 
 from django.conf import settings
 from django.db import models

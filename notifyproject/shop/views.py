@@ -33,6 +33,6 @@ def catalog(request):
 
 @login_required
 def my_orders(request):
-    """The user's orders, live from the `my-orders` stream (SPEC §13): the page is static, the rows
+    """The user's orders, live from the `my-orders` stream (docs/live.md): the page is static, the rows
     come over /ws/live/ (notifyproject/shop/static/shop/my-orders.js)."""
     return render(request, "shop/my_orders.html")

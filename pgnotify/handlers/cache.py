@@ -9,11 +9,11 @@ from asgiref.sync import sync_to_async
 
 from ..cache import invalidate, invalidate_all, stop_heartbeat, write_heartbeat
 from ..exceptions import one_line
+from ..listener.channels import CACHE_INVALIDATE
 from .threads import leave_current_behind
 
 logger = logging.getLogger(__name__)
 
-INVALIDATE_CHANNEL = "cache_invalidate"
 # Seconds one cache call may take. A backend that does not answer (a database or Redis behind a
 # dead network) counts as failing: readers bypass the cache, and the listener goes on.
 CALL_TIMEOUT = 5.0
@@ -41,7 +41,7 @@ class CacheInvalidator:
     handler's thread (Django's cache API is sync), each within CALL_TIMEOUT; a burst of
     notifications is one write."""
 
-    channels = frozenset({INVALIDATE_CHANNEL})
+    channels = frozenset({CACHE_INVALIDATE})
 
     def __init__(self, using: str | None = None):
         self.using = using

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from ..exceptions import one_line
 from ..listener.backoff import backoff_delay
 from ..listener.throttle import ThrottledLog
-from ..web.frames import DASHBOARD_GROUP, frame, notice_frame
+from ..web.frames import CHANGES, CHECKPOINT, DASHBOARD_GROUP, STATS, frame, notice_frame
 from ..web.layers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ RETRY_INITIAL, RETRY_MAX = 0.25, 5.0  # after a failed send, events wait this lo
 LOG_INTERVAL = 10.0  # one line per kind of trouble per interval, with a count
 
 
-class GroupForwarder:
+class DashboardSender:
     """Listener handler: change events to the dashboard group in batches, listener statistics
     every second and state notices as they happen."""
 
@@ -50,7 +50,6 @@ class GroupForwarder:
         self._notice_sender: asyncio.Task | None = None
         self._stats_sent = 0.0
         self._changes_sent = 0.0  # monotonic time of the last `changes` group message
-        self._windows: dict[str, tuple[float, int]] = {}  # channel -> rate window of our stats frames
         self.frames_sent = 0
         self.events_sent = 0
         self.taken = 0  # notifications taken (compared with the listener's count at a checkpoint)
@@ -125,7 +124,7 @@ class GroupForwarder:
             self._changes_sent = time.monotonic()
             batch = self._pending[:MAX_BATCH]
             del self._pending[: len(batch)]
-            if not await self._send(self.group, frame({"type": "changes", "events": batch})):
+            if not await self._send(self.group, frame({"type": CHANGES, "events": batch})):
                 self._pending[:0] = batch  # retried on the next event or flush
                 return
             self.frames_sent += 1
@@ -139,30 +138,16 @@ class GroupForwarder:
         snapshot = getattr(listener, "checkpoint", None)
         if snapshot is None or self._pending or self.taken != getattr(listener, "handed_on", None):
             return
-        await self._send(self.group, frame({"type": "checkpoint", "snapshot": snapshot, "t": round(time.time(), 3)}))
+        await self._send(self.group, frame({"type": CHECKPOINT, "snapshot": snapshot, "t": round(time.time(), 3)}))
 
     async def _send_stats(self) -> None:
         self._stats_sent = time.monotonic()
         if self.listener is None:
             return
-        snapshot = self._snapshot()
+        snapshot = self.listener.stats.snapshot(rates=False)  # the page computes rates from the counts
         snapshot["name"] = self.listener.options.name
         snapshot["database"] = self.listener.options.database
-        await self._send(self.group, frame({"type": "stats", **snapshot}))
-
-    def _snapshot(self) -> dict:
-        """The listener's statistics with rates over our own one-second window. A snapshot
-        restarts each channel's rate window, so the runner's periodic statistics keep theirs."""
-        channels = self.listener.stats.channels
-        theirs = {name: (c._window_start, c._window_count) for name, c in channels.items()}
-        for name, c in channels.items():
-            c._window_start, c._window_count = self._windows.get(name, theirs[name])
-        try:
-            return self.listener.stats.snapshot()
-        finally:
-            for name, c in channels.items():
-                self._windows[name] = (c._window_start, c._window_count)
-                c._window_start, c._window_count = theirs.get(name, self._windows[name])
+        await self._send(self.group, frame({"type": STATS, **snapshot}))
 
     async def _send(self, group: str, message: dict) -> bool:
         # Numbered before sending: a failed send (it may have arrived or not) leaves a gap the

@@ -4,7 +4,7 @@ psycopg and the standard library only: no Django, no channels, no web code (a te
 Django-side glue (connection settings, handlers, the command) lives outside this package.
 """
 
-from .loop import Listener, ListenerOptions, Sink
 from .notification import Notification
+from .notify_source import Listener, ListenerOptions, Sink
 
 __all__ = ["Listener", "ListenerOptions", "Notification", "Sink"]

@@ -18,7 +18,7 @@ class Notification:
     pid: int | None = None
     replayed: bool = False
     received: datetime = field(default_factory=now)
-    # Set by parse(): the parsed JSON, whether the payload is JSON, and the change event (SPEC §4)
+    # Set by parse(): the parsed JSON, whether the payload is JSON, and the change event (docs/wire-format.md)
     # this notification carries, if it carries one.
     data: object = field(init=False)
     is_json: bool = field(init=False)
@@ -80,7 +80,7 @@ class Notification:
         return event is not None and event.get("truncated") is True
 
     def add_database(self, alias: str) -> None:
-        """Say which database the event was read from (SPEC §4 `database`): the key goes last, as
+        """Say which database the event was read from (`database`, docs/wire-format.md): the key goes last, as
         jsonb orders it, and the payload text gets it without being written anew."""
         event = self.event
         if "database" not in event:

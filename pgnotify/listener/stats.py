@@ -88,14 +88,15 @@ class ListenerStats:
         if not replayed:
             stats.samples.append((event.get("ts"), notification.received))
 
-    def snapshot(self) -> dict:
-        """A JSON-ready summary; rates cover the time since the previous snapshot."""
+    def snapshot(self, rates: bool = True) -> dict:
+        """A JSON-ready summary; rates cover the time since the previous snapshot with rates (the
+        dashboard's page computes its own from the counts, and asks for none)."""
         channels = {}
         for name, stats in sorted(self.channels.items()):
             latencies = stats.latencies_ms()
             channels[name] = {
                 "count": stats.count,
-                "rate": round(stats.rate(), 2),
+                **({"rate": round(stats.rate(), 2)} if rates else {}),
                 "replayed": stats.replayed,
                 "non_json": stats.non_json,
                 "as_text": stats.as_text,

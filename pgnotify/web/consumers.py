@@ -1,17 +1,13 @@
 """The staff dashboard's websocket consumer."""
 
-import asyncio
-
-from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from . import fanout, rights
 from .frames import DASHBOARD_GROUP
+from .guarded import GuardedConsumer
 
-FORBIDDEN = 4403
 
-
-class DashboardConsumer(AsyncWebsocketConsumer):
+class DashboardConsumer(GuardedConsumer):
     """Pushes the listener's `changes`, `stats` and `notice` frames to staff browsers.
 
     Frames arrive already serialised (see pgnotify.web.frames) on one subscription per process
@@ -20,33 +16,22 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     own: no channel name, no receive loop on the layer per connection.
 
     A user who is not (or no longer, see pgnotify.web.rights) active staff with a live session
-    gets the socket closed with 4403: accepted first, so that a browser sees the code (a refused
-    handshake reaches it as 1006, which it cannot tell from a network failure)."""
+    gets the socket closed with 4403 (pgnotify.web.guarded)."""
 
     channel_layer_alias = None  # get_channel_layer(None) is None: channels sets up no channel
     joined = False
 
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await asyncio.shield(self.leave())  # whatever ended the consumer
-
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_staff:
-            await self.accept()
-            await self.close(code=FORBIDDEN)
+            await self.refuse(rights.FORBIDDEN)
             return
         self.joined = True
         rights.watch(self, staff=True)
         await fanout.join(self, get_channel_layer(), DASHBOARD_GROUP, accept=self.accept)
 
-    async def disconnect(self, code):
-        await self.leave()
-
     async def leave(self) -> None:
-        rights.unwatch(self)
+        await super().leave()
         if self.joined:
             self.joined = False
             await fanout.leave(self, get_channel_layer(), DASHBOARD_GROUP)

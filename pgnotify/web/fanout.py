@@ -120,7 +120,7 @@ class Broadcaster:
         """Whether messages of this one's sender were lost before it (its numbers jump)."""
         sender, seq = message.get("sender"), message.get("seq")
         if not isinstance(sender, str) or not isinstance(seq, int):
-            return False  # not from a GroupForwarder
+            return False  # not from a DashboardSender
         last = self._last_seq.get(sender)
         self._last_seq[sender] = seq if last is None else max(last, seq)
         if last is None:

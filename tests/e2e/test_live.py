@@ -1,6 +1,6 @@
 """The "My orders" demo in a real browser: daphne + listen_notify + PostgreSQL + channel layer
 (channels_postgres, then Redis) + Chromium, alice's and bob's pages side by side, each live
-through live-client.js on the `my-orders` stream (SPEC §13)."""
+through live-client.js on the `my-orders` stream (docs/live.md)."""
 
 import base64
 import time

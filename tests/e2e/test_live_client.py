@@ -1,5 +1,5 @@
 """The live data client (pgnotify/static/pgnotify/live-client.js), run by Node 20 against a real
-websocket server written here that speaks the frames of SPEC §13: it keeps a keyed view equal to
+websocket server written here that speaks the frames of docs/live.md: it keeps a keyed view equal to
 the frames (snapshot pages, changes, resync), keeps every digit of a number, reports errors, and
 after a dropped socket reconnects with capped exponential backoff and resumes each subscription
 from its last position. The server side itself is tested in the live server's own tests."""

@@ -1,7 +1,7 @@
-"""Several databases (issue 19): a router sends shop.Order to a real second database,
+"""Several databases (docs/operations.md#several-databases): a router sends shop.Order to a real second database,
 'analytics'. `migrate --database analytics` attaches what that database needs there, and
 `listen_notify --database analytics` serves it, beside the listener of 'default': each gets its
-own database's changes only, those of 'analytics' carrying `"database": "analytics"` (SPEC §4),
+own database's changes only, those of 'analytics' carrying `"database": "analytics"` (docs/wire-format.md),
 and a listener killed with SIGKILL hands on, when it comes back, what was committed meanwhile,
 with the ids of that database's event log (NOTIFY) or its slot's (WAL)."""
 

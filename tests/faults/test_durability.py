@@ -1,4 +1,4 @@
-"""Fault tests of the delivery guarantees (SPEC §5): 4 concurrent writers while the listener is
+"""Fault tests of the delivery guarantees (docs/guarantees.md): 4 concurrent writers while the listener is
 SIGKILLed, has its backends terminated, loses its database to a restart, or its connection
 goes silent. Every committed row's event must be handed on; none twice within one process."""
 

@@ -1,4 +1,4 @@
-"""A network that dies without a word (SPEC §5): every connection of a `listen_notify` process,
+"""A network that dies without a word (docs/guarantees.md): every connection of a `listen_notify` process,
 its own and its handlers' Django ones, goes through a TCP proxy whose open connections freeze
 while new ones still pass. The listener must be delivering again, through new connections,
 within 15 s of the freeze, and nothing committed may be lost."""

@@ -1,4 +1,4 @@
-"""Behind a transaction-pooling PgBouncer (SPEC §2, docs/operations.md): a listener whose session
+"""Behind a transaction-pooling PgBouncer (docs/operations.md): a listener whose session
 cannot LISTEN refuses to start in one line, holding nothing; with PGNOTIFY["DIRECT"] the writers,
 `migrate` and `check` go through the pooler and the listener's sessions go direct, and nothing is lost."""
 

@@ -107,7 +107,7 @@ def test_switching_sources_back_and_forth_loses_nothing(switch_database):
         conn.execute("SELECT pg_create_logical_replication_slot('pgnotify_leftover', 'pgoutput')")
         assert manage(notify, "migrate", "--noinput", "-v", "0").returncode != 0  # a slot of no known name
         conn.execute("UPDATE pgnotify_listener SET updated_at = now() - interval '30 days' WHERE name = %s", [name])
-    checked = manage(notify, "check")
+    checked = manage(notify, "check", "--database", "default")
     assert "(pgnotify.W041) Replication slot pgnotify_leftover is left over" in checked.stderr
     assert f"(pgnotify.W042) The position of listener '{name}'" in checked.stderr
     assert "the oldest event kept is id" in checked.stderr
@@ -145,4 +145,4 @@ def test_a_live_slot_invalidated_is_reported_with_the_lost_range(server):
             conn.execute("SELECT pg_switch_wal()")
         conn.execute("CHECKPOINT")
         assert conn.execute("SELECT wal_status FROM pg_replication_slots").fetchone()[0] == "lost"
-    assert "(pgnotify.W040) Replication slot" in manage(env, "check").stderr
+    assert "(pgnotify.W040) Replication slot" in manage(env, "check", "--database", "default").stderr

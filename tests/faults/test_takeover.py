@@ -1,4 +1,4 @@
-"""Hot standby (SPEC §5): two listeners with one name; the active one is SIGKILLed while a row
+"""Hot standby (docs/guarantees.md): two listeners with one name; the active one is SIGKILLed while a row
 is written every 50 ms; the standby, silent until then, hands on the first new event within
 2 s and nothing is lost."""
 

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from pgnotify.connection import listener_conninfo
-from pgnotify.handlers.base import Dispatcher
+from pgnotify.handlers.dispatcher import Dispatcher
 from pgnotify.listener import Listener, ListenerOptions
 from tests.helpers.faults import ThreadedProxy
 from tests.helpers.support import ROOT, database_url_for_tests, free_port, process_env

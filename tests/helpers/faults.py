@@ -21,9 +21,6 @@ import psycopg
 from tests.helpers.support import free_port
 from tests.helpers.waiting import eventually_async
 
-FIGURES_FILE = Path("/tmp/pgnotify_delivery_figures.json")
-
-
 # -- writers
 
 class Writers:
@@ -162,14 +159,8 @@ def duplicates(counter: Counter) -> int:
 
 
 def record_figures(test: str, figures: dict) -> None:
-    """Print the measured figures (shown with -s) and keep them in FIGURES_FILE."""
+    """Print the measured figures (shown with -s)."""
     print(f"\n[{test}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-    try:
-        allfigures = json.loads(FIGURES_FILE.read_text())
-    except (OSError, ValueError):
-        allfigures = {}
-    allfigures[test] = {**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    FIGURES_FILE.write_text(json.dumps(allfigures, indent=2, sort_keys=True) + "\n")
 
 
 # -- a sink that records, for listeners run in-process

@@ -28,7 +28,8 @@ def dump(forwarder) -> None:
 
 async def main(config: dict) -> None:
     from pgnotify.connection import listener_conninfo
-    from pgnotify.handlers.base import Dispatcher, load_handler
+    from pgnotify.handlers.dispatcher import Dispatcher
+    from pgnotify.handlers.entries import load_handler
     from pgnotify.listener import Listener, ListenerOptions
 
     handler = load_handler(config["handler"])

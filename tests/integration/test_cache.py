@@ -1,4 +1,4 @@
-"""Tag-based caching invalidated by the listener (SPEC §9, issue 5).
+"""Tag-based caching invalidated by the listener (docs/cache.md).
 
 Two separate processes share the cache (Redis, and the database cache): A caches a value read
 from the database, a write made with plain SQL outside Django fires the statement trigger, a

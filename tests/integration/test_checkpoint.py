@@ -10,7 +10,7 @@ import pytest
 
 from pgnotify.connection import listener_conninfo
 from pgnotify.exceptions import CannotListenError
-from pgnotify.listener import Listener, ListenerOptions, loop
+from pgnotify.listener import Listener, ListenerOptions, base
 from pgnotify.listener.receiving import NotificationReceiver
 from pgnotify.listener.snapshots import Snapshot
 from tests.helpers.faults import RecordingSink
@@ -118,7 +118,7 @@ class UnprovenListener(Listener):
 async def test_the_position_never_moves_over_an_event_not_handed_on(monkeypatch):
     """The marker comes back by the way other sessions' notifications come: a session that hears
     only itself moves the position from the event log, handing on what it missed, never by a marker."""
-    monkeypatch.setattr(loop, "NotificationReceiver", OthersDeafReceiver)
+    monkeypatch.setattr(base, "NotificationReceiver", OthersDeafReceiver)
     conninfo = listener_conninfo()
     name = f"self-only-{uuid.uuid4().hex[:8]}"
     sink = RecordingSink()
@@ -137,7 +137,7 @@ async def test_the_position_never_moves_over_an_event_not_handed_on(monkeypatch)
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_session_that_hears_only_itself_is_refused_at_start(monkeypatch):
-    monkeypatch.setattr(loop, "NotificationReceiver", OthersDeafReceiver)
+    monkeypatch.setattr(base, "NotificationReceiver", OthersDeafReceiver)
     options = ListenerOptions(channels=["orders"], name=f"deaf-{uuid.uuid4().hex[:8]}", heartbeat_timeout=1.0)
     sink = RecordingSink()
     with pytest.raises(CannotListenError, match=r'PGNOTIFY\["DIRECT"\]'):

@@ -27,7 +27,7 @@ def test_checks_are_registered_with_django():
               "CACHE_INVALIDATE": {"shop.Nope": ["x"]}}
     with override_settings(PGNOTIFY=broken):
         found = {error.id for error in django_checks.run_checks() if error.id.startswith("pgnotify.")}
-    assert found == {"pgnotify.E003", "pgnotify.E006"}
+    assert found == {"pgnotify.E003", "pgnotify.E016"}
 
 
 def test_manage_py_check_fails_cleanly(tmp_path):

@@ -97,6 +97,16 @@ def test_listen_notify_json_prints_only_json_on_stdout_and_stops_on_sigterm(list
     assert "Traceback" not in errors
 
 
+def test_listen_notify_reports_the_database_checks_of_its_database_and_starts(listener):
+    with connection.cursor() as cursor:  # a retired listener's position, older than the retention
+        cursor.execute("INSERT INTO pgnotify_listener (name, snapshot, updated_at) "
+                       "VALUES ('retired-name', pg_current_snapshot()::text, now() - interval '30 days')")
+    process = listener("--name", "commands-checks")
+    line = process.wait_for_line("pgnotify.W042", stream="stderr")
+    assert "listener 'retired-name'" in line and "DELETE FROM pgnotify_listener" in line
+    process.wait_for_line("'commands-checks': live", stream="stderr")
+
+
 def test_notify_command_sends_its_argument_or_standard_input():
     with psycopg.Connection.connect(autocommit=True, **listener_conninfo()) as conn:
         inbox = Inbox(conn, "commands", timeout=5.0)

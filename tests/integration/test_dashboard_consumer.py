@@ -10,8 +10,8 @@ from django.conf import settings
 from django.test import Client
 
 from notifyproject.asgi import application
-from pgnotify.web.consumers import FORBIDDEN
 from pgnotify.web.frames import DASHBOARD_GROUP, frame
+from pgnotify.web.rights import FORBIDDEN
 from tests.helpers.web import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]

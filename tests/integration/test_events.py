@@ -1,4 +1,4 @@
-"""The change event of SPEC §4, as the triggers send it and as the listener hands it on."""
+"""The change event of docs/wire-format.md, as the triggers send it and as the listener hands it on."""
 
 import json
 import re

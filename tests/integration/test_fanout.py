@@ -149,7 +149,7 @@ def test_a_jump_in_a_senders_numbers_is_a_gap_and_a_new_sender_from_one_is_not(m
     assert not any(broadcaster._missed_before({"sender": s, "seq": n}) for s, n in numbered)
     assert broadcaster._missed_before({"sender": "a", "seq": 5})  # 4 was lost
     assert not broadcaster._missed_before({"sender": "a", "seq": 4})  # late or repeated: not a loss
-    assert not broadcaster._missed_before({"type": "other"})  # not numbered: not from a GroupForwarder
+    assert not broadcaster._missed_before({"type": "other"})  # not numbered: not from a DashboardSender
     assert not broadcaster._missed_before({"sender": "c", "seq": 7})  # sending before we subscribed
     monkeypatch.setattr(fanout.time, "monotonic", lambda: broadcaster._subscribed_at + fanout.SENDER_GRACE + 1)
     assert broadcaster._missed_before({"sender": "d", "seq": 7})  # first heard of long after: 1..6 lost

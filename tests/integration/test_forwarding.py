@@ -1,4 +1,4 @@
-"""Forwarding change events to Redis Streams (SPEC §9, issue 5): every event once in its stream,
+"""Forwarding change events to Redis Streams (docs/forwarding.md): every event once in its stream,
 in order; with Redis stopped and started again nothing is lost and the listener's position
 waits for it."""
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from pgnotify.connection import listener_conninfo
-from pgnotify.handlers.base import Dispatcher
+from pgnotify.handlers.dispatcher import Dispatcher
 from pgnotify.listener import Listener, ListenerOptions
 from tests.helpers.faults import RecordingSink
 from tests.helpers.handlers import Flaky

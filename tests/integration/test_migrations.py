@@ -195,7 +195,7 @@ def restricted_role(throwaway_database):
 
 def test_the_wal_source_without_create_on_the_database_is_a_check_error_and_a_failing_migrate(restricted_role):
     name, url, role = restricted_role
-    check = manage(url, "check", PGNOTIFY_SOURCE="wal")
+    check = manage(url, "check", "--database", "default", PGNOTIFY_SOURCE="wal")
     assert check.returncode == 1 and "Traceback" not in check.stderr
     [line] = [line for line in check.stderr.splitlines() if "pgnotify.E039" in line]
     assert f"role {role} has no CREATE on database {name}" in line
@@ -211,7 +211,7 @@ def test_the_wal_source_without_create_on_the_database_is_a_check_error_and_a_fa
                     "WHERE tgname = 'pgnotify_change' AND tgrelid = 'shop_order'::regclass")
         assert conn.execute(triggers).fetchone() == (1,)  # the NOTIFY source still serves the table
         conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(role)))
-        assert manage(url, "check", PGNOTIFY_SOURCE="wal").returncode == 0
+        assert manage(url, "check", "--database", "default", PGNOTIFY_SOURCE="wal").returncode == 0
         again = manage(url, "migrate", "--noinput", PGNOTIFY_SOURCE="wal")
         assert again.returncode == 0, again.stderr
         assert "  pgnotify: created publication pgnotify" in again.stdout.splitlines()

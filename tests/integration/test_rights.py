@@ -121,7 +121,7 @@ def test_an_owner_with_replication_migrates_with_the_wal_source_and_a_writer_nee
     # PostgreSQL 15 and 16 say the first, 17 and later the second.
     assert last.endswith(("must be superuser or replication role to use replication slots",
                           "permission denied to use replication slots")), last
-    check = manage(roles["owner_url"], "check", PGNOTIFY_SOURCE="wal")
+    check = manage(roles["owner_url"], "check", "--database", "default", PGNOTIFY_SOURCE="wal")
     [line] = pgnotify_lines(check.stderr, "pgnotify.E034")
     assert f"role {roles['owner']} has no REPLICATION" in line
     assert f"ALTER ROLE {roles['owner']} REPLICATION" in check.stderr and "rds_replication" in check.stderr

@@ -1,4 +1,4 @@
-"""pgnotify.notify / anotify (SPEC §6): encoding, the 7999-byte limit in bytes, transactions."""
+"""pgnotify.notify / anotify (docs/handlers.md#sending): encoding, the 7999-byte limit in bytes, transactions."""
 
 import json
 import time

@@ -33,7 +33,7 @@ def watching(**entries) -> dict:
 
 def found_with(pgnotify: dict) -> list:
     with override_settings(PGNOTIFY=pgnotify):
-        found = [*checks.check_watch(), *checks.check_watched_tables()]
+        found = [*checks.check_watch(), *checks.check_watched_tables(databases=["default"])]
     assert all("\n" not in message.msg for message in found)
     return found
 
@@ -117,16 +117,16 @@ def test_manage_py_check_refuses_the_view_in_one_line(tmp_path):
         "from tests.settings import *  # noqa: F403\n"
         "PGNOTIFY = {**PGNOTIFY, 'WATCH': {**PGNOTIFY['WATCH'], 'shapes.ItemView': {'channel': 'v'}}}  # noqa: F405\n")
     env = support.process_env(DJANGO_SETTINGS_MODULE="view_settings", PYTHONPATH=f"{tmp_path}:{support.ROOT}")
-    result = subprocess.run([sys.executable, str(support.ROOT / "manage.py"), "check"], cwd=support.ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, str(support.ROOT / "manage.py"), "check", "--database", "default"],
+                            cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     assert "(pgnotify.E020) shapes.ItemView: shapes_item_view is a view" in result.stderr
 
 
 def test_check_with_the_database_down_warns_within_seconds():
     env = support.process_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{support.free_port()}/nowhere")
-    result = subprocess.run([sys.executable, str(support.ROOT / "manage.py"), "check"], cwd=support.ROOT, env=env,
-                            capture_output=True, text=True, timeout=20)
+    result = subprocess.run([sys.executable, str(support.ROOT / "manage.py"), "check", "--database", "default"],
+                            cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=20)
     assert result.returncode == 0 and "(pgnotify.W020) pgnotify could not inspect the watched tables" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -206,14 +206,14 @@ def test_slots_are_listed_and_a_retired_names_slot_dropped(wal, listener, capsys
 def test_checks_say_what_the_wal_source_lacks(wal, settings):
     from django.core import checks
 
-    messages = {message.id: message.msg for message in checks.run_checks()}
+    messages = {message.id: message.msg for message in checks.run_checks(databases=["default"])}
     assert "pgnotify.W030" in messages  # max_slot_wal_keep_size is unlimited on the test servers
     assert "pgnotify.W031" not in messages  # migrated for the WAL source
     execute("DROP ROLE IF EXISTS pgnotify_no_replication", "CREATE ROLE pgnotify_no_replication LOGIN")
     try:
         url = database_url_for_tests().replace("postgresql://postgres@", "postgresql://pgnotify_no_replication@", 1)
-        result = subprocess.run([*ManagedProcess.command(), "check"], capture_output=True, text=True, timeout=60,
-                                env={**wal, "DATABASE_URL": url})
+        result = subprocess.run([*ManagedProcess.command(), "check", "--database", "default"], capture_output=True,
+                                text=True, timeout=60, env={**wal, "DATABASE_URL": url})
     finally:
         execute("DROP ROLE pgnotify_no_replication")
     assert result.returncode == 1
@@ -257,7 +257,8 @@ def test_wal_level_below_logical_is_an_error_and_an_invalidated_slot_is_reported
             conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots")
         server.stop()
         server.start()
-        result = subprocess.run([*ManagedProcess.command(), "check"], env=env, capture_output=True, text=True,
+        result = subprocess.run([*ManagedProcess.command(), "check", "--database", "default"], env=env,
+                                capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 1
         assert "(pgnotify.E032) The WAL source needs wal_level = logical; the server has replica." in result.stderr

@@ -46,21 +46,21 @@ def test_the_demo_settings_pass():
     (watching("shop.Order", {"channel": ""}), ["pgnotify.E004"]),
     (watching("shop.Order", {}), ["pgnotify.E004"]),
     (watching("shop.Order", "orders"), ["pgnotify.E004"]),
-    (watching("shop.Order", {"channel": "orders", "chanel": "typo"}), ["pgnotify.E004"]),
-    (watching("auth.User", {"channel": "users", "exclude": ["pasword"]}), ["pgnotify.E005"]),
+    (watching("shop.Order", {"channel": "orders", "chanel": "typo"}), ["pgnotify.E014"]),
+    (watching("auth.User", {"channel": "users", "exclude": ["pasword"]}), ["pgnotify.E015"]),
     (watching("auth.User", {"channel": "users", "exclude": "password"}), ["pgnotify.E005"]),
     ({"CACHE_INVALIDATE": ["users"]}, ["pgnotify.E006"]),
-    ({"CACHE_INVALIDATE": {"shop.Nope": ["catalog"]}}, ["pgnotify.E006"]),
-    ({"CACHE_INVALIDATE": {"shop.Product": []}}, ["pgnotify.E006"]),
-    ({"CACHE_INVALIDATE": {"shop.Product": "catalog"}}, ["pgnotify.E006"]),
-    ({"CACHE_INVALIDATE": {"shop.Product": [""]}}, ["pgnotify.E006"]),
-    ({"LISTEN": ["system", "bad name"]}, ["pgnotify.E007"]),
+    ({"CACHE_INVALIDATE": {"shop.Nope": ["catalog"]}}, ["pgnotify.E016"]),
+    ({"CACHE_INVALIDATE": {"shop.Product": []}}, ["pgnotify.E017"]),
+    ({"CACHE_INVALIDATE": {"shop.Product": "catalog"}}, ["pgnotify.E017"]),
+    ({"CACHE_INVALIDATE": {"shop.Product": [""]}}, ["pgnotify.E017"]),
+    ({"LISTEN": ["system", "bad name"]}, ["pgnotify.E019"]),
     ({"LISTEN": "system"}, ["pgnotify.E007"]),
-    ({"RETENSION": 3600}, ["pgnotify.E008"]),
+    ({"RETENSION": 3600}, ["pgnotify.E018"]),
     ({"RETENTION": "a day"}, ["pgnotify.E009"]),
     ({"RETENTION": 0}, ["pgnotify.E009"]),
     ({"RETENTION": True}, ["pgnotify.E009"]),
-    ({"HANDLERS": "tests.helpers.handlers.record_sync"}, ["pgnotify.E010"]),
+    ({"HANDLERS": "tests.helpers.handlers.record_sync"}, ["pgnotify.E023"]),
     ({"HANDLERS": ["tests.nowhere.handler"]}, ["pgnotify.E010"]),
     ({"HANDLERS": [{"handler": "tests.helpers.handlers.record_sync", "channel": ["orders"]}]},
      ["pgnotify.E010"]),
@@ -125,3 +125,14 @@ def test_an_installed_chat_whose_pages_are_not_routed_is_a_warning():
         (warning,) = check_pages_routed()
         assert warning.id in {e.id for e in django_checks.run_checks(tags=[django_checks.Tags.urls])}
     assert warning.id == "pgnotify_chat.W001" and 'include("pgnotify.contrib.chat.urls")' in warning.hint
+
+
+def test_the_listener_refuses_handlers_that_are_not_a_list_with_the_checks_line():
+    from pgnotify.exceptions import HandlerConfigError
+    from pgnotify.handlers.entries import configured_handlers
+
+    (error,) = errors_with(HANDLERS="tests.helpers.handlers.record_sync")
+    with override_settings(PGNOTIFY={**GOOD, "HANDLERS": "tests.helpers.handlers.record_sync"}), \
+            pytest.raises(HandlerConfigError) as refused:
+        configured_handlers()
+    assert str(refused.value) == error.msg

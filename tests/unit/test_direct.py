@@ -11,8 +11,8 @@ from pgnotify import checks
 @pytest.mark.once
 @pytest.mark.parametrize(("direct", "expected"), [
     ({"default": "default"}, []),
-    ({"default": "nope"}, ["pgnotify.E050"]),
-    ({"nope": "default"}, ["pgnotify.E050"]),
+    ({"default": "nope"}, ["pgnotify.E052"]),
+    ({"nope": "default"}, ["pgnotify.E052"]),
     (["default"], ["pgnotify.E050"]),
 ])
 def test_direct_names_known_aliases(direct, expected):

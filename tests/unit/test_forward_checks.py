@@ -1,25 +1,17 @@
 """A forwarder configured wrongly is one line of `manage.py check` (pgnotify.E010), and the same line
 when the listener loads it; a good configuration passes."""
 
+import re
 import sys
 
 import pytest
-from django.conf import settings
-from django.test import override_settings
 
-from pgnotify import checks
 from pgnotify.exceptions import HandlerConfigError
-from pgnotify.handlers.base import load_handler
+from pgnotify.handlers.entries import load_handler
+from tests.helpers import support
+from tests.helpers.forwarding import handler_errors
 
 SECRET = "a-secret-of-32-characters-000000"
-
-
-def handler_errors(handler: str, **options) -> list[str]:
-    entry = {"handler": f"pgnotify.forwarding.{handler}", "channels": ["orders"], "options": options}
-    with override_settings(PGNOTIFY={**settings.PGNOTIFY, "HANDLERS": [entry]}):
-        found = checks.check_handlers()
-    assert all(error.id == "pgnotify.E010" and "\n" not in error.msg for error in found)
-    return [error.msg for error in found]
 
 
 @pytest.mark.parametrize(("handler", "options"), [
@@ -88,3 +80,22 @@ def test_a_forwarder_without_its_extra_is_one_line_naming_the_extra(monkeypatch,
     [message] = handler_errors(handler, url="https://example.com/h", secret=SECRET)
     assert f'pip install "django-pgnotify[{extra}]"' in message and f"'{package}'" in message
 
+
+@pytest.mark.parametrize(("handler", "page"), [
+    ("RedisStreamForwarder", "redis-streams.md"), ("RabbitMQ", "rabbitmq.md"), ("JetStream", "nats.md"),
+    ("Webhook", "webhooks.md"),
+])
+def test_the_docs_list_each_option_with_its_declared_default(handler, page):
+    from dataclasses import MISSING, fields
+
+    from pgnotify import forwarding
+
+    def shown(option) -> str:
+        default = option.default_factory() if option.default_factory is not MISSING else option.default
+        if default is MISSING:
+            return "(required)"
+        return f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
+
+    declared = {option.name: shown(option) for option in fields(getattr(forwarding, handler).Options)}
+    text = (support.ROOT / "docs" / "forwarding" / page).read_text()
+    assert dict(re.findall(r"^\| `(\w+)` \| (\(required\)|`[^`]*`)", text, re.M)) == declared

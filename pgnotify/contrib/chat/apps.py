@@ -7,10 +7,10 @@ class ChatConfig(AppConfig):
     verbose_name = "pgnotify chat"
     default_auto_field = "django.db.models.BigAutoField"
 
-    # Read by pgnotify.conf: chat rows travel as change events on channel `chat` (so the listener
-    # listens to it), and the listener's ChatForwarder hands each new message to its room's group.
+    # Read by pgnotify.conf: chat rows travel as change events on channel `chat`, and the
+    # listener's ChatRoomSender hands each new message to its room's group.
     pgnotify_watch = {"pgnotify_chat.ChatMessage": {"channel": "chat"}}
-    pgnotify_handlers = ["pgnotify.contrib.chat.handler.ChatForwarder"]
+    pgnotify_handlers = ["pgnotify.contrib.chat.handler.ChatRoomSender"]
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)

@@ -6,41 +6,33 @@ import logging
 from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
 from ...exceptions import one_line
 from ...web import rights
+from ...web.guarded import GuardedConsumer
 from . import presence
 from . import rules as chat
 from .rules import ChatInputError, chat_group
 
 logger = logging.getLogger(__name__)
 
-FORBIDDEN = 4403
-NOT_FOUND = 4404
+NOT_FOUND = 4404  # no such room (a close code a browser can read, as rights.FORBIDDEN)
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(GuardedConsumer):
     """`/ws/chat/<room>/`: history on connect, then the room's messages, joins, leaves and users.
 
     Messages are not sent to the group from here: they are stored, and come back to every
     consumer of the room (this one included) through PostgreSQL and the listener.
 
     Whatever ends the consumer (a disconnect, an error in a handler, the server cancelling it),
-    it leaves the room: group membership, presence row and heartbeat go with it (see `__call__`).
+    it leaves the room: group membership, presence row and heartbeat go with it (pgnotify.web.guarded).
     """
 
     group = None
     heartbeat_task = None
     closed = False
-
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # Shielded: a consumer cancelled by the server still leaves the room completely.
-            await asyncio.shield(self.leave_room())
 
     async def connect(self):
         kwargs = self.scope["url_route"]["kwargs"]
@@ -50,7 +42,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.refuse(NOT_FOUND)
             return
         if user is None or not user.is_authenticated:
-            await self.refuse(FORBIDDEN)
+            await self.refuse(rights.FORBIDDEN)
             return
         self.user_id, self.username = user.pk, user.get_username()
         self.limiter = chat.RateLimiter()
@@ -68,22 +60,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.announce(f"{self.username} joined" if joined else None)
         self.heartbeat_task = asyncio.create_task(self.heartbeat())
 
-    async def refuse(self, code: int) -> None:
-        # Accepted, then closed with the reason's code: a browser sees 4403/4404 (a refused
-        # handshake reaches it as 1006, which it cannot tell from a network failure).
-        await self.accept()
-        await self.close(code=code)
-
     async def disconnect(self, code):
         self.closed = True
-        await self.leave_room()
+        await super().disconnect(code)
 
-    async def leave_room(self) -> None:
+    async def leave(self) -> None:
         """Leaves the room once, whatever fails: each step is attempted."""
+        await super().leave()
         group, self.group = self.group, None
         if group is None:
             return
-        rights.unwatch(self)
         if self.heartbeat_task is not None:
             self.heartbeat_task.cancel()
         try:

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 SEND_TIMEOUT = 5.0  # seconds one group_send may take; the message stays in the room's history meanwhile
 
 
-class ChatForwarder:
+class ChatRoomSender:
     channels = frozenset({CHAT_CHANNEL})
 
     def __init__(self, channel_layer=None):

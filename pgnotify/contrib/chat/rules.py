@@ -2,7 +2,7 @@
 
 A message is only ever written to the database here. It reaches the room's websockets the way
 every change does: the trigger on `pgnotify_chatmessage` sends it on channel `chat`, the
-listener hands it to `handler.ChatForwarder`, which sends `chat.message` to the room's group.
+listener hands it to `handler.ChatRoomSender`, which sends `chat.message` to the room's group.
 So every web process connected to the same database and channel layer shares the room.
 """
 

@@ -1,9 +1,9 @@
 """What every forwarder shares: which notifications it forwards and in what shape, and delivery in
 the background, in order, retried with backoff, confirmed before the listener's position moves.
 
-`handle()` puts the message in its lane (one lane per forwarder, or one per channel) and returns;
+`handle()` puts the message in its queue (one queue per forwarder, or one per channel) and returns;
 when `max_buffer` messages wait already, it first waits for room while the destination keeps
-confirming (a burst holds the listener back), and raises while the destination fails. The lane's
+confirming (a burst holds the listener back), and raises while the destination fails. The queue's
 task sends what waits there at once, in order, up to `batch` messages at a time, and sends the
 same head again, with capped exponential backoff, until the destination confirms it.
 `flush()`, which the listener calls before it records its position, returns once everything
@@ -14,7 +14,7 @@ channel, and every message carries the event's `id` for the consumer to de-dupli
 `database`, for events read from another database than 'default': the message id is then
 "ALIAS:id").
 
-Notifications that are not change events (SPEC §4) are skipped unless `raw=True`; then each goes
+Notifications that are not change events (docs/wire-format.md) are skipped unless `raw=True`; then each goes
 out as `{"id": "n-<32 hex digits>", "type": "notification", "channel": ..., "payload": <the text
 as sent>, "received": <ISO 8601>}`, with table `_` and operation `NOTIFY` where a destination
 name needs them. Such notifications are not in the event log: one that arrives while no
@@ -23,6 +23,7 @@ listener runs, or that waits in memory when the listener is killed, is lost.
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import json
 import logging
@@ -106,26 +107,35 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else "", fragment=""))
 
 
-def common_problems(batch, timeout, max_buffer, raw) -> list[str]:
-    problems = []
-    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
-        problems.append(f"batch must be a whole number from 1 to 10,000, not {batch!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-        problems.append(f"timeout must be a number of seconds above 0 and at most 300, not {timeout!r}")
-    if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
-        problems.append(f"max_buffer must be a whole number of at least 1, not {max_buffer!r}")
-    if not isinstance(raw, bool):
-        problems.append(f"raw must be True or False, not {raw!r}")
-    return problems
+def flag_problems(options, *names: str) -> list[str]:
+    return [f"{name} must be True or False, not {getattr(options, name)!r}" for name in names
+            if not isinstance(getattr(options, name), bool)]
 
 
-def refuse(problems: list[str]) -> None:
-    """Raise the first problem of a forwarder's options (the system check reports the same)."""
-    if problems:
-        raise HandlerConfigError(problems[0])
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The options every forwarder takes, with their defaults. Each forwarder declares all of its
+    own once, as a subclass: the class takes them as its arguments (its signature), its check
+    reports what is wrong with them, and docs/forwarding/ lists them with these defaults."""
+
+    batch: int = 1000
+    timeout: float = 10.0
+    raw: bool = False
+    max_buffer: int = 10_000
+
+    def problems(self) -> list[str]:
+        problems = []
+        batch, timeout, max_buffer = self.batch, self.timeout, self.max_buffer
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
+            problems.append(f"batch must be a whole number from 1 to 10,000, not {batch!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
+            problems.append(f"timeout must be a number of seconds above 0 and at most 300, not {timeout!r}")
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            problems.append(f"max_buffer must be a whole number of at least 1, not {max_buffer!r}")
+        return problems + flag_problems(self, "raw")
 
 
-class _Lane:
+class _Queue:
     """Messages handed on in one order, and the task that delivers them."""
 
     __slots__ = ("confirmed", "error", "handed", "task", "waiting", "wake")
@@ -140,31 +150,46 @@ class _Lane:
 
 
 class Forwarder:
-    """Base of the forwarders: subclasses name their destination and implement `send(batch)`
-    (return once the destination confirmed every message, raise otherwise) and `disconnect()`."""
+    """Base of the forwarders: subclasses declare their `Options`, name their destination and
+    implement `send(batch)` (return once the destination confirmed every message, raise
+    otherwise) and `disconnect()`."""
 
+    Options = Options
     destination = "?"  # for log lines and errors: the URL, exchange or subject prefix
 
-    def __init__(self, raw: bool = False, batch: int = 1000, timeout: float = 10.0, max_buffer: int = 10_000):
-        self.raw = raw
-        self.batch = batch
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = inspect.signature(cls.Options)  # the class takes its options as arguments
+
+    def __init__(self, **options):
+        self.options = options = self.Options(**options)
+        problems = options.problems()
+        if problems:  # the system check reports the same line (check_options)
+            raise HandlerConfigError(problems[0])
+        self.raw = options.raw
+        self.batch = options.batch
         # Not `timeout`: the dispatcher would take that for a bound on every call, flush() included,
         # which may rightly take longer (a full buffer going out, confirmed batch after batch).
-        self.send_timeout = timeout  # seconds for one connection or one batch's confirmations
-        self.max_buffer = max_buffer
+        self.send_timeout = options.timeout  # seconds for one connection or one batch's confirmations
+        self.max_buffer = options.max_buffer
         self.forwarded = 0  # messages the destination confirmed
         self.skipped = 0  # notifications that are not change events, not forwarded
         self.failures = 0  # attempts that failed (each retried)
-        self._lanes: dict[str, _Lane] = {}
+        self._queues: dict[str, _Queue] = {}
         self._waiting = 0
         self._progress = asyncio.Event()
         self._failing: ThrottledLog | None = None  # made on the first failure: subclasses set the destination
 
+    @classmethod
+    def check_options(cls, **options) -> list[str]:
+        """What is wrong with these options, one line each (the class's signature took them)."""
+        return cls.Options(**options).problems()
+
     def describe(self) -> str:
         return self.destination
 
-    def lane_key(self, message: Message) -> str:
-        """Messages of one lane are sent one batch at a time, in order; lanes run side by side."""
+    def queue_key(self, message: Message) -> str:
+        """Messages of one queue are sent one batch at a time, in order; queues run side by side."""
         return ""
 
     # -- the handler
@@ -176,29 +201,29 @@ class Forwarder:
             return
         if self._waiting >= self.max_buffer:
             await self._make_room()
-        lane = self._lanes.get(key := self.lane_key(message))
-        if lane is None:
-            lane = self._lanes[key] = _Lane()
-        lane.waiting.append(message)
-        lane.handed += 1
+        queue = self._queues.get(key := self.queue_key(message))
+        if queue is None:
+            queue = self._queues[key] = _Queue()
+        queue.waiting.append(message)
+        queue.handed += 1
         self._waiting += 1
-        self._start(lane)
+        self._start(queue)
 
     async def flush(self) -> None:
         """Return once every message handed on so far is confirmed; raise HandlersBehindError when
         the destination fails, or confirms nothing for `timeout` seconds."""
-        targets = [(lane, lane.handed) for lane in self._lanes.values() if lane.confirmed < lane.handed]
+        targets = [(queue, queue.handed) for queue in self._queues.values() if queue.confirmed < queue.handed]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.send_timeout
-        confirmed = sum(lane.confirmed for lane, _ in targets)
-        for lane, _ in targets:
-            self._start(lane)  # after a close(), what waits goes out again
-        while behind := [lane for lane, target in targets if lane.confirmed < target]:
-            error = next((lane.error for lane in behind if lane.error is not None), None)
+        confirmed = sum(queue.confirmed for queue, _ in targets)
+        for queue, _ in targets:
+            self._start(queue)  # after a close(), what waits goes out again
+        while behind := [queue for queue, target in targets if queue.confirmed < target]:
+            error = next((queue.error for queue in behind if queue.error is not None), None)
             if error is not None:
                 raise HandlersBehindError(f"{self._count(behind)} messages not confirmed by {self.describe()}: "
                                           f"{one_line(error)}")
-            now_confirmed = sum(lane.confirmed for lane, _ in targets)
+            now_confirmed = sum(queue.confirmed for queue, _ in targets)
             if now_confirmed > confirmed:  # progress: the destination is slow, not gone
                 confirmed, deadline = now_confirmed, loop.time() + self.send_timeout
             if loop.time() >= deadline:
@@ -211,13 +236,13 @@ class Forwarder:
             await self.close()
 
     async def close(self) -> None:
-        """Stop the lanes' tasks and close the connection. What waits stays, for a later start."""
-        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        """Stop the queues' tasks and close the connection. What waits stays, for a later start."""
+        tasks = [queue.task for queue in self._queues.values() if queue.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for lane in self._lanes.values():
-            lane.task, lane.wake = None, asyncio.Event()
+        for queue in self._queues.values():
+            queue.task, queue.wake = None, asyncio.Event()
         self._progress = asyncio.Event()  # a later start may run in another event loop
         await self.disconnect()
 
@@ -236,25 +261,25 @@ class Forwarder:
 
     # -- delivery
 
-    def _start(self, lane: _Lane) -> None:
-        if lane.task is None or lane.task.done():
-            lane.task = asyncio.create_task(self._deliver(lane), name=f"{type(self).__name__} lane")
-        lane.wake.set()
+    def _start(self, queue: _Queue) -> None:
+        if queue.task is None or queue.task.done():
+            queue.task = asyncio.create_task(self._deliver(queue), name=f"{type(self).__name__} queue")
+        queue.wake.set()
 
-    async def _deliver(self, lane: _Lane) -> None:
+    async def _deliver(self, queue: _Queue) -> None:
         attempt = 0
         while True:
-            if not lane.waiting:
-                lane.wake.clear()
-                await lane.wake.wait()
+            if not queue.waiting:
+                queue.wake.clear()
+                await queue.wake.wait()
                 continue
-            batch = list(itertools.islice(lane.waiting, self.batch))
+            batch = list(itertools.islice(queue.waiting, self.batch))
             try:
                 await self.send(batch)
             except Exception as error:
                 if isinstance(error, TimeoutError) and not str(error):
                     error = TimeoutError(f"no confirmation from {self.describe()} within {self.send_timeout} s")
-                lane.error = error
+                queue.error = error
                 self.failures += 1
                 self._progress.set()
                 self._failure_log().add(detail=one_line(error))
@@ -265,10 +290,10 @@ class Forwarder:
             if attempt:
                 logger.info("%s to %s: delivering again after %d failed attempts", type(self).__name__,
                             self.describe(), attempt)
-            attempt, lane.error = 0, None
+            attempt, queue.error = 0, None
             for _ in batch:
-                lane.waiting.popleft()
-            lane.confirmed += len(batch)
+                queue.waiting.popleft()
+            queue.confirmed += len(batch)
             self._waiting -= len(batch)
             self.forwarded += len(batch)
             self._progress.set()
@@ -286,21 +311,21 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.send_timeout
         while self._waiting >= self.max_buffer:
-            error = next((lane.error for lane in self._lanes.values() if lane.error is not None), None)
+            error = next((queue.error for queue in self._queues.values() if queue.error is not None), None)
             if error is not None or loop.time() >= deadline:
                 raise HandlersBehindError(f"{self._waiting} messages wait for {self.describe()}: "
                                           f"{one_line(error) if error is not None else 'not confirmed yet'}")
-            for lane in self._lanes.values():
-                if lane.waiting:
-                    self._start(lane)
+            for queue in self._queues.values():
+                if queue.waiting:
+                    self._start(queue)
             await self._next_progress(deadline - loop.time())
 
     async def _next_progress(self, seconds: float) -> None:
-        """Until a lane confirms or fails something, for `seconds` at most."""
+        """Until a queue confirms or fails something, for `seconds` at most."""
         self._progress.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), seconds)
 
-    def _count(self, lanes) -> int:
-        return sum(len(lane.waiting) for lane in lanes)
+    def _count(self, queues) -> int:
+        return sum(len(queue.waiting) for queue in queues)
 

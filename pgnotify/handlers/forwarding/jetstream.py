@@ -21,10 +21,11 @@ subjects, or nothing is acknowledged and the listener's position holds.
 import asyncio
 import contextlib
 import re
+from dataclasses import dataclass
 
 from ...exceptions import one_line
 from ...extras import require
-from .base import Forwarder, Message, common_problems, redact, refuse, token, url_problem
+from .base import Forwarder, Message, Options, flag_problems, redact, token, url_problem
 
 require("nats", "nats", "the JetStream forwarder")
 
@@ -38,48 +39,46 @@ _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 CLOSE_TIMEOUT = 2.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class JetStreamOptions(Options):
+    url: str = DEFAULT_URL
+    prefix: str = "pgnotify"
+    stream: str = "PGNOTIFY"
+    create_stream: bool = False
+    duplicate_window: float = 120.0  # seconds, for a stream this forwarder creates
+
+    def problems(self) -> list[str]:
+        problems = []
+        if problem := url_problem(self.url, ("nats", "tls"), "url"):
+            problems.append(problem)
+        if not isinstance(self.prefix, str) or not _SUBJECT_PREFIX.fullmatch(self.prefix):
+            problems.append(f"prefix must be subject words of letters, digits, '_', '-' or ':' joined by '.' "
+                            f"(no wildcards, no spaces), not {self.prefix!r}")
+        if not isinstance(self.stream, str) or not _STREAM_NAME.fullmatch(self.stream):
+            problems.append(f"stream must be a name of letters, digits, '_' or '-', not {self.stream!r}")
+        window = self.duplicate_window
+        if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
+            problems.append(f"duplicate_window must be a number of seconds above 0, not {window!r}")
+        return problems + flag_problems(self, "create_stream") + super().problems()
+
+
 class JetStream(Forwarder):
     """Listener handler: publish change events to JetStream, each acknowledged before the position moves."""
 
-    def __init__(self, url: str = DEFAULT_URL, prefix: str = "pgnotify", stream: str = "PGNOTIFY",
-                 create_stream: bool = False, duplicate_window: float = 120.0, batch: int = 1000,
-                 timeout: float = 10.0, raw: bool = False, max_buffer: int = 10_000):
-        refuse(self.check_options(url=url, prefix=prefix, stream=stream, create_stream=create_stream,
-                                  duplicate_window=duplicate_window, batch=batch, timeout=timeout, raw=raw,
-                                  max_buffer=max_buffer))
-        super().__init__(raw=raw, batch=batch, timeout=timeout, max_buffer=max_buffer)
-        self.url = url
-        self.prefix = prefix
-        self.stream = stream
-        self.create_stream = create_stream
-        self.duplicate_window = duplicate_window  # seconds, for a stream this forwarder creates
+    Options = JetStreamOptions
+
+    def __init__(self, **options):
+        super().__init__(**options)
         self.duplicates = 0  # acknowledgements that said the stream already had the message
         self._client = None
         self._js = None
 
-    @classmethod
-    def check_options(cls, url=DEFAULT_URL, prefix="pgnotify", stream="PGNOTIFY", create_stream=False,
-                      duplicate_window=120.0, batch=1000, timeout=10.0, raw=False, max_buffer=10_000) -> list[str]:
-        problems = []
-        if problem := url_problem(url, ("nats", "tls"), "url"):
-            problems.append(problem)
-        if not isinstance(prefix, str) or not _SUBJECT_PREFIX.fullmatch(prefix):
-            problems.append(f"prefix must be subject words of letters, digits, '_', '-' or ':' joined by '.' "
-                            f"(no wildcards, no spaces), not {prefix!r}")
-        if not isinstance(stream, str) or not _STREAM_NAME.fullmatch(stream):
-            problems.append(f"stream must be a name of letters, digits, '_' or '-', not {stream!r}")
-        if not isinstance(create_stream, bool):
-            problems.append(f"create_stream must be True or False, not {create_stream!r}")
-        if isinstance(duplicate_window, bool) or not isinstance(duplicate_window, int | float) or duplicate_window <= 0:
-            problems.append(f"duplicate_window must be a number of seconds above 0, not {duplicate_window!r}")
-        return problems + common_problems(batch, timeout, max_buffer, raw)
-
     @property
     def destination(self) -> str:
-        return f"{self.prefix}.> at {redact(self.url)}"
+        return f"{self.options.prefix}.> at {redact(self.options.url)}"
 
     def subject(self, message: Message) -> str:
-        return f"{self.prefix}.{token(message.channel)}.{token(message.table)}.{token(message.op)}"
+        return f"{self.options.prefix}.{token(message.channel)}.{token(message.table)}.{token(message.op)}"
 
     async def send(self, batch: list[Message]) -> None:
         js = await self._open()
@@ -95,7 +94,7 @@ class JetStream(Forwarder):
             async with asyncio.timeout(self.send_timeout):
                 self._client = await self._connect()
                 js = self._client.jetstream(timeout=self.send_timeout)
-                if self.create_stream:
+                if self.options.create_stream:
                     await self._ensure_stream(js)
                 self._js = js
         return self._js
@@ -109,10 +108,11 @@ class JetStream(Forwarder):
             if not first_error.done():
                 first_error.set_result(error)
 
-        # No reconnecting inside the client: a failed batch closes the connection and the lane
+        # No reconnecting inside the client: a failed batch closes the connection and the queue
         # retries on a new one, with backoff.
         connecting = asyncio.ensure_future(nats.connect(
-            servers=[self.url], connect_timeout=self.send_timeout, allow_reconnect=False, max_reconnect_attempts=0,
+            servers=[self.options.url], connect_timeout=self.send_timeout, allow_reconnect=False,
+            max_reconnect_attempts=0,
             error_cb=on_error, disconnected_cb=_ignore_event, closed_cb=_ignore_event))
         try:
             await asyncio.wait({connecting, first_error}, return_when=asyncio.FIRST_COMPLETED)
@@ -123,18 +123,19 @@ class JetStream(Forwarder):
                     await connecting
         if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
             if not first_error.done():
-                first_error.set_result(None)  # later errors: the lane logs failures itself
+                first_error.set_result(None)  # later errors: the queue logs failures itself
             return connecting.result()
         error = first_error.result() if first_error.done() else connecting.exception()
         reason = "connection refused" if isinstance(error, ConnectionRefusedError) else one_line(error)
-        raise ConnectionError(f"cannot connect to {redact(self.url)}: {reason}") from error
+        raise ConnectionError(f"cannot connect to {redact(self.options.url)}: {reason}") from error
 
     async def _ensure_stream(self, js) -> None:
         try:
-            await js.stream_info(self.stream)
+            await js.stream_info(self.options.stream)
         except NotFoundError:
-            await js.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"], storage=StorageType.FILE,
-                                duplicate_window=self.duplicate_window)
+            options = self.options
+            await js.add_stream(name=options.stream, subjects=[f"{options.prefix}.>"], storage=StorageType.FILE,
+                                duplicate_window=options.duplicate_window)
 
     async def disconnect(self) -> None:
         client, self._client, self._js = self._client, None, None

@@ -21,10 +21,11 @@ bound (docs/forwarding/rabbitmq.md).
 import asyncio
 import contextlib
 import re
+from dataclasses import dataclass
 
 from ...exceptions import HandlersBehindError
 from ...extras import require
-from .base import Forwarder, Message, common_problems, redact, refuse, token, url_problem
+from .base import Forwarder, Message, Options, flag_problems, redact, token, url_problem
 
 require("aio_pika", "rabbitmq", "the RabbitMQ forwarder")
 
@@ -37,44 +38,42 @@ _EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}")  # AMQP 0-9-1's exchange 
 CLOSE_TIMEOUT = 2.0  # seconds a closing connection may take before it is abandoned
 
 
-class RabbitMQ(Forwarder):
-    """Listener handler: publish change events to a RabbitMQ exchange, with publisher confirms."""
+@dataclass(frozen=True, kw_only=True)
+class RabbitMQOptions(Options):
+    url: str = DEFAULT_URL
+    exchange: str = "pgnotify"
+    exchange_type: str = "topic"
+    declare: bool = False  # declare the exchange (durable), else it must exist
+    mandatory: bool = False
 
-    def __init__(self, url: str = DEFAULT_URL, exchange: str = "pgnotify", exchange_type: str = "topic",
-                 declare: bool = False, mandatory: bool = False, batch: int = 1000, timeout: float = 10.0,
-                 raw: bool = False, max_buffer: int = 10_000):
-        refuse(self.check_options(url=url, exchange=exchange, exchange_type=exchange_type, declare=declare,
-                                  mandatory=mandatory, batch=batch, timeout=timeout, raw=raw, max_buffer=max_buffer))
-        super().__init__(raw=raw, batch=batch, timeout=timeout, max_buffer=max_buffer)
-        self.url = url
-        self.exchange = exchange
-        self.exchange_type = exchange_type
-        self.declare = declare  # declare the exchange (durable), else it must exist
-        self.mandatory = mandatory
-        self._connection: aio_pika.abc.AbstractConnection | None = None
-        self._channel = None
-
-    @classmethod
-    def check_options(cls, url=DEFAULT_URL, exchange="pgnotify", exchange_type="topic", declare=False,
-                      mandatory=False, batch=1000, timeout=10.0, raw=False, max_buffer=10_000) -> list[str]:
+    def problems(self) -> list[str]:
         problems = []
-        if problem := url_problem(url, ("amqp", "amqps"), "url"):
+        if problem := url_problem(self.url, ("amqp", "amqps"), "url"):
             problems.append(problem)
+        exchange = self.exchange
         if not isinstance(exchange, str) or not _EXCHANGE_NAME.fullmatch(exchange):
             problems.append(f"exchange must be a name of 1 to 255 letters, digits, '_', '-', '.' or ':', "
                             f"not {exchange!r}")
-        elif declare is True and exchange.startswith("amq."):
+        elif self.declare is True and exchange.startswith("amq."):
             problems.append(f"exchange {exchange!r} is one of the broker's own: use it with declare=False")
-        if exchange_type not in EXCHANGE_TYPES:
-            problems.append(f"exchange_type must be one of {', '.join(EXCHANGE_TYPES)}, not {exchange_type!r}")
-        for name, value in (("declare", declare), ("mandatory", mandatory)):
-            if not isinstance(value, bool):
-                problems.append(f"{name} must be True or False, not {value!r}")
-        return problems + common_problems(batch, timeout, max_buffer, raw)
+        if self.exchange_type not in EXCHANGE_TYPES:
+            problems.append(f"exchange_type must be one of {', '.join(EXCHANGE_TYPES)}, not {self.exchange_type!r}")
+        return problems + flag_problems(self, "declare", "mandatory") + super().problems()
+
+
+class RabbitMQ(Forwarder):
+    """Listener handler: publish change events to a RabbitMQ exchange, with publisher confirms."""
+
+    Options = RabbitMQOptions
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._channel = None
 
     @property
     def destination(self) -> str:
-        return f"exchange {self.exchange!r} at {redact(self.url)}"
+        return f"exchange {self.options.exchange!r} at {redact(self.options.url)}"
 
     @staticmethod
     def routing_key(message: Message) -> str:
@@ -99,19 +98,20 @@ class RabbitMQ(Forwarder):
         properties = aio_pika.Message(
             message.body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(message.id), app_id="pgnotify", headers={"pgnotify-channel": message.channel}).properties
-        return channel.basic_publish(message.body, exchange=self.exchange, routing_key=self.routing_key(message),
-                                     properties=properties, mandatory=self.mandatory, wait=False)
+        return channel.basic_publish(message.body, exchange=self.options.exchange,
+                                     routing_key=self.routing_key(message), properties=properties,
+                                     mandatory=self.options.mandatory, wait=False)
 
     async def _open(self):
         """The publisher-confirm channel (aiormq's, under aio-pika's), once the exchange is there."""
         if self._channel is None:
             async with asyncio.timeout(self.send_timeout):
-                self._connection = await aio_pika.connect(self.url, timeout=self.send_timeout)
+                self._connection = await aio_pika.connect(self.options.url, timeout=self.send_timeout)
                 channel = await self._connection.channel(publisher_confirms=True)
-                if self.declare:
-                    await channel.declare_exchange(self.exchange, self.exchange_type, durable=True)
+                if self.options.declare:
+                    await channel.declare_exchange(self.options.exchange, self.options.exchange_type, durable=True)
                 else:
-                    await channel.get_exchange(self.exchange, ensure=True)  # fails at once if it is missing
+                    await channel.get_exchange(self.options.exchange, ensure=True)  # fails at once if it is missing
                 self._channel = await channel.get_underlay_channel()
         return self._channel
 

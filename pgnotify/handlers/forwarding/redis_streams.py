@@ -19,10 +19,12 @@ change events are skipped unless `raw=True`: then `id` is "n-<32 hex digits>" an
 shape documented in base.py.
 """
 
+from dataclasses import dataclass
+
 from django.conf import settings
 
 from ...extras import require
-from .base import Forwarder, Message, common_problems, redact, refuse, url_problem
+from .base import Forwarder, Message, Options, flag_problems, redact, url_problem
 
 require("redis", "redis", "RedisStreamForwarder")
 
@@ -33,41 +35,40 @@ from redis.backoff import NoBackoff  # noqa: E402
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
+@dataclass(frozen=True, kw_only=True)
+class RedisStreamOptions(Options):
+    url: str | None = None  # None: settings.REDIS_URL, else DEFAULT_URL
+    prefix: str = "pgnotify:"
+    maxlen: int | None = 100_000  # per stream; None keeps everything
+    approximate: bool = True  # MAXLEN ~: trimming whole macro nodes is much cheaper
+    timeout: float = 5.0
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.url is not None and (problem := url_problem(self.url, ("redis", "rediss", "unix"), "url")):
+            problems.append(problem)
+        if not isinstance(self.prefix, str):
+            problems.append(f"prefix must be a string, not {self.prefix!r}")
+        maxlen = self.maxlen
+        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1):
+            problems.append(f"maxlen must be a whole number of at least 1, or None, not {maxlen!r}")
+        return problems + flag_problems(self, "approximate") + super().problems()
+
+
 class RedisStreamForwarder(Forwarder):
     """Listener handler: XADD every change event to the stream of its channel."""
 
-    def __init__(self, url: str | None = None, prefix: str = "pgnotify:", maxlen: int | None = 100_000,
-                 approximate: bool = True, max_buffer: int = 10_000, timeout: float = 5.0, batch: int = 1000,
-                 raw: bool = False):
-        url = url or getattr(settings, "REDIS_URL", "") or DEFAULT_URL
-        refuse(self.check_options(url=url, prefix=prefix, maxlen=maxlen, approximate=approximate,
-                                  max_buffer=max_buffer, timeout=timeout, batch=batch, raw=raw))
-        super().__init__(raw=raw, batch=batch, timeout=timeout, max_buffer=max_buffer)
-        self.url = url
-        self.prefix = prefix
-        self.maxlen = maxlen  # per stream; None keeps everything
-        self.approximate = approximate  # MAXLEN ~: trimming whole macro nodes is much cheaper
-        # No retries inside the client: the lane retries with backoff and the position holds.
-        self._client = redis.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                            retry=Retry(NoBackoff(), 0))
+    Options = RedisStreamOptions
 
-    @classmethod
-    def check_options(cls, url=None, prefix="pgnotify:", maxlen=100_000, approximate=True, max_buffer=10_000,
-                      timeout=5.0, batch=1000, raw=False) -> list[str]:
-        problems = []
-        if url is not None and (problem := url_problem(url, ("redis", "rediss", "unix"), "url")):
-            problems.append(problem)
-        if not isinstance(prefix, str):
-            problems.append(f"prefix must be a string, not {prefix!r}")
-        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1):
-            problems.append(f"maxlen must be a whole number of at least 1, or None, not {maxlen!r}")
-        if not isinstance(approximate, bool):
-            problems.append(f"approximate must be True or False, not {approximate!r}")
-        return problems + common_problems(batch, timeout, max_buffer, raw)
+    def __init__(self, **options):
+        super().__init__(**{**options, "url": options.get("url") or getattr(settings, "REDIS_URL", "") or DEFAULT_URL})
+        # No retries inside the client: the queue retries with backoff and the position holds.
+        self._client = redis.Redis.from_url(self.options.url, socket_timeout=self.send_timeout,
+                                            socket_connect_timeout=self.send_timeout, retry=Retry(NoBackoff(), 0))
 
     @property
     def destination(self) -> str:
-        return f"{redact(self.url)} {self.prefix}*"
+        return f"{redact(self.options.url)} {self.options.prefix}*"
 
     @property
     def written(self) -> int:
@@ -75,13 +76,14 @@ class RedisStreamForwarder(Forwarder):
         return self.forwarded
 
     def stream(self, channel: str) -> str:
-        return self.prefix + channel
+        return self.options.prefix + channel
 
     async def send(self, batch: list[Message]) -> None:
         pipe = self._client.pipeline(transaction=False)
+        maxlen, approximate = self.options.maxlen, self.options.approximate
         for message in batch:
             fields = {"id": str(message.id), "channel": message.channel, "payload": message.body}
-            pipe.xadd(self.stream(message.channel), fields, maxlen=self.maxlen, approximate=self.approximate)
+            pipe.xadd(self.stream(message.channel), fields, maxlen=maxlen, approximate=approximate)
         await pipe.execute()  # raises on any failure: the batch stays first in line
 
     async def disconnect(self) -> None:

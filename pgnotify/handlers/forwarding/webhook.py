@@ -28,13 +28,14 @@ import hmac
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ... import __version__
 from ...exceptions import HandlersBehindError
 from ...extras import require
 from ...listener.throttle import ThrottledLog
-from .base import Forwarder, Message, common_problems, redact, refuse, url_problem
+from .base import Forwarder, Message, Options, redact, url_problem
 
 require("aiohttp", "webhooks", "the Webhook forwarder")
 
@@ -55,35 +56,23 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class Webhook(Forwarder):
-    """Listener handler: POST change events to `url`, signed with `secret`."""
+@dataclass(frozen=True, kw_only=True)
+class WebhookOptions(Options):
+    url: str
+    secret: str = field(repr=False)  # kept out of any repr
+    batch: int = 1
+    concurrency: int = 4
+    headers: dict = field(default_factory=dict)
+    dead_letter_file: str | None = None
 
-    def __init__(self, url: str, secret: str, batch: int = 1, timeout: float = 10.0, concurrency: int = 4,
-                 headers: dict | None = None, dead_letter_file: str | None = None, raw: bool = False,
-                 max_buffer: int = 10_000):
-        refuse(self.check_options(url=url, secret=secret, batch=batch, timeout=timeout, concurrency=concurrency,
-                                  headers=headers, dead_letter_file=dead_letter_file, raw=raw, max_buffer=max_buffer))
-        super().__init__(raw=raw, batch=batch, timeout=timeout, max_buffer=max_buffer)
-        self.url = url
-        self._secret = secret
-        self.concurrency = concurrency
-        self.headers = dict(headers or {})
-        self.dead_letter_file = dead_letter_file
-        self.dead_letters = 0  # events the receiver refused (4xx, 3xx): not retried
-        self._refused = ThrottledLog(logger, f"webhook {redact(url).replace('%', '%%')} refused %d events",
-                                     REFUSED_LOG_INTERVAL)
-        self._session: aiohttp.ClientSession | None = None
-        self._slots: asyncio.Semaphore | None = None
-
-    @classmethod
-    def check_options(cls, url=None, secret=None, batch=1, timeout=10.0, concurrency=4, headers=None,
-                      dead_letter_file=None, raw=False, max_buffer=10_000) -> list[str]:
+    def problems(self) -> list[str]:
         problems = []
-        if problem := url_problem(url, ("http", "https"), "url"):
+        if problem := url_problem(self.url, ("http", "https"), "url"):
             problems.append(problem)
-        if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+        if not isinstance(self.secret, str) or len(self.secret) < MIN_SECRET_LENGTH:
             problems.append(f"secret must be a string of at least {MIN_SECRET_LENGTH} characters "
                             "(the receiver checks each request's signature with it)")
+        concurrency, headers, dead_letter_file = self.concurrency, self.headers, self.dead_letter_file
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 100:
             problems.append(f"concurrency must be a whole number from 1 to 100, not {concurrency!r}")
         if headers is not None:
@@ -98,13 +87,30 @@ class Webhook(Forwarder):
                 problems.append(f"dead_letter_file must be a file path, not {dead_letter_file!r}")
             elif not os.path.isdir(os.path.dirname(os.path.abspath(dead_letter_file))):
                 problems.append(f"dead_letter_file {dead_letter_file!r} is in a directory that does not exist")
-        return problems + common_problems(batch, timeout, max_buffer, raw)
+        return problems + super().problems()
+
+
+class Webhook(Forwarder):
+    """Listener handler: POST change events to `url`, signed with `secret`."""
+
+    Options = WebhookOptions
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        url = self.options.url
+        self._secret = self.options.secret
+        self.headers = dict(self.options.headers or {})
+        self.dead_letters = 0  # events the receiver refused (4xx, 3xx): not retried
+        self._refused = ThrottledLog(logger, f"webhook {redact(url).replace('%', '%%')} refused %d events",
+                                     REFUSED_LOG_INTERVAL)
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
 
     @property
     def destination(self) -> str:
-        return redact(self.url)
+        return redact(self.options.url)
 
-    def lane_key(self, message: Message) -> str:
+    def queue_key(self, message: Message) -> str:
         return message.channel  # one request at a time per channel keeps each channel in order
 
     def body(self, batch: list[Message]) -> bytes:
@@ -124,7 +130,7 @@ class Webhook(Forwarder):
         }
         session = self._open()
         try:
-            async with self._slots, session.post(self.url, data=body, headers=headers,
+            async with self._slots, session.post(self.options.url, data=body, headers=headers,
                                                  allow_redirects=False) as response:
                 if 200 <= response.status < 300:
                     return
@@ -136,21 +142,21 @@ class Webhook(Forwarder):
         await self._dead_letter(batch, response.status, excerpt)
 
     async def _dead_letter(self, batch: list[Message], status: int, excerpt: str) -> None:
-        if self.dead_letter_file is not None:
+        if self.options.dead_letter_file is not None:
             refused_at = datetime.now(UTC).isoformat()
             lines = [json.dumps({"id": m.id, "channel": m.channel, "status": status, "response": excerpt,
                                  "refused_at": refused_at, "event": json.loads(m.body)}) for m in batch]
             # A dead letter that cannot be kept is a failure: the batch is tried again.
-            await asyncio.to_thread(_append, self.dead_letter_file, lines)
+            await asyncio.to_thread(_append, self.options.dead_letter_file, lines)
         self.dead_letters += len(batch)
         ids = ", ".join(str(m.id) for m in batch)
         self._refused.add(len(batch), detail=f"HTTP {status} for event {ids}: {excerpt or '(no body)'}")
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._slots = asyncio.Semaphore(self.concurrency)
+            self._slots = asyncio.Semaphore(self.options.concurrency)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                connector=aiohttp.TCPConnector(limit=self.options.concurrency),
                 timeout=aiohttp.ClientTimeout(total=self.send_timeout))
         return self._session
 

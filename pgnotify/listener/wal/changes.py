@@ -1,4 +1,4 @@
-"""Decoded row changes made into the change events of SPEC §4, equal to the NOTIFY source's.
+"""Decoded row changes made into the change events of docs/wire-format.md, equal to the NOTIFY source's.
 
 A watched table has a target per WATCH entry on it (a model and its proxies): each change becomes
 one event per target, each on its channel, with its model label and less its excluded columns, as

@@ -20,7 +20,6 @@ _STATUS = struct.Struct("!cQQQq?")
 _BEGIN = struct.Struct("!QqI")
 _COMMIT = struct.Struct("!BQQq")
 _OID = struct.Struct("!I")
-_COLUMN = struct.Struct("!BIi")
 _INT16 = struct.Struct("!H")
 _INT32 = struct.Struct("!i")
 

@@ -34,8 +34,9 @@ from collections import deque
 import psycopg
 from psycopg import errors
 
-from ...exceptions import ConnectionDeadError, PgNotifyError, WalSetupError, one_line
-from ..base import SERVER_KEEPALIVES, BaseListener, ListenerOptions, Sink
+from ...exceptions import ConnectionDeadError, WalSetupError, one_line
+from ..base import BaseListener, ListenerOptions, Sink
+from ..channels import CACHE_INVALIDATE, SYSTEM
 from ..eventlog import EventLog
 from ..keys import pairing_key, unique_keys_sql
 from ..notification import Notification, now
@@ -108,7 +109,7 @@ class WalListener(BaseListener):
         self.publication = publication
         self.retained_warning = retained_warning
         self.slot: str | None = None
-        self._database = None if options.database == "default" else options.database  # SPEC §4 `database`
+        self._database = None if options.database == "default" else options.database  # `database`: docs/wire-format.md
         self._received = 0  # where the server may resume once the sink has taken everything
         self._confirmed = 0  # what the server was told
         self._last_commit = 0  # commit LSN of the last transaction handed on: none twice in a process
@@ -119,13 +120,10 @@ class WalListener(BaseListener):
         self._next_ordinal = 0  # the next event id at _change_lsn is _change_lsn + this
         self._open: _Transaction | None = None  # the transaction being decoded
         self._cut_short = (0, -1)  # (commit LSN, last event id handed on) of one a lost connection cut
-        self._saved_at = 0.0
         # The server's WAL position at each checkpoint not yet covered by ours, with its time: the
         # oldest one's age is how far the position is held back (a large transaction being decoded
         # holds it back before a single change of it arrives).
         self._server_marks: deque[tuple[int, float]] = deque()
-        self._pruned_at = 0.0
-        self._partitions_checked_at = 0.0
         self._warned_retained = False
         self._leftover_triggers = 0
         # The event log's part (see _replay_event_log): transactions it handed on, skipped in the
@@ -143,38 +141,23 @@ class WalListener(BaseListener):
     # -- the session
 
     async def _session(self, stop: asyncio.Event) -> None:
-        async with await self._connect("listen") as conn:
-            self._connections = [conn]
-            self._own_pids = [conn.info.backend_pid]
-            if self._connected_before:
-                self.stats.reconnects += 1
-                await self._end_earlier_backends(conn)
-            self._connected_before = True
-            self._notifier = conn
-            receiver = NotificationReceiver(conn)
+        async with await self._connect("listen") as conn, self._started(conn, conn, stop) as receiver:
+            if receiver is None:
+                return
+            await self._listen(conn)
+            await self._prepare_slot(conn)
+            await self._replay_event_log(conn)
+            wal_conn = await self._connect_stream()
+            self._connections.append(wal_conn)
             try:
-                await self._heartbeat(conn, conn.execute(SERVER_KEEPALIVES))
-                await self._prove_listening(conn, receiver)
-                await self._set_state("connected")
-                if not await self._acquire_lock(conn, conn, stop):
-                    return
-                await self._listen(conn)
-                await self._prepare_slot(conn)
-                await self._replay_event_log(conn)
-                wal_conn = await self._connect_stream()
-                self._connections.append(wal_conn)
-                try:
-                    self._own_pids.append(wal_conn.info.backend_pid)
-                    await self._stream(conn, receiver, wal_conn, stop)
-                except psycopg.OperationalError as error:
-                    await wal_conn.close()  # the slot is free again
-                    await self._replace_slot_older_than_publication(conn, error)
-                    raise
-                finally:
-                    await wal_conn.close()  # not `async with`: its exit would COMMIT on a streaming connection
+                self._own_pids.append(wal_conn.info.backend_pid)
+                await self._stream(conn, receiver, wal_conn, stop)
+            except psycopg.OperationalError as error:
+                await wal_conn.close()  # the slot is free again
+                await self._replace_slot_older_than_publication(conn, error)
+                raise
             finally:
-                self._notifier = None
-                self._connections = []
+                await wal_conn.close()  # not `async with`: its exit would COMMIT on a streaming connection
 
     async def _connect_stream(self) -> psycopg.AsyncConnection:
         try:
@@ -191,22 +174,22 @@ class WalListener(BaseListener):
     async def _prepare_slot(self, conn: psycopg.AsyncConnection) -> None:
         """Check the publication, and make the slot: new at the current position for a new name,
         anew when max_slot_wal_keep_size invalidated it."""
-        cursor = await self._heartbeat(conn, conn.execute(_PUBLICATION, [self.publication]))
+        cursor = await self._bounded(conn, conn.execute(_PUBLICATION, [self.publication]))
         if not (await cursor.fetchone())[0]:
             raise WalSetupError(f"publication {self.publication!r} does not exist: run `manage.py migrate` with "
                                 "PGNOTIFY['SOURCE'] = 'wal'")
         self.slot = slot_name(self.options.name, conn.info.dbname)
-        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        info = await self._bounded(conn, slot_info(conn, self.slot))
         try:
             if info is not None and info.invalidated:
                 # What was handed on last; everything after it, up to the new slot's start, is gone.
                 lost_from = max(self._received, parse_lsn(info.confirmed_lsn) if info.confirmed_lsn else 0)
-                await self._heartbeat(conn, drop_slot(conn, self.slot))
+                await self._bounded(conn, drop_slot(conn, self.slot))
                 self._received = self._confirmed = self._last_commit = 0
-                await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout)
+                await self._bounded(conn, create_slot(conn, self.slot), self.options.query_timeout)
                 await self._report_lost(conn, lost_from, "was invalidated (max_slot_wal_keep_size), having "
                                         "fallen further behind than the limit (docs/sources.md sizes it)")
-                info = await self._heartbeat(conn, slot_info(conn, self.slot))
+                info = await self._bounded(conn, slot_info(conn, self.slot))
             elif info is None and self._received:
                 await self._set_state(
                     "behind_retention", slot=self.slot,
@@ -214,14 +197,14 @@ class WalListener(BaseListener):
                     "changes made meanwhile are lost; going on from the current position")
                 self._received = self._confirmed = self._last_commit = 0
             # Creating a slot waits for the transactions running at that moment to end.
-            if info is None and await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout):
+            if info is None and await self._bounded(conn, create_slot(conn, self.slot), self.options.query_timeout):
                 logger.info("created replication slot %s for '%s'", self.slot, self.options.name)
         except _SETUP_ERRORS as error:
             raise WalSetupError(f"cannot create replication slot {self.slot}: {one_line(error)}") from error
 
     async def _report_lost(self, conn, lost_from: int, why: str) -> None:
         """Say loudly that the changes between `lost_from` and the new slot's start are gone."""
-        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        info = await self._bounded(conn, slot_info(conn, self.slot))
         lost_to = parse_lsn(info.confirmed_lsn) if info and info.confirmed_lsn else 0
         lost_bytes = max(0, lost_to - lost_from)
         warning = (f"replication slot {self.slot} of '{self.options.name}' {why}: the changes committed from LSN "
@@ -237,19 +220,19 @@ class WalListener(BaseListener):
         message = str(error)
         if "publication" not in message or "does not exist" not in message:
             return
-        cursor = await self._heartbeat(conn, conn.execute(_PUBLICATION, [self.publication]))
+        cursor = await self._bounded(conn, conn.execute(_PUBLICATION, [self.publication]))
         if not (await cursor.fetchone())[0]:
             return  # the publication is really gone: the next start says so
-        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        info = await self._bounded(conn, slot_info(conn, self.slot))
         lost_from = max(self._received, parse_lsn(info.confirmed_lsn) if info and info.confirmed_lsn else 0)
         for _ in range(50):  # the walsender lets go of the slot a moment after the error
             try:
-                await self._heartbeat(conn, drop_slot(conn, self.slot))
+                await self._bounded(conn, drop_slot(conn, self.slot))
                 break
             except errors.ObjectInUse:
                 await asyncio.sleep(0.1)
         self._received = self._confirmed = self._last_commit = 0
-        await self._heartbeat(conn, create_slot(conn, self.slot), self.options.query_timeout)
+        await self._bounded(conn, create_slot(conn, self.slot), self.options.query_timeout)
         await self._report_lost(conn, lost_from, "began before the publication (a switch of source without "
                                 "`migrate`)")
 
@@ -282,13 +265,13 @@ class WalListener(BaseListener):
             handed += 1
         if handed:
             logger.info("handed on %d events of the event log (logged before the switch to the WAL source)", handed)
-        cursor = await self._heartbeat(conn, conn.execute("SELECT pg_current_wal_insert_lsn()::text"))
+        cursor = await self._bounded(conn, conn.execute("SELECT pg_current_wal_insert_lsn()::text"))
         self._log_position = (current, parse_lsn((await cursor.fetchone())[0]))
         self._log_replayed = True
 
     async def _stream(self, conn: psycopg.AsyncConnection, receiver: NotificationReceiver,
                       wal_conn: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
-        cursor = await self._heartbeat(conn, conn.execute(_NEXT_XID))
+        cursor = await self._bounded(conn, conn.execute(_NEXT_XID))
         self._next_xid, current = await cursor.fetchone()
         catch_up_until = parse_lsn(current)
         self._note_cut_short()
@@ -300,7 +283,7 @@ class WalListener(BaseListener):
                 await stream.start(self.slot, self.publication, self._received)
         except _SETUP_ERRORS as error:
             raise WalSetupError(f"cannot stream from slot {self.slot}: {one_line(error)}") from error
-        info = await self._heartbeat(conn, slot_info(conn, self.slot))
+        info = await self._bounded(conn, slot_info(conn, self.slot))
         behind = max(0, catch_up_until - parse_lsn(info.confirmed_lsn)) if info and info.confirmed_lsn else 0
         live = behind == 0
         if live:
@@ -432,7 +415,7 @@ class WalListener(BaseListener):
 
     async def _pass_on(self, notification: Notification) -> None:
         """A notification that came by LISTEN: passed on as it is."""
-        if notification.channel == "system" and notification.pid in self._own_pids:
+        if notification.channel == SYSTEM and notification.pid in self._own_pids:
             return  # our own state notice, already handed on locally
         if notification.event is not None and notification.channel in self._channels:
             # A change trigger left on a watched table: its events come by the WAL already.
@@ -460,7 +443,7 @@ class WalListener(BaseListener):
             return None
         shapes = ()
         if table.targets:
-            cursor = await self._heartbeat(conn, conn.execute(_RELATION_FACTS,
+            cursor = await self._bounded(conn, conn.execute(_RELATION_FACTS,
                                                               {"name": relation.name, "oid": relation.oid}))
             found, unique_keys = await cursor.fetchone()
             display = relation.name if found else f"{relation.schema}.{relation.name}"
@@ -489,22 +472,20 @@ class WalListener(BaseListener):
     # -- position
 
     async def _checkpoint(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
-        cursor = await self._heartbeat(conn, conn.execute(_MARK))
+        cursor = await self._bounded(conn, conn.execute(_MARK))
         self._next_xid, current, snapshot, inserted = await cursor.fetchone()
         self._marks.append((parse_lsn(inserted), snapshot))
         self._server_marks.append((parse_lsn(current), time.monotonic()))
         await self._confirm(conn, stream)
-        self._note_slot(await self._heartbeat(conn, slot_info(conn, self.slot)))
-        moment = time.monotonic()
-        if moment - self._pruned_at >= self.options.prune_interval:
-            # Events a NOTIFY source logged before the switch still age out.
-            _, done = await EventLog(conn, guard=self._guard(conn)).prune(self.options.retention)
-            self._pruned_at = moment if done else 0.0
-        if moment - self._partitions_checked_at >= self.options.prune_interval:
-            self._partitions_checked_at = moment
-            for partition, table in await self._heartbeat(conn, partitions_without_full_identity(
-                    conn, self.publication)):
-                logger.warning("partition %s of watched table %s lacks replica identity FULL: its UPDATEs and "
+        self._note_slot(await self._bounded(conn, slot_info(conn, self.slot)))
+        # The event log holds what a NOTIFY source logged before the switch and the live streams'
+        # events: both age out.
+        await self._upkeep(EventLog(conn, guard=self._guard(conn)), time.monotonic())
+
+    async def _warn_about_partitions(self, log: EventLog) -> None:
+        conn = log.connection
+        for partition, table in await self._bounded(conn, partitions_without_full_identity(conn, self.publication)):
+            logger.warning("partition %s of watched table %s lacks replica identity FULL: its UPDATEs and "
                                "DELETEs come without the old row (no `changed`, a DELETE's row holds only the key) "
                                "until `manage.py migrate` sets it", partition, table)
 
@@ -517,14 +498,10 @@ class WalListener(BaseListener):
             await self._write_log(conn)  # before the slot is confirmed: a crash repeats, never loses
             if checkpoint is not None:
                 self.checkpoint = checkpoint  # the sink sends it behind the events it covers
-            try:
-                await self.sink.flush()
-            except PgNotifyError as error:  # a handler has not taken everything: keep the old position
-                logger.debug("position of %s held back: %s", self.options.name, error)
-            else:
+            if await self._sink_has_taken_everything():  # else the old position holds
                 self._confirmed = self._received
                 if moment - self._saved_at >= self.options.position_save_interval:
-                    await self._heartbeat(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
+                    await self._bounded(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
                     self._saved_at = moment
                 if self._log_position is not None and self._confirmed >= self._log_position[1]:
                     # Every transaction the event-log replay covered is behind the slot now.
@@ -556,7 +533,7 @@ class WalListener(BaseListener):
         if not self._to_log:
             return
         channels, payloads = zip(*self._to_log, strict=True)
-        await self._heartbeat(conn, conn.execute(_LOG, ["[" + ",".join(payloads) + "]", list(channels)]),
+        await self._bounded(conn, conn.execute(_LOG, ["[" + ",".join(payloads) + "]", list(channels)]),
                               self.options.query_timeout)
         self._to_log.clear()
 
@@ -585,4 +562,4 @@ class WalListener(BaseListener):
 def _cache_notification(table: str, op: str, tags: tuple[str, ...], received, replayed: bool) -> Notification:
     """What the cache trigger sends on cache_invalidate, for a table a transaction changed."""
     payload = json.dumps({"op": op, "tags": list(tags), "table": table})
-    return Notification("cache_invalidate", payload, received=received, replayed=replayed)
+    return Notification(CACHE_INVALIDATE, payload, received=received, replayed=replayed)

@@ -1,19 +1,35 @@
 from django.conf import settings
+from django.core.checks import Tags, run_checks
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from pgnotify import conf, runner
 from pgnotify.connection import listener_conninfo
 from pgnotify.exceptions import CannotListenError, PgNotifyError
-from pgnotify.handlers.base import configured_handlers, websocket_layer_configured
+from pgnotify.handlers.entries import configured_handlers, websocket_layer_configured
 from pgnotify.handlers.output import Output
 from pgnotify.listener import ListenerOptions
 from pgnotify.sending import validate_channel
 
+# The listener probes its sessions itself, and refuses in one line what this check would say.
+LISTENER_PROBES = {"pgnotify.E051"}
+
+
+def database_problems(database: str) -> list[str]:
+    """The database checks on the database served, as `migrate` runs them, one line each. Reported,
+    not fatal: the listener serves what it can and refuses on its own what it cannot (and a role
+    that only listens lacks a writer's rights on purpose)."""
+    try:
+        messages = run_checks(tags=[Tags.database], databases=[database])
+    finally:
+        connections.close_all()  # the checks' Django connections: not held for the listener's life
+    return [f"{message.id}: {message.msg}" + (f" {message.hint}" if message.hint else "")
+            for message in messages if not message.is_silenced() and message.id not in LISTENER_PROBES]
+
 
 class Command(BaseCommand):
     help = "LISTEN on the watched channels and hand every notification on (websockets, caches, output)."
-    requires_system_checks = ["database"]
+    requires_system_checks = []  # the database checks run in handle(), on the database served
 
     def add_arguments(self, parser):
         parser.add_argument("--channel", action="append", default=[], metavar="C",
@@ -29,6 +45,7 @@ class Command(BaseCommand):
                             help="serve Prometheus metrics on this port (at /metrics; needs pgnotify[metrics])")
         parser.add_argument("--metrics-host", default="127.0.0.1", metavar="H",
                             help="address the metrics server binds (default 127.0.0.1)")
+        parser.add_argument("--skip-checks", action="store_true", help="skip the system checks")
         parser.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
                             help="print statistics every S seconds (0: only at the end)")
 
@@ -44,6 +61,9 @@ class Command(BaseCommand):
                 raise CommandError(f"--database {database!r} is not in DATABASES")
             if connections[database].vendor != "postgresql":
                 raise CommandError(f"--database {database!r} is not a PostgreSQL database")
+            if not options.get("skip_checks"):
+                for problem in database_problems(database):
+                    self.stderr.write(problem)
             listener_options = ListenerOptions(
                 channels=conf.listen_channels(extra),
                 name=options["name"],

@@ -32,7 +32,7 @@
     return node;
   }
 
-  // Event ids are per database: an event is known by its database and id (SPEC §4 `database`,
+  // Event ids are per database: an event is known by its database and id (docs/wire-format.md `database`,
   // left out for 'default').
   function eventKey(id, database) { return (database || "default") + ":" + id; }
 

@@ -1,4 +1,4 @@
-// Types of pgnotify's live data client (live-client.js). The wire: SPEC §13 and docs/live.md.
+// Types of pgnotify's live data client (live-client.js). The wire: docs/live.md.
 
 /** A row as the stream sends it: its declared fields. Numbers a double cannot hold arrive as strings of their digits. */
 export type Row = Record<string, unknown>;

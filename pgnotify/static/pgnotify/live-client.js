@@ -4,7 +4,7 @@
 //   const live = connect();
 //   const orders = live.subscribe("my-orders", { filter: { status: "paid" } }, { onChange, onSnapshot });
 //   orders.rows  // Map: pk -> row
-// The wire (SPEC §13, docs/live.md): the client sends subscribe/unsubscribe; the server answers
+// The wire (docs/live.md): the client sends subscribe/unsubscribe; the server answers
 // snapshot pages, then change frames, and resync or error frames. On a lost socket the client
 // reconnects with capped exponential backoff and jitter, and resumes each subscription from its
 // last position (`after`): the server sends what was missed, or resync and a fresh snapshot.

@@ -1,12 +1,10 @@
 """/ws/live/: one websocket per page, several subscriptions on it (docs/live.md)."""
 
-import asyncio
-
-from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from ...listener import exactjson
 from .. import rights
+from ..guarded import GuardedConsumer
 from . import recheck
 from .session import LiveSession
 from .streams import any_anonymous
@@ -14,7 +12,7 @@ from .streams import any_anonymous
 MAX_FRAME_CHARS = 64 * 1024  # a client frame longer than this is refused
 
 
-class LiveConsumer(AsyncWebsocketConsumer):
+class LiveConsumer(GuardedConsumer):
     """Client frames: subscribe and unsubscribe; server frames: snapshot, change, resync, error.
 
     Anonymous users are refused at the handshake (403) unless a stream allows them. A logged-in
@@ -24,12 +22,6 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     channel_layer_alias = None  # frames come through the per-process router, not a channel per socket
     session: LiveSession | None = None
-
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await asyncio.shield(self.leave())
 
     async def connect(self):
         user = self.scope.get("user")
@@ -63,11 +55,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return
         await self.session.receive(message)
 
-    async def disconnect(self, code):
-        await self.leave()
-
     async def leave(self) -> None:
-        rights.unwatch(self)
+        await super().leave()
         session, self.session = self.session, None
         if session is not None:
             await session.close()

@@ -17,6 +17,7 @@ from django.db.models import Q
 from ...exceptions import one_line
 from ...listener import exactjson
 from ...listener.snapshots import Snapshot
+from ..frames import CHANGE
 from ..rights import CHUNK
 from .router import Subscription, deliver, router
 from .streams import Refused, view_sql
@@ -100,10 +101,10 @@ async def _apply(subscription: Subscription, rights, current: Snapshot, pks: set
     subscription.settled = (current, entering)
     position = subscription.position.encode()
     for key in sorted(leaving, key=str):
-        await deliver(subscription, {"type": "change", "id": subscription.id, "op": "DELETE", "row": {pk: key},
+        await deliver(subscription, {"type": CHANGE, "id": subscription.id, "op": "DELETE", "row": {pk: key},
                                      "position": position})
     for row in rows:
-        await deliver(subscription, {"type": "change", "id": subscription.id, "op": "INSERT", "row": row,
+        await deliver(subscription, {"type": CHANGE, "id": subscription.id, "op": "INSERT", "row": row,
                                      "position": position})
 
 

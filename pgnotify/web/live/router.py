@@ -19,7 +19,7 @@ from ...exceptions import one_line
 from ...listener import exactjson
 from ...listener.snapshots import Snapshot
 from .. import fanout
-from ..frames import DASHBOARD_GROUP
+from ..frames import CHANGE, CHANGES, CHECKPOINT, DASHBOARD_GROUP
 from . import catchup
 from .membership import admitted
 from .positions import Position, includes
@@ -98,7 +98,7 @@ class Subscription:
         visible = self.stream.visible(row)
         if kind == "DELETE":
             visible[self.stream.fields[0]] = pk
-        return {"type": "change", "id": self.id, "op": kind, "row": visible, "position": self.position.encode()}
+        return {"type": CHANGE, "id": self.id, "op": kind, "row": visible, "position": self.position.encode()}
 
     def checkpoint(self, snapshot: Snapshot, taken: float) -> None:
         if self.position is not None:
@@ -137,13 +137,13 @@ class Router:
         except ValueError:
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
-        if kind == "changes":
+        if kind == CHANGES:
             events = [event for event in frame.get("events") or () if isinstance(event, dict)]
             await self.decide(events)
             for event in events:
                 await self.route(event)
             self.forget_verdicts()
-        elif kind == "checkpoint":
+        elif kind == CHECKPOINT:
             try:
                 snapshot, taken = Snapshot.parse(frame["snapshot"]), float(frame["t"])
             except (KeyError, TypeError, ValueError):
@@ -151,7 +151,7 @@ class Router:
             self.checkpoints += 1
             self.last_checkpoint = (snapshot, taken)
             for subscription in self.buffering:
-                subscription.buffer.append(("checkpoint", snapshot, taken))
+                subscription.buffer.append((CHECKPOINT, snapshot, taken))
                 if subscription.checkpointed is not None:
                     subscription.checkpointed.set()
 

@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 
 from ... import conf
 from ...exceptions import one_line
+from ..frames import ERROR, RESYNC, SNAPSHOT, SUBSCRIBE, UNSUBSCRIBE
 from .positions import BadPosition, Position, decode
 from .router import Subscription, deliver, router
 from .snapshot import TooFarBehind, missed, snapshot
@@ -30,7 +31,7 @@ class LiveSession:
         self._resyncs: set[asyncio.Task] = set()
 
     async def error(self, sub_id, message: str) -> None:
-        await self.send({"type": "error", "id": sub_id, "message": message})
+        await self.send({"type": ERROR, "id": sub_id, "message": message})
 
     async def receive(self, message) -> None:
         """One client frame: subscribe or unsubscribe; anything else gets an error frame."""
@@ -39,9 +40,9 @@ class LiveSession:
             await self.error(None, f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
             return
         kind = message.get("type")
-        if kind == "unsubscribe":
+        if kind == UNSUBSCRIBE:
             await self.unsubscribe(sub_id)
-        elif kind == "subscribe":
+        elif kind == SUBSCRIBE:
             await self.subscribe(sub_id, message.get("stream"), message.get("filter"), message.get("after"))
         else:
             await self.error(sub_id, "'type' must be subscribe or unsubscribe")
@@ -83,7 +84,7 @@ class LiveSession:
         found.add(subscription)  # buffers from now on, before the view is read
         try:
             if position is not None and not await self._resume(subscription, position):
-                await self.send({"type": "resync", "id": sub_id})
+                await self.send({"type": RESYNC, "id": sub_id})
                 position = None
             if position is None:
                 await self._snapshot(subscription)
@@ -102,13 +103,13 @@ class LiveSession:
         task.add_done_callback(self._resyncs.discard)
 
     async def _resync(self, subscription: Subscription) -> None:
-        """After lost group messages: `resync` and a fresh snapshot (SPEC: the client drops its rows)."""
+        """After lost group messages: `resync` and a fresh snapshot (docs/live.md: the client drops its rows)."""
         found = await router(self.layer)
         if self.subscriptions.get(subscription.id) is not subscription or subscription.buffer is not None:
             return  # gone, or being read: it restarts once live (Router.drain)
         found.hold(subscription)  # buffers from now on, before the view is read
         subscription.gap, subscription.settled = False, None
-        await deliver(subscription, {"type": "resync", "id": subscription.id})
+        await deliver(subscription, {"type": RESYNC, "id": subscription.id})
         try:
             await self._snapshot(subscription)
         except Exception as error:  # the database is away: the client may subscribe again
@@ -133,7 +134,7 @@ class LiveSession:
         position = subscription.position.encode()
         pages = [rows[start:start + PAGE_ROWS] for start in range(0, len(rows), PAGE_ROWS)] or [[]]
         for number, page in enumerate(pages, 1):
-            await deliver(subscription, {"type": "snapshot", "id": subscription.id, "rows": page,
+            await deliver(subscription, {"type": SNAPSHOT, "id": subscription.id, "rows": page,
                                          "position": position, "done": number == len(pages)})
 
     async def _resume(self, subscription: Subscription, position: Position) -> bool:

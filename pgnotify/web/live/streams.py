@@ -10,7 +10,7 @@
     }}
 
 Declarations are read on every access (override_settings works) and validated by the system
-checks (pgnotify.E060-E067); a stream that fails them is refused to clients as unknown.
+checks (docs/checks.md); a stream that fails them is refused to clients as unknown.
 """
 
 from dataclasses import dataclass
@@ -108,17 +108,17 @@ def problems(name, declaration) -> list[tuple[str, str]]:
     if not isinstance(name, str) or not name or not set(name) <= NAME_CHARS:
         return [("E060", f"stream name {name!r} must be lowercase letters, digits, '-' or '_'")]
     if not isinstance(declaration, dict):
-        return [("E060", f"stream {name}: the declaration must be a dict")]
+        return [("E068", f"stream {name}: the declaration must be a dict")]
     unknown = set(declaration) - {"model", "fields", "filters", "rows", "anonymous", "query"}
     if unknown:
-        return [("E060", f"stream {name}: unknown keys {sorted(unknown)}")]
+        return [("E069", f"stream {name}: unknown keys {sorted(unknown)}")]
     try:
         model = apps.get_model(declaration.get("model", ""))
     except (LookupError, ValueError, TypeError):
         return [("E061", f"stream {name}: model {declaration.get('model')!r} is not an installed model")]
     entry = next((entry for label, entry in conf.watch().items() if _label(label) == model._meta.label_lower), None)
     if entry is None:
-        return [("E061", f"stream {name}: model {model._meta.label} is not in PGNOTIFY['WATCH']")]
+        return [("E080", f"stream {name}: model {model._meta.label} is not in PGNOTIFY['WATCH']")]
     found = []
     excluded = set(entry.get("exclude", ()))
     fields = declaration.get("fields")
@@ -128,20 +128,20 @@ def problems(name, declaration) -> list[tuple[str, str]]:
     for field_name in fields:
         field = column_field(model, field_name) if isinstance(field_name, str) else None
         if field is None:
-            found.append(("E062", f"stream {name}: {field_name!r} is not a column of {model._meta.label}"))
+            found.append(("E081", f"stream {name}: {field_name!r} is not a column of {model._meta.label}"))
         elif excluded & {field.name, field.attname, field.column}:
-            found.append(("E062", f"stream {name}: field {field_name!r} is excluded in WATCH and never leaves"))
+            found.append(("E082", f"stream {name}: field {field_name!r} is excluded in WATCH and never leaves"))
     filters = declaration.get("filters", {})
     if not isinstance(filters, dict):
         found.append(("E064", f"stream {name}: 'filters' must map declared fields to operators"))
         filters = {}
     for field_name, operators in filters.items():
         if field_name not in fields:
-            found.append(("E064", f"stream {name}: filter {field_name!r} is not one of its fields"))
+            found.append(("E083", f"stream {name}: filter {field_name!r} is not one of its fields"))
         bad = [op for op in (operators if isinstance(operators, (list, tuple)) else [operators])
                if op not in OPERATORS]
         if bad or not isinstance(operators, (list, tuple)):
-            found.append(("E064", f"stream {name}: filter {field_name!r}: operators must be a list of "
+            found.append(("E084", f"stream {name}: filter {field_name!r}: operators must be a list of "
                                   f"{', '.join(OPERATORS)}"))
     rows = declaration.get("rows")
     if isinstance(rows, str):
@@ -150,7 +150,7 @@ def problems(name, declaration) -> list[tuple[str, str]]:
         except ImportError as error:
             return [*found, ("E063", f"stream {name}: 'rows' {declaration['rows']!r} cannot be imported: {error}")]
     if not callable(rows):
-        found.append(("E063", f"stream {name}: 'rows' must be a callable(user) returning a Q (or its dotted path)"))
+        found.append(("E085", f"stream {name}: 'rows' must be a callable(user) returning a Q (or its dotted path)"))
     if not isinstance(declaration.get("anonymous", False), bool):
         found.append(("E065", f"stream {name}: 'anonymous' must be True or False"))
     if not isinstance(declaration.get("query", False), bool):

@@ -1,4 +1,4 @@
-"""The LISTEN loop: psycopg only, no Django.
+"""The NOTIFY source: the LISTEN loop, psycopg only, no Django.
 
 One process per listener name is active at a time (an advisory lock); the others wait as
 standbys. The active one proves its session receives other sessions' notifications (a
@@ -38,8 +38,8 @@ from collections import deque
 
 import psycopg
 
-from ..exceptions import PgNotifyError
-from .base import SERVER_KEEPALIVES, BaseListener, ListenerOptions, Sink
+from .base import BaseListener, ListenerOptions, Sink
+from .channels import CHECKPOINT_PREFIX, SYSTEM
 from .eventlog import EventLog
 from .notification import Notification, now
 from .partitions import unwatched_partitions
@@ -64,40 +64,23 @@ class Listener(BaseListener):
         self._handed: dict[int, int] = {}
         self._position: Snapshot | None = None
         self._saved_position: str | None = None
-        self._saved_at = 0.0
-        self._pruned_at = 0.0
-        self._partitions_checked_at = 0.0
         self._mark_channel = ""  # set per session: it names the LISTEN backend
         self._marks_sent = 0
         self._database = None if options.database == "default" else options.database
 
     async def _session(self, stop: asyncio.Event) -> None:
-        async with await self._connect("listen") as listen_conn, await self._connect("query") as query_conn:
-            self._connections = [listen_conn, query_conn]
-            self._own_pids = [listen_conn.info.backend_pid, query_conn.info.backend_pid]
-            if self._connected_before:
-                self.stats.reconnects += 1
-                await self._end_earlier_backends(query_conn)
-            self._connected_before = True
-            self._notifier = query_conn
-            receiver = NotificationReceiver(listen_conn)  # before LISTEN: it collects from the start
-            try:
-                await self._heartbeat(listen_conn, listen_conn.execute(SERVER_KEEPALIVES))
-                await self._prove_listening(listen_conn, receiver, query_conn)
-                await self._set_state("connected")
-                if not await self._acquire_lock(listen_conn, query_conn, stop):
-                    return
-                log = EventLog(query_conn, guard=self._guard(query_conn))
-                await self._listen(listen_conn)
-                await self._start_position(log)
-                replayed = await self._checkpoint(listen_conn, log, save=True, announce=True)
-                await self._set_state("live", replayed=replayed)
-                await self._serve(listen_conn, receiver, log, stop)
-                if await self._sink_has_taken_everything():  # else no position could be recorded anyway
-                    await self._checkpoint(listen_conn, log, save=True)
-            finally:
-                self._notifier = None
-                self._connections = []
+        async with await self._connect("listen") as listen_conn, await self._connect("query") as query_conn, \
+                self._started(listen_conn, query_conn, stop) as receiver:
+            if receiver is None:
+                return
+            log = EventLog(query_conn, guard=self._guard(query_conn))
+            await self._listen(listen_conn)
+            await self._start_position(log)
+            replayed = await self._checkpoint(listen_conn, log, save=True, announce=True)
+            await self._set_state("live", replayed=replayed)
+            await self._serve(listen_conn, receiver, log, stop)
+            if await self._sink_has_taken_everything():  # else no position could be recorded anyway
+                await self._checkpoint(listen_conn, log, save=True)
 
     async def _serve(self, listen_conn: psycopg.AsyncConnection, receiver: NotificationReceiver, log: EventLog,
                      stop: asyncio.Event) -> None:
@@ -132,7 +115,7 @@ class Listener(BaseListener):
                 next_checkpoint = moment + self.options.checkpoint_interval
 
     async def _listen(self, conn: psycopg.AsyncConnection, extra: list[str] = ()) -> None:
-        self._mark_channel = f"pgnotify_checkpoint_{conn.info.backend_pid}"
+        self._mark_channel = f"{CHECKPOINT_PREFIX}{conn.info.backend_pid}"
         await super()._listen(conn, [*extra, self._mark_channel])
 
     async def _start_position(self, log: EventLog) -> None:
@@ -175,7 +158,7 @@ class Listener(BaseListener):
         elif (chunk := notification.chunk) is not None:
             await self._expand(notification, chunk, log)
             return
-        elif notification.channel == "system" and notification.pid in self._own_pids:
+        elif notification.channel == SYSTEM and notification.pid in self._own_pids:
             return  # our own state notice, already handed on locally
         self.stats.record(notification)
         await self._hand_on(notification)
@@ -192,16 +175,16 @@ class Listener(BaseListener):
                     query_conn: psycopg.AsyncConnection) -> tuple[int, Snapshot, float]:
         """Take a snapshot and send a marker behind it, from another session: the live checkpoint's first half."""
         self._marks_sent += 1
-        cursor = await self._heartbeat(listen_conn, listen_conn.execute(_SNAPSHOT))
+        cursor = await self._bounded(listen_conn, listen_conn.execute(_SNAPSHOT))
         text, usage = await cursor.fetchone()
         self._note_queue_usage(usage)
-        await self._heartbeat(query_conn, query_conn.execute(_MARK, [self._mark_channel, str(self._marks_sent)]))
+        await self._bounded(query_conn, query_conn.execute(_MARK, [self._mark_channel, str(self._marks_sent)]))
         return self._marks_sent, Snapshot.parse(text), time.monotonic()
 
     async def _checkpoint(self, listen_conn: psycopg.AsyncConnection, log: EventLog, save: bool = False,
                           announce: bool = False) -> int:
         """Hand on every committed event not yet seen, then record the position. Returns how many."""
-        current, usage = await self._heartbeat(listen_conn, EventLog(listen_conn).current())
+        current, usage = await self._bounded(listen_conn, EventLog(listen_conn).current())
         self._note_queue_usage(usage)
         # Handed-on events of transactions `current` covers are in the log range; the rest are missing.
         skip = [i for i, txid in self._handed.items() if current.sees(txid)]
@@ -225,30 +208,16 @@ class Listener(BaseListener):
         self._handed = {i: t for i, t in self._handed.items() if not current.sees(t)}
         covered = len(self._handed) < before
         self.checkpoint = current.text
-        try:
-            await self.sink.flush()
-        except PgNotifyError as error:  # a handler has not taken everything: keep the old position
-            logger.debug("position of %s held back: %s", self.options.name, error)
+        if not await self._sink_has_taken_everything():  # the old position holds
             self._saved_at = 0.0  # record the position at the first checkpoint that flushes
             return
         now = time.monotonic()
         if save or covered or now - self._saved_at >= self.options.position_save_interval:
             await log.save_position(self.options.name, current)
             self._saved_position, self._saved_at = current.text, now
-        if now - self._pruned_at >= self.options.prune_interval:
-            await self._prune(log, now)
-        if now - self._partitions_checked_at >= self.options.prune_interval:
-            self._partitions_checked_at = now
-            await self._warn_unwatched_partitions(log)
+        await self._upkeep(log, now)
 
-    async def _prune(self, log: EventLog, now: float) -> None:
-        deleted, done = await log.prune(self.options.retention)
-        # More left than one round may delete: go on at the next checkpoint, not a minute later.
-        self._pruned_at = now if done else 0.0
-        if deleted:
-            logger.info("pruned %d events older than %s", deleted, self.options.retention)
-
-    async def _warn_unwatched_partitions(self, log: EventLog) -> None:
+    async def _warn_about_partitions(self, log: EventLog) -> None:
         for partition, table in await unwatched_partitions(log.connection):
             logger.warning("partition %s of watched table %s has no pgnotify trigger: writes straight to it send "
                            "no events until `manage.py migrate` attaches one", partition, table)
