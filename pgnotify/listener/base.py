@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -250,7 +250,7 @@ class BaseListener:
             task.cancel()
             raise
 
-    async def _listen(self, conn: psycopg.AsyncConnection, extra: list[str] = ()) -> None:
+    async def _listen(self, conn: psycopg.AsyncConnection, extra: Sequence[str] = ()) -> None:
         channels = [*self.options.channels, *extra]
         statement = sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in channels)
         # autocommit: the LISTEN is committed before any state is read

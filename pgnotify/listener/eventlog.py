@@ -14,7 +14,7 @@ transactions that overlapped, the later-committing one having written first, can
 in the opposite order of their commits; the live stream is always in commit order.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import psycopg
@@ -69,10 +69,15 @@ class EventLog:
     async def _execute(self, query: str, params=None, slow: bool = False) -> psycopg.AsyncCursor:
         return await self._guard(self.connection.execute(query, params), slow)
 
+    async def _one(self, query: str, params=None, slow: bool = False) -> tuple:
+        """The row of a query that always returns exactly one (an aggregate, a function call)."""
+        row = await (await self._execute(query, params, slow)).fetchone()
+        assert row is not None, query
+        return row
+
     async def current(self) -> tuple[Snapshot, float]:
         """The current snapshot and the notification queue usage (0..1)."""
-        cursor = await self._execute(_CURRENT)
-        text, usage = await cursor.fetchone()
+        text, usage = await self._one(_CURRENT)
         return Snapshot.parse(text), usage
 
     async def load_position(self, name: str) -> tuple[Snapshot | None, timedelta | None]:
@@ -84,16 +89,17 @@ class EventLog:
         """Record a new name's position (unless another process just did) and return it."""
         await self._execute(_START, [name, snapshot.text])
         position, _ = await self.load_position(name)
+        assert position is not None, name  # the row this inserted, or the other process's
         return position
 
     async def save_position(self, name: str, snapshot: Snapshot) -> None:
         await self._execute(_SAVE, [snapshot.text, name])
 
     async def count_pending(self, old: Snapshot, new: Snapshot) -> int:
-        cursor = await self._execute(_COUNT, {"old": old.text, "new": new.text}, slow=True)
-        return (await cursor.fetchone())[0]
+        (count,) = await self._one(_COUNT, {"old": old.text, "new": new.text}, slow=True)
+        return count
 
-    async def pending(self, old: Snapshot, new: Snapshot, skip: list[int] = ()) -> AsyncIterator[tuple[str, str]]:
+    async def pending(self, old: Snapshot, new: Snapshot, skip: Sequence[int] = ()) -> AsyncIterator[tuple[str, str]]:
         """Yield (channel, payload) of the events committed after `old` and by `new`, in (txid, id)
         order, a page at a time, leaving out the ids in `skip`."""
         params = {"old": old.text, "new": new.text, "skip": list(skip), "limit": CATCH_UP_BATCH, "txid": 0, "id": 0}
@@ -108,8 +114,8 @@ class EventLog:
 
     async def oldest(self) -> int | None:
         """The id of the oldest event kept (pruning deletes the oldest first)."""
-        cursor = await self._execute("SELECT min(id) FROM pgnotify_event", slow=True)
-        return (await cursor.fetchone())[0]
+        (oldest,) = await self._one("SELECT min(id) FROM pgnotify_event", slow=True)
+        return oldest
 
     async def payload(self, event_id: int) -> str | None:
         cursor = await self._execute(_PAYLOAD, [event_id], slow=True)

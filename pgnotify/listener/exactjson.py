@@ -88,7 +88,8 @@ def loads_event(text: str) -> dict:
     pairs = members(text)
     if pairs is None:
         raise NestedTooDeeply("JSON nested too deeply")
-    event, as_text = {}, []
+    event: dict = {}
+    as_text: list[str] = []
     for key, value in pairs:
         if key != "row":
             event[key] = loads(value)

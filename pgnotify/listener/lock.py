@@ -37,7 +37,9 @@ def _key(name: str) -> str:
 
 async def try_lock(conn: psycopg.AsyncConnection, name: str) -> bool:
     cursor = await conn.execute(_TRY, [_key(name)])
-    return (await cursor.fetchone())[0]
+    row = await cursor.fetchone()
+    assert row is not None  # a function call returns one row
+    return row[0]
 
 
 async def holder(conn: psycopg.AsyncConnection, name: str) -> str | None:

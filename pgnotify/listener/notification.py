@@ -51,7 +51,8 @@ class Notification:
         self.event = (data if type(data) is dict and type(data.get("id")) is int and type(data.get("txid")) is int
                       else None)
 
-    __post_init__ = parse
+    # An alias, not a method calling parse(): one call less per notification.
+    __post_init__ = parse  # type: ignore[misc]  # mypy takes the alias for a class attribute
 
     def _parse_deep(self) -> dict | None:
         """A change event whose row holds a value too deeply nested to read, with that value as
@@ -83,6 +84,7 @@ class Notification:
         """Say which database the event was read from (`database`, docs/wire-format.md): the key goes last, as
         jsonb orders it, and the payload text gets it without being written anew."""
         event = self.event
+        assert event is not None, "only a change event names its database"
         if "database" not in event:
             event["database"] = alias
             text = self.payload.rstrip()
@@ -110,6 +112,7 @@ class _MadeEvent(Notification):
     """A Notification whose payload text is written from its event when first asked for."""
 
     __slots__ = ("_text",)
+    _text: str | None
 
     @property
     def payload(self) -> str:

@@ -35,6 +35,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import psycopg
 
@@ -114,7 +115,7 @@ class Listener(BaseListener):
                 marks.append(await self._mark(listen_conn, log.connection))
                 next_checkpoint = moment + self.options.checkpoint_interval
 
-    async def _listen(self, conn: psycopg.AsyncConnection, extra: list[str] = ()) -> None:
+    async def _listen(self, conn: psycopg.AsyncConnection, extra: Sequence[str] = ()) -> None:
         self._mark_channel = f"{CHECKPOINT_PREFIX}{conn.info.backend_pid}"
         await super()._listen(conn, [*extra, self._mark_channel])
 
@@ -144,6 +145,7 @@ class Listener(BaseListener):
     async def _deliver(self, notification: Notification, log: EventLog) -> None:
         event = notification.event
         if event is not None:
+            assert self._position is not None  # set by _start_position, before anything is delivered
             event_id, txid = event["id"], event["txid"]
             if event_id in self._handed or self._position.sees(txid):
                 self.stats.duplicates_dropped += 1
@@ -166,6 +168,7 @@ class Listener(BaseListener):
     async def _expand(self, notification: Notification, chunk: tuple[int, int, int], log: EventLog) -> None:
         """Hand on the events a bulk statement's chunk notification stands for (one query)."""
         first_id, last_id, txid = chunk
+        assert self._position is not None  # set by _start_position, before anything is delivered
         if self._position.sees(txid):
             return  # the position covers the transaction: its events were handed on
         for payload in await log.chunk(first_id, last_id, txid):
@@ -186,14 +189,16 @@ class Listener(BaseListener):
         """Hand on every committed event not yet seen, then record the position. Returns how many."""
         current, usage = await self._bounded(listen_conn, EventLog(listen_conn).current())
         self._note_queue_usage(usage)
+        position = self._position
+        assert position is not None  # set by _start_position
         # Handed-on events of transactions `current` covers are in the log range; the rest are missing.
         skip = [i for i, txid in self._handed.items() if current.sees(txid)]
         if announce:
-            missing = await log.count_pending(self._position, current) - len(skip)
+            missing = await log.count_pending(position, current) - len(skip)
             if missing:
                 await self._set_state("replaying", events=missing)
         handed = 0
-        async for channel, payload in log.pending(self._position, current, skip):
+        async for channel, payload in log.pending(position, current, skip):
             await self._deliver(Notification(channel, payload, replayed=True), log)
             handed += 1
         if handed and not announce:

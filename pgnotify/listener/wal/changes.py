@@ -173,19 +173,22 @@ class Shape:
         return event
 
     def _event(self, change: Change, event_id: int, ts: str, txid: int) -> dict | None:
-        op = change.op
+        op, new, old = change.op, change.new, change.old
         changed = None
-        if op == "INSERT":
-            row = self.whole_row(change.new)
-        elif op == "DELETE":
-            row = self.row(change.old, None) if self.full and not change.key_only else self.key_row(change.old)
-        elif op == "UPDATE" and self.full and change.old is not None and not change.key_only:
-            changed = self.changed(change.new, change.old)
-            if not changed:
-                return None
-            row = self.row(change.new, change.old)
+        if op == "DELETE":
+            assert old is not None  # a DELETE carries the old row, or its key
+            row = self.row(old, None) if self.full and not change.key_only else self.key_row(old)
         else:
-            row = self.row(change.new, None)
+            assert new is not None  # an INSERT or an UPDATE carries the new row
+            if op == "INSERT":
+                row = self.whole_row(new)
+            elif self.full and old is not None and not change.key_only:
+                changed = self.changed(new, old)
+                if not changed:
+                    return None
+                row = self.row(new, old)
+            else:
+                row = self.row(new, None)
         target = self.target
         # jsonb's key order, as the NOTIFY source's payload has it.
         pk = row.get(self.pk_name) if self.pk_name is not None else self.pk_of(row)

@@ -104,8 +104,10 @@ class Ignored:
 
 IGNORED = Ignored()
 
+Message = Begin | Commit | Relation | Change | Truncate | Keepalive | Ignored
 
-def parse_copy_data(data: bytes) -> tuple[int, object]:
+
+def parse_copy_data(data: bytes) -> tuple[int, Message]:
     """(start LSN, message) of an XLogData; (0, Keepalive) of a keepalive."""
     kind = data[0]
     if kind == 0x77:  # 'w'
@@ -120,7 +122,7 @@ def parse_copy_data(data: bytes) -> tuple[int, object]:
     raise ValueError(f"unexpected replication message {chr(kind)!r}")
 
 
-def parse_message(data: bytes, at: int):
+def parse_message(data: bytes, at: int) -> Message:
     kind = data[at]
     at += 1
     if kind == 0x49:  # 'I' Insert: relation, 'N', tuple
@@ -180,7 +182,7 @@ def parse_tuple(data: bytes, at: int) -> tuple[list, int]:
     """A TupleData at `at`: its values (None, UNCHANGED or text) and the index after it."""
     count = (data[at] << 8) | data[at + 1]
     at += 2
-    values = []
+    values: list = []
     append = values.append
     unpack_length = _INT32.unpack_from
     for _ in range(count):

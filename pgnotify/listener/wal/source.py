@@ -108,7 +108,7 @@ class WalListener(BaseListener):
         self._channels = {target.channel for table in tables for target in table.targets}
         self.publication = publication
         self.retained_warning = retained_warning
-        self.slot: str | None = None
+        self.slot = ""  # named by the first session: the name holds the database's
         self._database = None if options.database == "default" else options.database  # `database`: docs/wire-format.md
         self._received = 0  # where the server may resume once the sink has taken everything
         self._confirmed = 0  # what the server was told
@@ -336,8 +336,8 @@ class WalListener(BaseListener):
         logged, to_log = self.logged_models, self._to_log
         for data in messages:
             lsn, message = parse_copy_data(data)
-            kind = type(message)
-            if kind is Change:
+            if type(message) is Change:
+                assert transaction is not None  # pgoutput sends changes between a Begin and its Commit
                 if transaction.skip:
                     continue
                 watched = relations.get(message.relation_oid)
@@ -372,7 +372,7 @@ class WalListener(BaseListener):
                             await handle(notification)
                         except Exception:
                             logger.exception("the sink failed on a %s notification", notification.channel)
-            elif kind is Begin:
+            elif type(message) is Begin:
                 txid = full_xid(message.xid, self._next_xid)
                 cut_lsn, handed_on_until = self._cut_short
                 transaction = self._open = _Transaction(
@@ -380,7 +380,8 @@ class WalListener(BaseListener):
                     replayed=message.commit_lsn < catch_up_until,
                     handed_on_until=handed_on_until if message.commit_lsn == cut_lsn else -1)
                 self._change_lsn = 0  # ordinals count within the transaction: the same ids when it comes again
-            elif kind is Commit:
+            elif type(message) is Commit:
+                assert transaction is not None
                 if not transaction.skip:
                     for (table_name, op), tags in transaction.cache.items():
                         notification = _cache_notification(table_name, op, tags, received, transaction.replayed)
@@ -389,14 +390,15 @@ class WalListener(BaseListener):
                     self._last_commit = transaction.commit_lsn
                 self._received = max(self._received, message.end_lsn)
                 transaction = self._open = None
-            elif kind is Relation:
+            elif type(message) is Relation:
                 relations[message.oid] = await self._watched(message, conn)
-            elif kind is Keepalive:
+            elif type(message) is Keepalive:
                 if transaction is None:  # between transactions: everything before it was sent
                     self._received = max(self._received, message.wal_end)
                 if message.reply:
                     stream.confirm(self._confirmed)
-            elif kind is Truncate:
+            elif type(message) is Truncate:
+                assert transaction is not None
                 if not transaction.skip:
                     for oid in message.relation_oids:
                         if (watched := relations.get(oid)) is not None and watched.tags:
@@ -441,7 +443,7 @@ class WalListener(BaseListener):
         table = self._table_of(relation)
         if table is None:
             return None
-        shapes = ()
+        shapes: tuple[Shape, ...] = ()
         if table.targets:
             cursor = await self._bounded(conn, conn.execute(_RELATION_FACTS,
                                                               {"name": relation.name, "oid": relation.oid}))

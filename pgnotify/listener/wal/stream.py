@@ -54,7 +54,7 @@ class ReplicationStream:
             self._failure = None
             raise failure
         pgconn = self.pgconn
-        messages = []
+        messages: list[bytes] = []
         get = pgconn.get_copy_data
         while len(messages) < READ_BATCH:
             size, data = get(1)

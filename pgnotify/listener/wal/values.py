@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from typing import cast
 
 from .. import exactjson
 
@@ -54,7 +55,8 @@ def as_exact_number(text: str):
     """A number written with an exponent (a float's text, a JSON number) as jsonb's numeric holds
     it: the value with max(0, -exponent) decimals (1.0e2 is 100, 1.5e-07 is 0.00000015), no -0."""
     value = Decimal(text)
-    if value.as_tuple().exponent >= 0:
+    # An int: only finite numbers come here (NaN and Infinity have a letter for exponent).
+    if cast(int, value.as_tuple().exponent) >= 0:
         return int(value)
     return value.copy_abs() if value.is_zero() else value
 
