@@ -233,10 +233,11 @@ def create_cache_table_after_migrate(sender, using="default", verbosity=1, apps=
         return
     if not isinstance(cache, BaseDatabaseCache) or (apps is not None and not apps.all_models.get("pgnotify")):
         return
+    table: str = cache._table  # type: ignore[attr-defined]  # set by its __init__; django-stubs omits it
     connection = connections[using]
     with connection.cursor() as cursor:
-        if cache._table in connection.introspection.table_names(cursor):
+        if table in connection.introspection.table_names(cursor):
             return
-    call_command("createcachetable", cache._table, database=using, verbosity=0)  # asks the database router
+    call_command("createcachetable", table, database=using, verbosity=0)  # asks the database router
     if verbosity >= 1:
-        print(f"  pgnotify: created cache table {cache._table}")
+        print(f"  pgnotify: created cache table {table}")

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError as DjangoDatabaseError
 from django.db import connections, router
@@ -216,15 +216,17 @@ def _check_tables_of(database: str) -> list:
         where = "" if database == "default" else f" of database {database!r}"
         return [Warning(f"pgnotify could not inspect the watched tables{where}: {one_line(error)}.",
                         hint="Run manage.py check where the database is reachable to check them.", id="pgnotify.W020")]
-    messages = []
+    messages: list[CheckMessage] = []
     refuse = wal_refusal if conf.source() == "wal" else refusal
     for name, table in tables.items():
         models = ", ".join(table.models)
-        refused = refuse(table, facts[name])
+        table_facts = facts[name]
+        refused = refuse(table, table_facts)
         if refused is None:
-            for part in facts[name].foreign_partitions():
+            assert table_facts is not None  # else refused: "missing"
+            for part in table_facts.foreign_partitions():
                 messages.append(Warning(
-                    f"{part.display}, a partition of {facts[name].relation.display} ({models}), is a "
+                    f"{part.display}, a partition of {table_facts.relation.display} ({models}), is a "
                     f"{part.kind_name}: writes straight to it send no events.",
                     hint="Write through the partitioned table, or make the partition a table.", id="pgnotify.W022"))
         elif refused[0] in _REFUSALS:
@@ -364,11 +366,12 @@ def check_wal_server(app_configs=None, databases=None, **kwargs):
 def _wal_server_problems(alias: str) -> list:
     try:
         with _connect(alias) as connection:
-            wal_level, version, replication, keep_size, publications, triggers, create, role, database = \
-                connection.execute(_WAL_STATE, [PUBLICATION]).fetchone()
+            state = connection.execute(_WAL_STATE, [PUBLICATION]).fetchone()
+            assert state is not None  # one row of settings and facts
+            wal_level, version, replication, keep_size, publications, triggers, create, role, database = state
     except Exception:  # a check must not raise: an unreachable database is reported where it is used (W020)
         return []
-    problems = []
+    problems: list[CheckMessage] = []
     if version < 150000:
         problems.append(Error(f"The WAL source needs PostgreSQL 15 or newer (column lists); this server is "
                               f"{version // 10000}.", hint="Upgrade, or use PGNOTIFY['SOURCE'] = 'notify'.",
@@ -435,7 +438,7 @@ def _losses(alias: str) -> list:
                 stale = connection.execute(_STALE_POSITIONS, [conf.retention()]).fetchall()
     except Exception:  # a check must not raise: the database may be down, or not migrated yet
         return []  # reported where it is used (W020)
-    problems = []
+    problems: list[CheckMessage] = []
     for slot, active, status, confirmed, current, retained in slots:
         if status == "lost":
             problems.append(Warning(
@@ -485,7 +488,7 @@ def check_listener_sessions(app_configs=None, databases=None, **kwargs):
     notifications (a transaction pooler drops them: the listener would refuse to start)."""
     if check_direct():
         return []  # reported above
-    messages = []
+    messages: list[CheckMessage] = []
     for alias in databases or ():
         if alias not in {"default", *conf.get("DIRECT")} or connections[alias].vendor != "postgresql":
             continue
@@ -532,7 +535,7 @@ def check_rights(app_configs=None, databases=None, **kwargs):
     if any(isinstance(message, Error) for message in [*check_source(), *check_wal_server(databases=databases),
                                                       *check_watched_tables(databases=databases)]):
         return []  # a setting or a table reported above comes first
-    messages = []
+    messages: list[CheckMessage] = []
     for alias in _served(databases):
         if _reachable(alias):
             try:
@@ -577,7 +580,7 @@ def _rights(alias: str) -> list:
 def _table_rights(cursor, role: str) -> list:
     from .schema import rights
 
-    messages = []
+    messages: list[CheckMessage] = []
     writer = [f"{', '.join(missing)} on {table}" for table, privileges in rights.WRITER
               if (missing := rights.missing(cursor, table, privileges))]
     if rights.sequence_usage_missing(cursor):

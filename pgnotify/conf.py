@@ -6,6 +6,7 @@ HANDLERS, run only when there is a channel layer).
 """
 
 from datetime import timedelta
+from typing import Literal, overload
 
 from django.apps import apps
 from django.conf import settings
@@ -51,11 +52,15 @@ def retention() -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
+@overload
+def contributed(kind: Literal["watch"]) -> dict: ...
+@overload
+def contributed(kind: Literal["handlers"]) -> list: ...
 def contributed(kind: str) -> dict | list:
     """What installed apps contribute: kind "watch" (a dict) or "handlers" (a list)."""
     attribute = f"pgnotify_{kind}"
     if kind == "watch":
-        merged = {}
+        merged: dict = {}
         for config in apps.get_app_configs():
             merged.update(getattr(config, attribute, None) or {})
         return merged

@@ -36,7 +36,7 @@ from psycopg import sql
 from .. import conf
 from ..exceptions import WalSetupError, one_line
 from ..listener.wal.slots import PUBLICATION
-from .tables import Relation, TableFacts, fetch_table_facts
+from .tables import Relation, TableFacts, TableName, fetch_table_facts
 from .triggers import SyncResult, installed
 from .watched import WatchedTable, refusal, wal_refusal, watched_tables
 
@@ -55,6 +55,9 @@ _PUBLISHED = """
 """
 _IDENTITIES = "SELECT oid, relreplident::text FROM pg_class WHERE oid = ANY(%s)"
 
+# A statement and the line that reports it (None: reported by another step).
+Step = tuple[sql.Composable, str | None]
+
 
 class _Sync:
     """One run of sync_publication: the cursor, and what it did and could not do."""
@@ -66,7 +69,7 @@ class _Sync:
     def execute(self, statement: sql.Composable) -> None:
         self.cursor.execute(statement.as_string(self.raw))
 
-    def identities(self, relations: list[tuple[Relation, str]], identity: str) -> list:
+    def identities(self, relations: list[tuple[Relation, str]], identity: str) -> list[Step]:
         """The statements setting `identity` on those relations that lack it, with their lines."""
         self.cursor.execute(_IDENTITIES, [[relation.oid for relation, _ in relations]])
         current = dict(self.cursor.fetchall())
@@ -74,7 +77,7 @@ class _Sync:
                  f"replica identity {identity.upper()} on {display}")
                 for relation, display in relations if current.get(relation.oid, identity[0]) != identity[0]]
 
-    def apply(self, steps: list, failure: str) -> bool:
+    def apply(self, steps: list[Step], failure: str) -> bool:
         """Run (statement, line) steps in one transaction; on an error, none of them, a line, and False."""
         if not steps:
             return True
@@ -122,15 +125,17 @@ def sync_publication(using: str = "default") -> SyncResult:
             run.apply([(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(PUBLICATION)),
                         f"dropped publication {PUBLICATION}")], f"could not drop publication {PUBLICATION}")
             for name, table in tables.items():
-                if table.targets and refusal(table, facts[name]) is None:
-                    run.apply(run.identities(facts[name].relations(), "default"),
-                              f"could not set replica identity DEFAULT on {facts[name].relation.display}")
+                table_facts = facts[name]
+                if table.targets and table_facts is not None and refusal(table, table_facts) is None:
+                    run.apply(run.identities(table_facts.relations(), "default"),
+                              f"could not set replica identity DEFAULT on {table_facts.relation.display}")
     for action in run.result:
         logger.debug("pgnotify: %s", action)
     return run.result
 
 
-def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
+def _publish(run: _Sync, tables: dict[TableName, WatchedTable], facts: dict[TableName, TableFacts | None],
+             exists: tuple | None) -> None:
     # Without the publication the WAL source has nothing to read: a failure here stops `migrate`
     # (pgnotify.schema.install), before the change triggers are removed.
     if exists is None:
@@ -147,21 +152,23 @@ def _publish(run: _Sync, tables: dict, facts: dict, exists) -> None:
     published = {oid: ((schema, name), columns) for oid, schema, name, columns in run.cursor.fetchall()}
     wanted = set()
     for name, table in tables.items():
-        refused = wal_refusal(table, facts[name])
+        table_facts = facts[name]
+        refused = wal_refusal(table, table_facts)
         if refused:
             run.result.problems.append(f"could not watch {', '.join(map(repr, table.models))}: {refused[1]}")
             continue
-        relation = facts[name].relation
+        assert table_facts is not None  # else refused: "missing"
+        relation = table_facts.relation
         wanted.add(relation.oid)
-        columns = _columns(table, facts[name])
-        steps = []
+        columns = _columns(table, table_facts)
+        steps: list[Step] = []
         if relation.oid not in published or published[relation.oid][1] != columns:
             if relation.oid in published:
                 steps.append((_drop(relation.identifier), None))
-            shown = f" without {', '.join(c for c in facts[name].columns if c not in columns)}" if columns else ""
+            shown = f" without {', '.join(c for c in table_facts.columns if c not in columns)}" if columns else ""
             steps.append((_add(relation, columns), f"published {relation.display}{shown}"))
-        relations = facts[name].relations()
-        run.result.problems += facts[name].foreign_partition_problems()
+        relations = table_facts.relations()
+        run.result.problems += table_facts.foreign_partition_problems()
         if table.replica_identity is not None:
             identity = run.identities(relations, table.replica_identity)
             # No moment with a column list and FULL identity: UPDATEs of the table would fail.

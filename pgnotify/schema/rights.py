@@ -7,6 +7,7 @@ needs INSERT and SELECT (for INSERT ... RETURNING) on pgnotify_event and USAGE o
 """
 
 import re
+from collections.abc import Sequence
 
 from django.apps import apps
 from django.db import DatabaseError, connections, transaction
@@ -71,8 +72,9 @@ def migration_sql(using: str, migrations: list) -> list[str]:
     statements = []
     for migration in migrations:
         statements.append(f"-- {migration.app_label}.{migration.name}")
-        statements += loader.collect_sql([(migration, False)])
-        statements.append(connection.ops.compose_sql(
+        # Both exist (`sqlmigrate` uses them); django-stubs lacks collect_sql, and only PostgreSQL's ops compose.
+        statements += loader.collect_sql([(migration, False)])  # type: ignore[attr-defined]
+        statements.append(connection.ops.compose_sql(  # type: ignore[attr-defined]
             f"INSERT INTO {table} (app, name, applied) VALUES (%s, %s, now());", [migration.app_label, migration.name]))
     return statements
 
@@ -113,7 +115,7 @@ def _sync(using: str) -> None:
         sync(using)
 
 
-def sync_statements(using: str, first: list[str] = ()) -> list[str] | None:
+def sync_statements(using: str, first: Sequence[str] = ()) -> list[str] | None:
     """The statements the trigger and publication sync would run, run for nothing but the
     catalogue's answers and rolled back. `first` (pending migrations' SQL) is run before, in the
     same rolled-back transaction; None when the role cannot run it."""

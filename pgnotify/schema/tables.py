@@ -131,7 +131,7 @@ def fetch_table_facts(cursor, names) -> dict[TableName, TableFacts | None]:
     if not names:
         return {}
     cursor.execute(_FACTS, [[n.schema for n in names], [n.name for n in names]])
-    facts = {}
+    facts: dict[TableName, TableFacts | None] = {}
     for (schema, name, oid, nspname, relname, kind, visible, columns, unique_keys, intervals, json_columns,
          partitions, unlogged) in cursor.fetchall():
         if oid is None:

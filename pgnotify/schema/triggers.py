@@ -171,12 +171,14 @@ def _sync(using: str, serve: bool, only_present: bool) -> SyncResult:
         facts = fetch_table_facts(cursor, tables)
         wanted = {}
         for name, table in tables.items():
-            refused = refusal(table, facts[name])
+            table_facts = facts[name]
+            refused = refusal(table, table_facts)
             if refused:
                 unwatched.append(f"could not watch {', '.join(map(repr, table.models))}: {refused[1]}")
                 continue
-            wanted.update(_wanted(table, facts[name]))
-            unwatched += facts[name].foreign_partition_problems()
+            assert table_facts is not None  # else refused: "missing"
+            wanted.update(_wanted(table, table_facts))
+            unwatched += table_facts.foreign_partition_problems()
         if not only_present:  # the sync after `migrate` reports them
             result.problems += unwatched
         cursor.execute(_INSTALLED, [CHANGE_TRIGGER, CACHE_TRIGGER, CACHE_FUNCTION])

@@ -146,6 +146,6 @@ def wal_refusal(table: WatchedTable, facts: TableFacts | None) -> tuple[str, str
     """Why the WAL source cannot serve this table: what refuses a trigger, and reason "unlogged"
     (the WAL holds no change of an unlogged table; its triggers would work)."""
     refused = refusal(table, facts)
-    if refused is None and facts.unlogged:
+    if refused is None and facts is not None and facts.unlogged:
         return "unlogged", f"{facts.relation.display} is an unlogged table: the WAL holds none of its changes"
     return refused
