@@ -48,7 +48,7 @@ class CacheInvalidator:
         self.live = False
         self.bumps = 0
         self._pending: set[str] = set()
-        self._bumper = None
+        self._bumper: asyncio.Future | None = None
         # Set while an invalidation may have been missed: the generation must be bumped before
         # the heartbeat is written again.
         self._must_bump_generation = True

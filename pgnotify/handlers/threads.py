@@ -40,7 +40,7 @@ class WorkerThread(Executor):
         self.left_behind: list[threading.Thread] = []
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        future = Future()
+        future: Future = Future()
         with self._ready:
             if self._closed:
                 raise RuntimeError(f"{self.name}: the handler's thread is closed")

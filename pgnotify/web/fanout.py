@@ -17,6 +17,8 @@ import asyncio
 import logging
 import time
 
+from channels.generic.websocket import AsyncWebsocketConsumer
+
 from ..exceptions import one_line
 from ..listener.backoff import backoff_delay
 from ..listener.throttle import ThrottledLog
@@ -43,8 +45,8 @@ class Broadcaster:
     def __init__(self, layer, group: str):
         self.layer = layer
         self.group = group
-        self.consumers: dict[object, bool] = {}  # consumer -> accepted (frames go to those only)
-        self._connections: dict[object, Connection] = {}  # consumer -> its daphne websocket, if any
+        self.consumers: dict[AsyncWebsocketConsumer, bool] = {}  # consumer -> accepted (frames go to those only)
+        self._connections: dict[AsyncWebsocketConsumer, Connection] = {}  # consumer -> its daphne websocket, if any
         self.channel_name: str | None = None
         self.subscribed = asyncio.Event()
         self.frames = 0
@@ -88,7 +90,7 @@ class Broadcaster:
                     self._subscribed_at = time.monotonic()
                 self.subscribed.set()
                 attempt = 0
-                await self._receive_forever()
+                await self._receive_forever(self.channel_name)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # backend errors vary; the subscription must come back
@@ -98,14 +100,14 @@ class Broadcaster:
                                one_line(error), delay)
                 await asyncio.sleep(delay)
 
-    async def _receive_forever(self) -> None:
+    async def _receive_forever(self, channel_name: str) -> None:
         # Receiving does not wait for the websockets: the layer's channel (whose capacity is
         # small) is drained at once, and what arrives while frames are written is merged (see
         # coalesce). Except for a lone message, all that was waiting, while the writer is idle:
         # that one is written right here (one hand-over less).
-        batches = dispatch.receives_in_batches(self.layer, self.channel_name)
+        batches = dispatch.receives_in_batches(self.layer, channel_name)
         while True:
-            messages = await dispatch.receive_batch(self.layer, self.channel_name)
+            messages = await dispatch.receive_batch(self.layer, channel_name)
             self.frames += len(messages)
             missed = [self._missed_before(message) for message in messages]  # each: updates its sender's number
             if any(missed):

@@ -16,7 +16,8 @@ from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 
 def login_url() -> str:
     url = resolve_url(settings.LOGIN_URL)
-    if settings.is_overridden("LOGIN_URL") or _served(url):
+    # LazySettings has is_overridden; the django-stubs plugin takes it for a setting.
+    if settings.is_overridden("LOGIN_URL") or _served(url):  # type: ignore[misc]
         return url
     return _reverse("admin:login") or url
 

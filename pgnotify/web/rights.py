@@ -16,6 +16,7 @@ import logging
 from importlib import import_module
 
 from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db import DatabaseError, connection
@@ -32,7 +33,7 @@ CHUNK = 1000  # distinct sessions checked per pair of queries (the event loop ru
 FORBIDDEN = 4403
 
 # event loop -> {consumer: needs staff}
-_watched: dict[asyncio.AbstractEventLoop, dict[object, bool]] = {}
+_watched: dict[asyncio.AbstractEventLoop, dict[AsyncWebsocketConsumer, bool]] = {}
 _tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 
@@ -57,14 +58,14 @@ def watched() -> int:
     return len(_watched.get(asyncio.get_running_loop(), {}))
 
 
-async def _check_forever(consumers: dict[object, bool]) -> None:
+async def _check_forever(consumers: dict[AsyncWebsocketConsumer, bool]) -> None:
     while True:
         await asyncio.sleep(CHECK_INTERVAL)
         if consumers:
             await check_round(consumers)
 
 
-async def check_round(consumers: dict[object, bool]) -> None:
+async def check_round(consumers: dict[AsyncWebsocketConsumer, bool]) -> None:
     """One round: close the sockets whose user lost the right, refresh the others' users. Each
     distinct (session, user, staff) is checked once, CHUNK of them per pair of queries, so that
     one round never holds the event loop (or the GIL) for long."""

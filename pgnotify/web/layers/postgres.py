@@ -135,6 +135,8 @@ def direct_listen_params() -> dict:
 
 
 class PostgresChannelLayer(core.PostgresChannelLayer):
+    event_loop: asyncio.AbstractEventLoop | None  # upstream's, which ships no types
+
     def __init__(self, *args, **kwargs):
         from_default = "NAME" not in kwargs
         if from_default:

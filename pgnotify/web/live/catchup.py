@@ -37,7 +37,7 @@ def from_log(subscription: "Subscription") -> bool:
 async def catch_up(found: "Router", held: list["Subscription"], deliver) -> None:
     """`held`: live subscriptions the router holds (their events buffered) since the loss."""
     try:
-        since = min(subscription.position.snapshot.xmin for subscription in held)
+        since = min(subscription.live_position.snapshot.xmin for subscription in held)
         labels = sorted({subscription.stream.label for subscription in held})
         current, events = await database_sync_to_async(logged_since)(labels, since)
     except Exception as error:  # the database is away, or too much was missed (TooFarBehind)
@@ -50,7 +50,7 @@ async def catch_up(found: "Router", held: list["Subscription"], deliver) -> None
         if current is None:
             subscription.gap, subscription.lost_again = True, False  # restarted (resync) once live again
         else:
-            subscription.position.advance(current, time.time())
+            subscription.live_position.advance(current, time.time())
             if subscription.lost_again:  # held for one more round, from its new position
                 subscription.catching_up, subscription.lost_again = True, False
                 found.held.append(subscription)
@@ -63,7 +63,7 @@ async def _route(found: "Router", held: list["Subscription"], events: list[dict]
     """Each event to the held subscriptions it concerns (the router's index), in order."""
     waiting = set(held)
     for event in events:
-        label = event.get("model")
+        label = event.get("model", "")
         for subscription in found.candidates(label, event) & waiting:
             frame = subscription.change(event)
             found.note_membership(subscription, event.get("pk"))

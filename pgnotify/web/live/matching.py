@@ -7,6 +7,8 @@ compare as the database would. Anything else raises Unevaluable: such a stream m
 with "query": True, and then its rights are QueryRights, decided by the database.
 """
 
+from typing import Any
+
 from django.core.exceptions import FieldError
 from django.db.models import Model, Q
 
@@ -31,6 +33,7 @@ class Term:
         if field is None:
             raise Unevaluable(f"{field_name!r} is not a column of {model._meta.label}")
         self.column, self.lookup, self.field = field.attname, lookup, field
+        self.value: Any  # a bool (isnull), a list (in), else a value of the column
         if lookup == "isnull":
             self.value = bool(value)
         elif lookup == "in":
@@ -128,7 +131,7 @@ class QueryRights:
     subscriptions of the process, which events' rows they admit (`verdicts`)."""
 
     query = True
-    columns = frozenset()  # the event's own columns do not tell
+    columns: frozenset[str] = frozenset()  # the event's own columns do not tell
 
     def __init__(self, model, q: Q):
         if not isinstance(q, Q):
@@ -156,7 +159,7 @@ class QueryRights:
 
 
 def _compile(model, q: Q) -> tuple:
-    children = []
+    children: list[tuple | Term] = []
     for child in q.children:
         if isinstance(child, Q):
             children.append(_compile(model, child))

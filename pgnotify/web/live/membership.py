@@ -12,7 +12,7 @@ def admitted(stream, pks: list, sources: list[Q]) -> list[dict]:
     """For each Q of `sources`, the rows among `pks` it admits now, by primary key (the declared
     fields, rendered by to_jsonb as events are): one query (a UNION ALL of one part per Q, joined
     to the rows), whatever the number of subscribers."""
-    found = [{} for _ in sources]
+    found: list[dict] = [{} for _ in sources]
     if not pks or not sources:
         return found
     manager = stream.model._default_manager

@@ -41,7 +41,7 @@ async def refresh(pairs: list[tuple]) -> None:
 
 def _changed_rights(pairs: list[tuple]) -> list[tuple]:
     """(session, subscription, new rights or Refused) for each live subscription whose rights changed."""
-    computed: dict[tuple, object] = {}
+    computed: dict[tuple, Q | None] = {}
     changed = []
     for session, user in pairs:
         session.user = user
@@ -99,7 +99,7 @@ async def _apply(subscription: Subscription, rights, current: Snapshot, pks: set
     subscription.rights = rights
     subscription.pks = (subscription.pks & pks) | entering
     subscription.settled = (current, entering)
-    position = subscription.position.encode()
+    position = subscription.live_position.encode()
     for key in sorted(leaving, key=str):
         await deliver(subscription, {"type": CHANGE, "id": subscription.id, "op": "DELETE", "row": {pk: key},
                                      "position": position})

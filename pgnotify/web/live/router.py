@@ -66,16 +66,24 @@ class Subscription:
             (self.router.buffering.discard if value is None else self.router.buffering.add)(self)
 
     @property
+    def live_position(self) -> Position:
+        """The position of a view that was read: every view that events or a catch-up reach."""
+        assert self.position is not None, "a view not read yet"
+        return self.position
+
+    @property
     def q(self):
         return self.rights.q & self.filter.q
 
     def change(self, event: dict) -> dict | None:
         """The frame this event makes for the view (None when it does not touch it), the view and
         its position updated."""
+        position = self.position
+        assert position is not None  # a view is read, and so has its position, before events reach it
         event_id, txid = event.get("id"), event.get("txid")
-        if not isinstance(event_id, int) or not isinstance(txid, int) or self.position.covers(event_id, txid):
+        if not isinstance(event_id, int) or not isinstance(txid, int) or position.covers(event_id, txid):
             return None
-        self.position.apply(event_id, txid)
+        position.apply(event_id, txid)
         op, row, pk = event.get("op"), event.get("row") or {}, event.get("pk")
         was_in = pk in self.pks
         if self.settled is not None and self.settled[0].sees(txid):
@@ -98,7 +106,7 @@ class Subscription:
         visible = self.stream.visible(row)
         if kind == "DELETE":
             visible[self.stream.fields[0]] = pk
-        return {"type": CHANGE, "id": self.id, "op": kind, "row": visible, "position": self.position.encode()}
+        return {"type": CHANGE, "id": self.id, "op": kind, "row": visible, "position": position.encode()}
 
     def checkpoint(self, snapshot: Snapshot, taken: float) -> None:
         if self.position is not None:
@@ -151,7 +159,9 @@ class Router:
             self.checkpoints += 1
             self.last_checkpoint = (snapshot, taken)
             for subscription in self.buffering:
-                subscription.buffer.append((CHECKPOINT, snapshot, taken))
+                buffer = subscription.buffer
+                assert buffer is not None  # `buffering` holds the views whose buffer is set
+                buffer.append((CHECKPOINT, snapshot, taken))
                 if subscription.checkpointed is not None:
                     subscription.checkpointed.set()
 
@@ -210,7 +220,7 @@ class Router:
         one query per model and batch (a UNION of one part per distinct rights Q)."""
         batches: dict[str, list[dict]] = {}
         for event in events:
-            if event.get("op") != "DELETE" and self.by_model.get(event.get("model")):
+            if event.get("op") != "DELETE" and self.by_model.get(event.get("model", "")):
                 batches.setdefault(event["model"], []).append(event)
         for label, batch in batches.items():
             subscriptions = list(self._query_subscriptions(label))
@@ -244,7 +254,7 @@ class Router:
     # -- routing
 
     async def route(self, event: dict) -> None:
-        label = event.get("model")
+        label = event.get("model", "")
         everyone = self.by_model.get(label)
         if not everyone:
             return

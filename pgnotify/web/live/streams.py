@@ -13,10 +13,11 @@ Declarations are read on every access (override_settings works) and validated by
 checks (docs/checks.md); a stream that fails them is refused to clients as unknown.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils.module_loading import import_string
 
 from ... import conf
@@ -35,10 +36,10 @@ class Refused(ValueError):
 @dataclass(frozen=True)
 class Stream:
     name: str
-    model: type
+    model: type[Model]
     fields: tuple[str, ...]  # attnames, the primary key's first
     filters: dict  # declared field -> frozenset of Django lookups
-    rows: object  # callable(user) -> Q
+    rows: Callable[..., Q | None]  # (user) -> the Q of the rows the user may see
     anonymous: bool
     query: bool = False  # the rights are decided by the database, one query per event batch
 
