@@ -18,12 +18,14 @@ class DashboardConsumer(GuardedConsumer):
     A user who is not (or no longer, see pgnotify.web.rights) active staff with a live session
     gets the socket closed with 4403 (pgnotify.web.guarded)."""
 
-    channel_layer_alias = None  # get_channel_layer(None) is None: channels sets up no channel
+    # get_channel_layer(None) is None: channels sets up no channel (its stubs allow only a str).
+    channel_layer_alias = None  # type: ignore[assignment]
     joined = False
 
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_staff:
+        # A custom user model need not have is_staff: its users are refused, not an error.
+        if user is None or not user.is_authenticated or not getattr(user, "is_staff", False):
             await self.refuse(rights.FORBIDDEN)
             return
         self.joined = True

@@ -118,6 +118,7 @@ class ChatConsumer(GuardedConsumer):
     async def announce(self, notice: str | None, group: str | None = None) -> None:
         """Sends the join or leave notice (if any) and the room's new user list to the room."""
         group = group or self.group
+        assert group is not None, "announced outside a room"
         if notice:
             await self.channel_layer.group_send(group, {
                 "type": "chat.system", "room": self.room, "message": notice,

@@ -20,7 +20,8 @@ class LiveConsumer(GuardedConsumer):
     closed with 4403 (pgnotify.web.rights); a change of their rights reconciles their views on the
     same tick (pgnotify.web.live.recheck)."""
 
-    channel_layer_alias = None  # frames come through the per-process router, not a channel per socket
+    # Frames come through the per-process router, not a channel per socket (channels' stubs allow only a str).
+    channel_layer_alias = None  # type: ignore[assignment]
     session: LiveSession | None = None
 
     async def connect(self):
