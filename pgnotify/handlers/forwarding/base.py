@@ -154,15 +154,16 @@ class Forwarder:
     implement `send(batch)` (return once the destination confirmed every message, raise
     otherwise) and `disconnect()`."""
 
-    Options = Options
-    destination = "?"  # for log lines and errors: the URL, exchange or subject prefix
+    Options: type[Options] = Options
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.__signature__ = inspect.signature(cls.Options)  # the class takes its options as arguments
+        # The class takes its options as arguments (inspect.signature reads __signature__, which
+        # mypy does not know on a class).
+        cls.__signature__ = inspect.signature(cls.Options)  # type: ignore[attr-defined]
 
-    def __init__(self, **options):
-        self.options = options = self.Options(**options)
+    def __init__(self, **arguments):
+        self.options = options = self.Options(**arguments)
         problems = options.problems()
         if problems:  # the system check reports the same line (check_options)
             raise HandlerConfigError(problems[0])
@@ -184,6 +185,11 @@ class Forwarder:
     def check_options(cls, **options) -> list[str]:
         """What is wrong with these options, one line each (the class's signature took them)."""
         return cls.Options(**options).problems()
+
+    @property
+    def destination(self) -> str:
+        """For log lines and errors: the URL, exchange or subject prefix."""
+        return "?"
 
     def describe(self) -> str:
         return self.destination

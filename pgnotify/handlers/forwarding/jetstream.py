@@ -66,6 +66,7 @@ class JetStream(Forwarder):
     """Listener handler: publish change events to JetStream, each acknowledged before the position moves."""
 
     Options = JetStreamOptions
+    options: JetStreamOptions
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -126,6 +127,7 @@ class JetStream(Forwarder):
                 first_error.set_result(None)  # later errors: the queue logs failures itself
             return connecting.result()
         error = first_error.result() if first_error.done() else connecting.exception()
+        assert error is not None  # what failed: the error callback's, else the connection's
         reason = "connection refused" if isinstance(error, ConnectionRefusedError) else one_line(error)
         raise ConnectionError(f"cannot connect to {redact(self.options.url)}: {reason}") from error
 

@@ -65,6 +65,7 @@ class RabbitMQ(Forwarder):
     """Listener handler: publish change events to a RabbitMQ exchange, with publisher confirms."""
 
     Options = RabbitMQOptions
+    options: RabbitMQOptions
 
     def __init__(self, **options):
         super().__init__(**options)

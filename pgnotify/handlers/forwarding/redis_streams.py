@@ -31,6 +31,7 @@ require("redis", "redis", "RedisStreamForwarder")
 import redis.asyncio as redis  # noqa: E402
 from redis.asyncio.retry import Retry  # noqa: E402
 from redis.backoff import NoBackoff  # noqa: E402
+from redis.typing import EncodableT  # noqa: E402
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -59,16 +60,20 @@ class RedisStreamForwarder(Forwarder):
     """Listener handler: XADD every change event to the stream of its channel."""
 
     Options = RedisStreamOptions
+    options: RedisStreamOptions
 
     def __init__(self, **options):
-        super().__init__(**{**options, "url": options.get("url") or getattr(settings, "REDIS_URL", "") or DEFAULT_URL})
+        url = options.get("url") or getattr(settings, "REDIS_URL", "") or DEFAULT_URL
+        super().__init__(**{**options, "url": url})
         # No retries inside the client: the queue retries with backoff and the position holds.
-        self._client = redis.Redis.from_url(self.options.url, socket_timeout=self.send_timeout,
+        self._client = redis.Redis.from_url(url, socket_timeout=self.send_timeout,
                                             socket_connect_timeout=self.send_timeout, retry=Retry(NoBackoff(), 0))
 
     @property
     def destination(self) -> str:
-        return f"{redact(self.options.url)} {self.options.prefix}*"
+        url = self.options.url
+        assert url is not None  # __init__ resolved it
+        return f"{redact(url)} {self.options.prefix}*"
 
     @property
     def written(self) -> int:
@@ -82,7 +87,8 @@ class RedisStreamForwarder(Forwarder):
         pipe = self._client.pipeline(transaction=False)
         maxlen, approximate = self.options.maxlen, self.options.approximate
         for message in batch:
-            fields = {"id": str(message.id), "channel": message.channel, "payload": message.body}
+            fields: dict[EncodableT, EncodableT] = {"id": str(message.id), "channel": message.channel,
+                                                    "payload": message.body}
             pipe.xadd(self.stream(message.channel), fields, maxlen=maxlen, approximate=approximate)
         await pipe.execute()  # raises on any failure: the batch stays first in line
 

@@ -94,6 +94,7 @@ class Webhook(Forwarder):
     """Listener handler: POST change events to `url`, signed with `secret`."""
 
     Options = WebhookOptions
+    options: WebhookOptions
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -128,9 +129,10 @@ class Webhook(Forwarder):
             CHANNEL_HEADER: batch[0].channel,
             SIGNATURE_HEADER: signature(self._secret, body),
         }
-        session = self._open()
+        session, slots = self._open(), self._slots
+        assert slots is not None  # made with the session
         try:
-            async with self._slots, session.post(self.options.url, data=body, headers=headers,
+            async with slots, session.post(self.options.url, data=body, headers=headers,
                                                  allow_redirects=False) as response:
                 if 200 <= response.status < 300:
                     return
