@@ -39,6 +39,7 @@ browser:
 lint: setup
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m mypy
 
 # Every tier: tests/unit, tests/integration, tests/e2e and tests/faults.
 test: lint db browser
