@@ -95,7 +95,7 @@ def test_bad_handler_entries_are_one_clear_error():
         load_handler({"handler": "tests.test_handlers.record_sync", "channel": ["orders"]})
     forwarder = load_handler({"handler": "pgnotify.forwarding.RedisStreamForwarder", "channels": ["orders"],
                               "options": {"url": "redis://127.0.0.1:1/0", "maxlen": 10}})
-    assert forwarder.channels == {"orders"} and forwarder.handler.maxlen == 10
+    assert forwarder.channels == {"orders"} and forwarder.handler.options.maxlen == 10
 
 
 async def test_failing_handler_is_retried_in_order_and_does_not_hold_up_the_others(caplog):

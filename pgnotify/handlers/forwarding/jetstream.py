@@ -69,21 +69,16 @@ class JetStream(Forwarder):
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.url = self.options.url
-        self.prefix = self.options.prefix
-        self.stream = self.options.stream
-        self.create_stream = self.options.create_stream
-        self.duplicate_window = self.options.duplicate_window
         self.duplicates = 0  # acknowledgements that said the stream already had the message
         self._client = None
         self._js = None
 
     @property
     def destination(self) -> str:
-        return f"{self.prefix}.> at {redact(self.url)}"
+        return f"{self.options.prefix}.> at {redact(self.options.url)}"
 
     def subject(self, message: Message) -> str:
-        return f"{self.prefix}.{token(message.channel)}.{token(message.table)}.{token(message.op)}"
+        return f"{self.options.prefix}.{token(message.channel)}.{token(message.table)}.{token(message.op)}"
 
     async def send(self, batch: list[Message]) -> None:
         js = await self._open()
@@ -99,7 +94,7 @@ class JetStream(Forwarder):
             async with asyncio.timeout(self.send_timeout):
                 self._client = await self._connect()
                 js = self._client.jetstream(timeout=self.send_timeout)
-                if self.create_stream:
+                if self.options.create_stream:
                     await self._ensure_stream(js)
                 self._js = js
         return self._js
@@ -116,7 +111,8 @@ class JetStream(Forwarder):
         # No reconnecting inside the client: a failed batch closes the connection and the queue
         # retries on a new one, with backoff.
         connecting = asyncio.ensure_future(nats.connect(
-            servers=[self.url], connect_timeout=self.send_timeout, allow_reconnect=False, max_reconnect_attempts=0,
+            servers=[self.options.url], connect_timeout=self.send_timeout, allow_reconnect=False,
+            max_reconnect_attempts=0,
             error_cb=on_error, disconnected_cb=_ignore_event, closed_cb=_ignore_event))
         try:
             await asyncio.wait({connecting, first_error}, return_when=asyncio.FIRST_COMPLETED)
@@ -131,14 +127,15 @@ class JetStream(Forwarder):
             return connecting.result()
         error = first_error.result() if first_error.done() else connecting.exception()
         reason = "connection refused" if isinstance(error, ConnectionRefusedError) else one_line(error)
-        raise ConnectionError(f"cannot connect to {redact(self.url)}: {reason}") from error
+        raise ConnectionError(f"cannot connect to {redact(self.options.url)}: {reason}") from error
 
     async def _ensure_stream(self, js) -> None:
         try:
-            await js.stream_info(self.stream)
+            await js.stream_info(self.options.stream)
         except NotFoundError:
-            await js.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"], storage=StorageType.FILE,
-                                duplicate_window=self.duplicate_window)
+            options = self.options
+            await js.add_stream(name=options.stream, subjects=[f"{options.prefix}.>"], storage=StorageType.FILE,
+                                duplicate_window=options.duplicate_window)
 
     async def disconnect(self) -> None:
         client, self._client, self._js = self._client, None, None

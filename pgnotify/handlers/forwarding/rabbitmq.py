@@ -68,17 +68,12 @@ class RabbitMQ(Forwarder):
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.url = self.options.url
-        self.exchange = self.options.exchange
-        self.exchange_type = self.options.exchange_type
-        self.declare = self.options.declare
-        self.mandatory = self.options.mandatory
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel = None
 
     @property
     def destination(self) -> str:
-        return f"exchange {self.exchange!r} at {redact(self.url)}"
+        return f"exchange {self.options.exchange!r} at {redact(self.options.url)}"
 
     @staticmethod
     def routing_key(message: Message) -> str:
@@ -103,19 +98,20 @@ class RabbitMQ(Forwarder):
         properties = aio_pika.Message(
             message.body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(message.id), app_id="pgnotify", headers={"pgnotify-channel": message.channel}).properties
-        return channel.basic_publish(message.body, exchange=self.exchange, routing_key=self.routing_key(message),
-                                     properties=properties, mandatory=self.mandatory, wait=False)
+        return channel.basic_publish(message.body, exchange=self.options.exchange,
+                                     routing_key=self.routing_key(message), properties=properties,
+                                     mandatory=self.options.mandatory, wait=False)
 
     async def _open(self):
         """The publisher-confirm channel (aiormq's, under aio-pika's), once the exchange is there."""
         if self._channel is None:
             async with asyncio.timeout(self.send_timeout):
-                self._connection = await aio_pika.connect(self.url, timeout=self.send_timeout)
+                self._connection = await aio_pika.connect(self.options.url, timeout=self.send_timeout)
                 channel = await self._connection.channel(publisher_confirms=True)
-                if self.declare:
-                    await channel.declare_exchange(self.exchange, self.exchange_type, durable=True)
+                if self.options.declare:
+                    await channel.declare_exchange(self.options.exchange, self.options.exchange_type, durable=True)
                 else:
-                    await channel.get_exchange(self.exchange, ensure=True)  # fails at once if it is missing
+                    await channel.get_exchange(self.options.exchange, ensure=True)  # fails at once if it is missing
                 self._channel = await channel.get_underlay_channel()
         return self._channel
 

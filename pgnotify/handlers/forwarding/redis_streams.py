@@ -62,17 +62,13 @@ class RedisStreamForwarder(Forwarder):
 
     def __init__(self, **options):
         super().__init__(**{**options, "url": options.get("url") or getattr(settings, "REDIS_URL", "") or DEFAULT_URL})
-        self.url = self.options.url
-        self.prefix = self.options.prefix
-        self.maxlen = self.options.maxlen
-        self.approximate = self.options.approximate
         # No retries inside the client: the queue retries with backoff and the position holds.
-        self._client = redis.Redis.from_url(self.url, socket_timeout=self.send_timeout,
+        self._client = redis.Redis.from_url(self.options.url, socket_timeout=self.send_timeout,
                                             socket_connect_timeout=self.send_timeout, retry=Retry(NoBackoff(), 0))
 
     @property
     def destination(self) -> str:
-        return f"{redact(self.url)} {self.prefix}*"
+        return f"{redact(self.options.url)} {self.options.prefix}*"
 
     @property
     def written(self) -> int:
@@ -80,13 +76,14 @@ class RedisStreamForwarder(Forwarder):
         return self.forwarded
 
     def stream(self, channel: str) -> str:
-        return self.prefix + channel
+        return self.options.prefix + channel
 
     async def send(self, batch: list[Message]) -> None:
         pipe = self._client.pipeline(transaction=False)
+        maxlen, approximate = self.options.maxlen, self.options.approximate
         for message in batch:
             fields = {"id": str(message.id), "channel": message.channel, "payload": message.body}
-            pipe.xadd(self.stream(message.channel), fields, maxlen=self.maxlen, approximate=self.approximate)
+            pipe.xadd(self.stream(message.channel), fields, maxlen=maxlen, approximate=approximate)
         await pipe.execute()  # raises on any failure: the batch stays first in line
 
     async def disconnect(self) -> None:

@@ -59,7 +59,7 @@ def signature(secret: str, body: bytes) -> str:
 @dataclass(frozen=True, kw_only=True)
 class WebhookOptions(Options):
     url: str
-    secret: str
+    secret: str = field(repr=False)  # kept out of any repr
     batch: int = 1
     concurrency: int = 4
     headers: dict = field(default_factory=dict)
@@ -97,11 +97,9 @@ class Webhook(Forwarder):
 
     def __init__(self, **options):
         super().__init__(**options)
-        url = self.url = self.options.url
+        url = self.options.url
         self._secret = self.options.secret
-        self.concurrency = self.options.concurrency
         self.headers = dict(self.options.headers or {})
-        self.dead_letter_file = self.options.dead_letter_file
         self.dead_letters = 0  # events the receiver refused (4xx, 3xx): not retried
         self._refused = ThrottledLog(logger, f"webhook {redact(url).replace('%', '%%')} refused %d events",
                                      REFUSED_LOG_INTERVAL)
@@ -110,7 +108,7 @@ class Webhook(Forwarder):
 
     @property
     def destination(self) -> str:
-        return redact(self.url)
+        return redact(self.options.url)
 
     def queue_key(self, message: Message) -> str:
         return message.channel  # one request at a time per channel keeps each channel in order
@@ -132,7 +130,7 @@ class Webhook(Forwarder):
         }
         session = self._open()
         try:
-            async with self._slots, session.post(self.url, data=body, headers=headers,
+            async with self._slots, session.post(self.options.url, data=body, headers=headers,
                                                  allow_redirects=False) as response:
                 if 200 <= response.status < 300:
                     return
@@ -144,21 +142,21 @@ class Webhook(Forwarder):
         await self._dead_letter(batch, response.status, excerpt)
 
     async def _dead_letter(self, batch: list[Message], status: int, excerpt: str) -> None:
-        if self.dead_letter_file is not None:
+        if self.options.dead_letter_file is not None:
             refused_at = datetime.now(UTC).isoformat()
             lines = [json.dumps({"id": m.id, "channel": m.channel, "status": status, "response": excerpt,
                                  "refused_at": refused_at, "event": json.loads(m.body)}) for m in batch]
             # A dead letter that cannot be kept is a failure: the batch is tried again.
-            await asyncio.to_thread(_append, self.dead_letter_file, lines)
+            await asyncio.to_thread(_append, self.options.dead_letter_file, lines)
         self.dead_letters += len(batch)
         ids = ", ".join(str(m.id) for m in batch)
         self._refused.add(len(batch), detail=f"HTTP {status} for event {ids}: {excerpt or '(no body)'}")
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._slots = asyncio.Semaphore(self.concurrency)
+            self._slots = asyncio.Semaphore(self.options.concurrency)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                connector=aiohttp.TCPConnector(limit=self.options.concurrency),
                 timeout=aiohttp.ClientTimeout(total=self.send_timeout))
         return self._session
 
