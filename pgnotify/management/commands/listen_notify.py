@@ -19,9 +19,12 @@ def database_problems(database: str) -> list[str]:
     """The database checks on the database served, as `migrate` runs them, one line each. Reported,
     not fatal: the listener serves what it can and refuses on its own what it cannot (and a role
     that only listens lacks a writer's rights on purpose)."""
+    try:
+        messages = run_checks(tags=[Tags.database], databases=[database])
+    finally:
+        connections.close_all()  # the checks' Django connections: not held for the listener's life
     return [f"{message.id}: {message.msg}" + (f" {message.hint}" if message.hint else "")
-            for message in run_checks(tags=[Tags.database], databases=[database])
-            if not message.is_silenced() and message.id not in LISTENER_PROBES]
+            for message in messages if not message.is_silenced() and message.id not in LISTENER_PROBES]
 
 
 class Command(BaseCommand):
