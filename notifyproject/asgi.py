@@ -4,10 +4,7 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-from notifyproject import embedded_db
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyproject.settings")
-embedded_db.use_unless_configured()  # no DATABASE_URL: this checkout's embedded PostgreSQL
 # Django must be set up before anything imports models (consumers, auth middleware).
 django_asgi_app = get_asgi_application()
 

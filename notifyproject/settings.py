@@ -84,7 +84,7 @@ TEMPLATES = [
 
 
 # DATABASE_URL, else this checkout's embedded PostgreSQL, whose address is only read here: manage.py
-# and asgi.py start it (notifyproject/embedded_db.py), so loading the settings reaches no server.
+# starts it (notifyproject/embedded_db.py), so loading the settings reaches no server.
 DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL") or embedded_db.url())}
 # Web processes share a psycopg pool; listeners open their own dedicated connection.
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 10}

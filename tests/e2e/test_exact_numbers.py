@@ -1,6 +1,6 @@
 """Numbers reach every output with all their digits (a numeric of 29 digits, a JSON integer beyond
-2^64): the parsed event, `listen_notify --json`, dashboard frames and the dashboard page in
-Chromium; durations are ISO 8601."""
+2^64): `listen_notify --json`, dashboard frames and the dashboard page in Chromium; durations are
+ISO 8601. (The parsed event: tests/unit/test_exact_numbers.py.)"""
 
 import json
 from decimal import Decimal
@@ -8,35 +8,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from pgnotify.listener import exactjson
-from pgnotify.listener.notification import Notification
-from pgnotify.web.frames import frame
+from tests.helpers.numbers import BIG, NUMERIC, SHOWN
 from tests.helpers.web import login, make_user, wait_websocket
 from tests.shapes.models import Amount, CompositeItem
-
-NUMERIC = "12345678901234567890123456789.12"  # 31 digits: a double keeps 17
-BIG = 2**65 + 1  # 36893488147419103233: beyond 64 bits
-SHOWN = "123456789012345678901.25"  # short enough for the dashboard's chip, too long for a double
-PAYLOAD = ('{"id": 7, "txid": 9, "op": "INSERT", "pk": 1, "row": {"amount": ' + NUMERIC
-           + ', "data": {"big": ' + str(BIG) + ', "neg": -' + str(BIG) + ', "tenth": 0.10}}}')
-
-
-def test_the_parsed_event_and_what_is_made_of_it_keep_every_digit():
-    event = Notification("shapes_amount", PAYLOAD).event
-    assert event["row"]["amount"] == Decimal(NUMERIC) and str(event["row"]["amount"]) == NUMERIC
-    assert event["row"]["data"] == {"big": BIG, "neg": -BIG, "tenth": Decimal("0.10")}
-    assert type(event["row"]["data"]["big"]) is int and type(event["id"]) is int
-    dashboard_frame = frame({"type": "changes", "events": [event]})["text"]
-    for text in (dashboard_frame, exactjson.dumps(Notification("shapes_amount", PAYLOAD).as_json())):
-        assert f'"amount":{NUMERIC}' in text and f'"big":{BIG}' in text and f'"neg":-{BIG}' in text
-        assert '"tenth":0.10' in text
-        assert json.loads(text, parse_float=Decimal) != json.loads(text)  # a float parse would round them
-
-
-def test_not_strict_json_still_parses_and_what_is_not_json_is_passed_on_raw():
-    assert Notification("c", '{"x": NaN}').is_json and Notification("c", "plain text").is_json is False
-    deep = Notification("c", "[" * 100_000)  # more nesting than a parser's stack: raw text, not an error
-    assert deep.is_json is False and deep.payload == "[" * 100_000
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from pgnotify.handlers.dispatcher import Dispatcher
 from pgnotify.listener import Listener, ListenerOptions
 from tests.helpers.faults import ThreadedProxy
 from tests.helpers.support import ROOT, database_url_for_tests, free_port, process_env
+from tests.helpers.waiting import eventually
 
 # -- the docs' runnable examples
 
@@ -267,11 +267,12 @@ class ForwardingProcess:
                 (self.lines.append(json.loads(line)) if is_json else self.errors.append(line.rstrip()))
 
     def wait_live(self, timeout: float = 30.0) -> "ForwardingProcess":
-        deadline = time.monotonic() + timeout
-        while not any(line.get("state") == "live" for line in self.lines):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"forwarding process not live: {self.errors[-20:]}")
-            time.sleep(0.02)
+        def live() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"forwarding process exited before it was live: {self.errors[-20:]}")
+            return any(line.get("state") == "live" for line in self.lines)
+
+        eventually(live, timeout, what=lambda: f"the forwarding process to be live: {self.errors[-20:]}", interval=0.02)
         return self
 
     def kill(self) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import psycopg
 
 from tests.helpers.support import free_port
-from tests.helpers.waiting import eventually_async
+from tests.helpers.waiting import eventually, eventually_async
 
 # -- writers
 
@@ -67,10 +67,8 @@ class Writers:
 
     def wait_rows(self, rows: int, timeout: float = 30.0) -> None:
         """Wait until every writer has committed at least `rows` rows."""
-        deadline = time.monotonic() + timeout
-        while min(self.written) < rows:
-            assert time.monotonic() < deadline, f"writers too slow: {self.written}"
-            time.sleep(0.02)
+        eventually(lambda: min(self.written) >= rows, timeout, interval=0.02,
+                   what=lambda: f"every writer to commit {rows} rows (written: {self.written})")
 
     def finish(self, timeout: float = 60.0) -> int:
         """Let each writer stop once it has its rows; returns the rows committed."""

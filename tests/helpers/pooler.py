@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,6 +12,7 @@ import pytest
 from django.db import connection
 
 from tests.helpers.support import free_port
+from tests.helpers.waiting import eventually
 
 
 def run_as(host: str) -> list[str]:
@@ -67,18 +67,18 @@ logfile = {self.directory / "pgbouncer.log"}
             raise
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def answers() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"pgbouncer exited: {self.process.stderr.read()} {self.log()}")
             try:
                 with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as conn:
                     conn.execute("SELECT 1")
-                return
+                return True
             except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                return False
+
+        eventually(answers, timeout, what=lambda: f"pgbouncer to answer at {self.url} (its log: {self.log()[-2000:]})",
+                   interval=0.1)
 
     def log(self) -> str:
         path = self.directory / "pgbouncer.log"

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -20,6 +19,7 @@ import pytest
 from django.db import connections
 
 from tests.helpers.support import ROOT, ManagedProcess, free_port, process_env, start_listener
+from tests.helpers.waiting import eventually
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -69,17 +69,18 @@ class Daphne:
                 self.lines.append(line.rstrip("\n"))
 
     def wait_ready(self, timeout: float = 20.0) -> "Daphne":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daphne exited with {self.proc.returncode}: {self.lines[-20:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2) as response:
-                    if response.status == 200:
-                        return self
+                    return response.status == 200
             except (urllib.error.URLError, OSError):
-                time.sleep(0.1)  # polling a port that is not open yet
-        raise TimeoutError(f"daphne not ready after {timeout}s: {self.lines[-20:]}")
+                return False  # its port is not open yet
+
+        eventually(answers, timeout, what=lambda: f"daphne to answer at {self.url} (its output: {self.lines[-20:]})",
+                   interval=0.1)
+        return self
 
     def stop(self):
         if self.proc.poll() is None:

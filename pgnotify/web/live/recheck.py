@@ -41,21 +41,23 @@ async def refresh(pairs: list[tuple]) -> None:
 
 def _changed_rights(pairs: list[tuple]) -> list[tuple]:
     """(session, subscription, new rights or Refused) for each live subscription whose rights changed."""
-    computed: dict[tuple, Q | None] = {}
     changed = []
     for session, user in pairs:
         session.user = user
+        # Per socket, not per round: a round's Q objects held to its end would outlive the young
+        # generations and, thousands a round, bring on full collections (stalls) sooner.
+        computed: dict[str, Q | None] = {}
         for subscription in list(session.subscriptions.values()):
             if subscription.buffer is not None:  # its view is being read: the next tick looks again
                 continue
-            key = (subscription.stream.name, user.pk)
-            if key not in computed:
+            name = subscription.stream.name
+            if name not in computed:
                 try:
-                    computed[key] = subscription.stream.rows_q(user)
+                    computed[name] = subscription.stream.rows_q(user)
                 except Exception as error:  # the rights callable failed: the view stays as it is
-                    logger.warning("rights of stream %s not re-evaluated: %s", key[0], one_line(error))
-                    computed[key] = None
-            q = computed[key]
+                    logger.warning("rights of stream %s not re-evaluated: %s", name, one_line(error))
+                    computed[name] = None
+            q = computed[name]
             if q is None or _same(q, subscription.rights.source):
                 continue  # the usual case: compared, not compiled again
             try:

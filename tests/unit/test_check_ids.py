@@ -4,9 +4,9 @@ no database, no settings)."""
 import ast
 import re
 from collections import defaultdict
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.support import ROOT
+
 PACKAGE = ROOT / "pgnotify"
 ID = re.compile(r"pgnotify\.[EW]\d{3}")
 STREAM_ID = re.compile(r"[EW]\d{3}")  # the live streams' problems: (id, message), made into pgnotify.<id>
