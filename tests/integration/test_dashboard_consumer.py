@@ -1,6 +1,7 @@
 """DashboardConsumer through the project's ASGI application: auth, origin, frames."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from channels.db import database_sync_to_async
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.test import Client
 
 from notifyproject.asgi import application
+from pgnotify.web.consumers import DashboardConsumer
 from pgnotify.web.frames import DASHBOARD_GROUP, frame
 from pgnotify.web.rights import FORBIDDEN
 from tests.helpers.web import make_user
@@ -38,6 +40,16 @@ async def connect(headers):
 async def test_anonymous_and_non_staff_users_are_refused_with_4403(username, staff):
     # Accepted, then closed with 4403: a browser sees the code (a refused handshake is 1006 there).
     communicator, connected, _ = await connect([ORIGIN, *await session_cookie(username, staff)])
+    assert connected
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": FORBIDDEN}
+    await communicator.disconnect(timeout=5)
+
+
+async def test_a_user_whose_model_has_no_is_staff_is_refused_with_4403():
+    # A custom user model need not have is_staff (AbstractBaseUser has none): refused, not a crash.
+    communicator = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/dashboard/")
+    communicator.scope["user"] = SimpleNamespace(pk=1, is_active=True, is_authenticated=True)
+    connected, _ = await communicator.connect(timeout=5)
     assert connected
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": FORBIDDEN}
     await communicator.disconnect(timeout=5)
