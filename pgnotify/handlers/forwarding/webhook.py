@@ -133,7 +133,7 @@ class Webhook(Forwarder):
         assert slots is not None  # made with the session
         try:
             async with slots, session.post(self.options.url, data=body, headers=headers,
-                                                 allow_redirects=False) as response:
+                                           allow_redirects=False) as response:
                 if 200 <= response.status < 300:
                     return
                 excerpt = " ".join((await response.content.read(200)).decode(errors="replace").split())
