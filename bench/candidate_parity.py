@@ -148,9 +148,10 @@ def events(server: PrivateServer) -> tuple[list, list]:
         _reset(conn)
     with psycopg.connect(server.url(), autocommit=True) as listening, \
             psycopg.connect(server.url(), autocommit=True) as writing:
-        channels = [name for (name,) in listening.execute(
-            "SELECT DISTINCT (regexp_match(pg_get_triggerdef(oid), ', ''([^'']*)'', ''[^'']*'', ''\\{[^'']*\\}''\\)$'))[1] "
-            "FROM pg_trigger WHERE tgname = 'pgnotify_change'").fetchall()]
+        # Every target's channel: the arguments after the first four, three per target.
+        arguments = listening.execute(
+            "SELECT tgnargs, tgargs FROM pg_trigger WHERE tgname = 'pgnotify_change'").fetchall()
+        channels = {args.split(b"\0")[index].decode() for count, args in arguments for index in range(4, count, 3)}
         for channel in [*channels, "parity_done"]:
             listening.execute(f'LISTEN "{channel}"')
         for statement in STATEMENTS:

@@ -15,15 +15,15 @@
 CREATE OR REPLACE FUNCTION pgnotify_notify_change_candidate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    individual_limit constant int := 32;
-    chunk_size constant int := 1000;
+    -- Few initialised variables: each initialiser is an expression set up anew in every
+    -- transaction, and most writes are a transaction of one statement.
+    chunk_size int;
     keys text[] := TG_ARGV[0]::text[];
     key text := keys[1];
     composite boolean := cardinality(keys) > 1;
     event_table text := TG_ARGV[1];
-    options text[] := string_to_array(TG_ARGV[2], ',');
-    iso_intervals boolean := 'iso_intervals' = ANY (options);
-    with_json boolean := 'json' = ANY (options);
+    iso_intervals boolean := strpos(TG_ARGV[2], 'iso_intervals') > 0;  -- options: 'iso_intervals', 'json'
+    with_json boolean := strpos(TG_ARGV[2], 'json') > 0;
     -- One timestamp per statement: the time the trigger ran.
     ts jsonb := to_jsonb(clock_timestamp());
     xact xid8 := pg_current_xact_id();
@@ -35,7 +35,7 @@ DECLARE
     saved_mergejoin text;
     saved_intervalstyle text;
     non_key text[];
-    pair_keys text[] := TG_ARGV[3]::text[];
+    pair_keys text[];  -- an UPDATE's
     pair_non_key text[];  -- set when rows are paired on other columns than the key
     target int := 4;
     event_channel text;
@@ -66,7 +66,7 @@ BEGIN
     IF statement_rows = 0 THEN
         RETURN NULL;
     END IF;
-    each_event := statement_rows <= individual_limit;
+    each_event := statement_rows <= 32;  -- else the events go in chunk notifications
     IF NOT each_event THEN
         -- The transition tables have no statistics: a bulk statement's estimates can cross the JIT
         -- threshold, and compiling costs more than the query. Old and new rows are paired in
@@ -91,6 +91,7 @@ BEGIN
                         THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END
               INTO one_row FROM old_rows r;
         ELSE
+            pair_keys := TG_ARGV[3]::text[];
             -- A table that is not a partition gives its columns' order with the row (unless a json
             -- column may hold what json_object_keys refuses).
             SELECT CASE WHEN with_json AND strpos(n::text, '\u') > 0
@@ -200,6 +201,7 @@ BEGIN
               INTO first_id, last_id, events, notified
               FROM logged, LATERAL (SELECT CASE WHEN each_event THEN payload::text END AS payload_text) t;
         ELSE
+            pair_keys := TG_ARGV[3]::text[];
             IF pair_keys IS DISTINCT FROM keys THEN
                 SELECT coalesce(array_agg(a.attname::text), '{}') || ''::text INTO pair_non_key
                   FROM pg_attribute a
@@ -254,6 +256,7 @@ BEGIN
         END IF;
 
         IF NOT each_event THEN
+            chunk_size := 1000;
             chunk_first := first_id;
             WHILE chunk_first <= last_id LOOP
                 PERFORM pg_notify(event_channel, jsonb_build_object(

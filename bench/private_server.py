@@ -88,7 +88,7 @@ class PrivateServer:
                        if tool == "cachegrind" else [f"--callgrind-out-file={self.profiles}/callgrind.%p"])
             command = ["valgrind", f"--tool={tool}", *options, "--quiet", *command]
         self.process = subprocess.Popen(_as_server_user(command), stdout=subprocess.DEVNULL,
-                                        stderr=open(self.directory / "server.log", "a"))  # noqa: SIM115
+                                        stderr=open(self.directory / "server.log", "a"))
         _wait_ready(self.url("postgres"), self.process, 300 if valgrind else 60)
 
     def stop(self) -> None:

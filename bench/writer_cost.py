@@ -67,7 +67,8 @@ CASES = [
              "UPDATE shapes_compositeitem SET val = val + 1 WHERE tenant = 2 AND code = %s::text",
              "UPDATE shapes_compositeitem SET val = val WHERE tenant = 2 AND code = %s::text",
              "DELETE FROM shapes_compositeitem WHERE tenant = 2 AND code = %s::text",
-             f"INSERT INTO shapes_compositeitem (tenant, code, val) SELECT 2, n::text, 0 FROM generate_series(1, {ROWS}) n"),
+             "INSERT INTO shapes_compositeitem (tenant, code, val) "
+             f"SELECT 2, n::text, 0 FROM generate_series(1, {ROWS}) n"),
     *_single("two targets, one excluding a column", "shapes_baseitem",
              "INSERT INTO shapes_baseitem (name, val, secret) VALUES ('a', 0, 's')",
              "UPDATE shapes_baseitem SET val = val + 1 WHERE id = %s",
