@@ -103,7 +103,8 @@ def combine(runs: list[dict]) -> dict:
     for key in results:
         values = [run[key] for run in runs if isinstance(run.get(key), int | float) and not isinstance(run[key], bool)]
         if len(values) == len(runs) and len(runs) > 1:
-            results[key] = statistics.median(values)
+            middle = statistics.median(values)  # of an even count: the mean of the middle two
+            results[key] = round(middle) if all(isinstance(v, int) for v in values) else round(middle, 3)
             if key in {target[0] for target in report.TARGETS}:
                 spread[key] = [min(values), results[key], max(values)]
     if spread:

@@ -3,6 +3,7 @@ statement kind and per feature of the function: figures the machine's load does 
 
     .venv/bin/python -m bench.writer_cost                     # the installed change function
     .venv/bin/python -m bench.writer_cost --function bench/notify_change_candidate.sql
+    .venv/bin/python -m bench.writer_cost --compare before.json after.json   # --json files, as markdown
 
 A private server (bench/private_server.py) is migrated with the test settings, so every shape of
 watched table (tests/shapes) has the triggers `migrate` attaches, then restarted under valgrind
@@ -184,12 +185,32 @@ def install_function(server: PrivateServer, path: Path) -> None:
         conn.execute(re.sub(r"_candidate\b", "_" + suffix, text))
 
 
+def compare(before: dict, after: dict) -> str:
+    """A markdown table of two runs' figures (--json files): the trigger's own instructions per
+    statement (watched less unwatched), before and after."""
+    lines = ["| statement | unwatched | watched before | watched after | the trigger's own, before → after |",
+             "|---|---|---|---|---|"]
+    for name, old in before.items():
+        new = after.get(name)
+        if new is None:
+            continue
+        own_old, own_new = old["watched"] - old["unwatched"], new["watched"] - new["unwatched"]
+        lines.append(f"| {name} | {old['unwatched']:,} | {old['watched']:,} | {new['watched']:,} | "
+                     f"{own_old:,} → {own_new:,} ({own_new / own_old - 1:+.0%}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--function", type=Path, help="an SQL file replacing the change function")
     parser.add_argument("--only", help="cases whose name contains this")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="print two runs' --json figures as a markdown table, and measure nothing")
     args = parser.parse_args()
+    if args.compare:
+        print(compare(*(json.loads(path.read_text()) for path in args.compare)))
+        return
     cases = [c for c in CASES if not args.only or args.only in c.name]
     results = {}
     with private_server() as server:
