@@ -94,13 +94,14 @@ BEGIN
               INTO one_row FROM old_rows r;
         ELSE
             pair_keys := TG_ARGV[3]::text[];
-            -- A table that is not a partition gives its columns' order with the row (unless a json
-            -- column may hold what json_object_keys refuses).
+            -- A table that is not a partition gives its columns' order with the row (unless it holds
+            -- a \u escape: a json column's value json_object_keys may refuse).
             SELECT CASE WHEN with_json AND strpos(n::text, '\u') > 0
                         THEN pgnotify_jsonb_row_v5(n, TG_RELID::regclass) ELSE to_jsonb(n) END,
                    CASE WHEN with_json AND strpos(o::text, '\u') > 0
                         THEN pgnotify_jsonb_row_v5(o, TG_RELID::regclass) ELSE to_jsonb(o) END,
-                   CASE WHEN NOT with_json AND pg_partition_root(TG_RELID) IS NULL THEN ARRAY(SELECT json_object_keys(row_to_json(n))) END
+                   CASE WHEN NOT (with_json AND strpos(n::text, '\u') > 0) AND pg_partition_root(TG_RELID) IS NULL
+                        THEN ARRAY(SELECT json_object_keys(row_to_json(n))) END
               INTO one_row, one_old_row, row_columns FROM new_rows n, old_rows o;
             IF row_columns IS NULL THEN  -- a partition's: the partitioned table's order
                 SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO row_columns

@@ -18,6 +18,7 @@ COVERED_ELSEWHERE = {
     "make run": "tests/test_serve_demo.py runs its last step; CI runs the set-up",
     "make test": "CI itself",
     "make bench": "bench/ (not part of the suite)",
+    ".venv/bin/python -m bench.": "bench/ (not part of the suite: a private server, under valgrind for instructions)",
     "DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres make": "CI runs make test with this DATABASE_URL",
     ".venv/bin/python -m pip install": "tests/test_new_user.py installs the wheel into fresh virtualenvs",
     ".venv/bin/python manage.py runserver": "tests/test_new_user.py serves the README's project with it",
