@@ -122,7 +122,7 @@ class PrivateServer:
 @contextmanager
 def private_server(keep: bool = False):
     """A fresh, migrated private server (stopped on exit); `keep` leaves its directory for a look."""
-    directory = Path(tempfile.mkdtemp(prefix="pgnotify-bench-"))
+    directory = Path(tempfile.mkdtemp(prefix="pgnotify-private-server-"))
     server = PrivateServer(directory)
     try:
         server.init()
