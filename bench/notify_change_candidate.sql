@@ -12,7 +12,6 @@
 --   columns, not from a catalog query; an UPDATE of a table that is not a partition finds its
 --   columns' order in the row itself (a partition's changed columns follow its partitioned
 --   table's order: read from the catalog as before).
--- * An INSERT or a DELETE counts its rows and renders the first in one query.
 -- * Every statement: an event's text is rendered once (it was twice: to measure it, then to send it).
 -- * A statement of several rows builds each event with to_jsonb of a row of its fields, which
 --   costs less than jsonb_build_object (that looks up each argument's type for every event).
@@ -63,27 +62,12 @@ DECLARE
     event_payload jsonb;
     event_text text;
 BEGIN
-    IF iso_intervals THEN
-        saved_intervalstyle := current_setting('intervalstyle');
-        PERFORM set_config('intervalstyle', 'iso_8601', true);
-    END IF;
-    -- The statement's count of rows and, for an INSERT or a DELETE, its first row (all there is to
-    -- render for a statement of one row): one query.
-    IF TG_OP = 'INSERT' THEN
-        SELECT (SELECT count(*) FROM new_rows), CASE WHEN with_json AND strpos(r::text, '\u') > 0
-                    THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END
-          INTO statement_rows, one_row FROM new_rows r LIMIT 1;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT (SELECT count(*) FROM old_rows), CASE WHEN with_json AND strpos(r::text, '\u') > 0
-                    THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END
-          INTO statement_rows, one_row FROM old_rows r LIMIT 1;
+    IF TG_OP = 'DELETE' THEN
+        SELECT count(*) INTO statement_rows FROM old_rows;
     ELSE
         SELECT count(*) INTO statement_rows FROM new_rows;
     END IF;
-    IF coalesce(statement_rows, 0) = 0 THEN
-        IF iso_intervals THEN
-            PERFORM set_config('intervalstyle', saved_intervalstyle, true);
-        END IF;
+    IF statement_rows = 0 THEN
         RETURN NULL;
     END IF;
     each_event := statement_rows <= 32;  -- else the events go in chunk notifications
@@ -97,8 +81,20 @@ BEGIN
         PERFORM set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
                 set_config('enable_mergejoin', 'off', true);
     END IF;
+    IF iso_intervals THEN
+        saved_intervalstyle := current_setting('intervalstyle');
+        PERFORM set_config('intervalstyle', 'iso_8601', true);
+    END IF;
     IF statement_rows = 1 THEN
-        IF TG_OP = 'UPDATE' THEN
+        IF TG_OP = 'INSERT' THEN
+            SELECT CASE WHEN with_json AND strpos(r::text, '\u') > 0
+                        THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END
+              INTO one_row FROM new_rows r;
+        ELSIF TG_OP = 'DELETE' THEN
+            SELECT CASE WHEN with_json AND strpos(r::text, '\u') > 0
+                        THEN pgnotify_jsonb_row_v5(r, TG_RELID::regclass) ELSE to_jsonb(r) END
+              INTO one_row FROM old_rows r;
+        ELSE
             pair_keys := TG_ARGV[3]::text[];
             -- A table that is not a partition gives its columns' order with the row (unless it holds
             -- a \u escape: a json column's value json_object_keys may refuse).
