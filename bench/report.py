@@ -10,12 +10,19 @@ TARGETS = [
      "({watched_insert_tps_1_writers} vs {plain_insert_tps_1_writers})"),
     ("write_overhead_8_writers", "report",
      "the same, 8 writers ({watched_insert_tps_8_writers} vs {plain_insert_tps_8_writers})"),
+    ("write_overhead_update_1_writer", "report",
+     "the same for an UPDATE of one random row of a filled table, 1 writer "
+     "({watched_update_tps_1_writer} vs {plain_update_tps_1_writer})"),
+    ("write_overhead_delete_1_writer", "report",
+     "the same for a DELETE of one row, 1 writer ({watched_delete_tps_1_writer} vs {plain_delete_tps_1_writer})"),
     ("bulk_update_ratio", "≤ 2.0", "UPDATE of {bulk_update_rows} rows of the same table, watched ÷ unwatched time "
      "({bulk_update_watched_s} s vs {bulk_update_plain_s} s)"),
     ("e2e_p50_ms", "≤ 5", "commit → dashboard frame, Redis layer, {e2e_rate}/s, {e2e_clients} dashboards "
      "({e2e_delivered_ratio} of events delivered within 10 s; from the trigger's `ts`, before the commit: "
-     "{e2e_p50_from_trigger_ms} ms)"),
-    ("e2e_p99_ms", "≤ 25", "the same, p99 (from `ts`: {e2e_p99_from_trigger_ms} ms)"),
+     "{e2e_p50_from_trigger_ms} ms; floor, a bare NOTIFY round trip in the same run: "
+     "{notify_round_trip_p50_ms} ms)"),
+    ("e2e_p99_ms", "≤ 25", "the same, p99 (from `ts`: {e2e_p99_from_trigger_ms} ms; bare NOTIFY round trip p99: "
+     "{notify_round_trip_p99_ms} ms)"),
     ("e2e_postgres_layer_p50_ms", "report",
      "the same on the channels_postgres layer ({e2e_postgres_layer_delivered_ratio} delivered)"),
     ("e2e_postgres_layer_p99_ms", "report", "the same, p99"),
@@ -89,7 +96,13 @@ def _value(value) -> str:
 def markdown(results: dict, measured_only: bool = False) -> str:
     """The table of TARGETS; with `measured_only`, only the rows this run measured (one part)."""
     shown = _Missing({key: _value(value) for key, value in results.items()})
-    lines = [f"Measured {results['date']} on {results['machine']} with `make bench`.", "",
+    for key, (low, _, high) in results.get("spread", {}).items():  # --repeat: the median, then the range
+        shown[key] = f"{_value(results[key])} ({_value(low)}–{_value(high)})"
+    repeat = results.get("repeat", 1)
+    lines = [f"Measured {results['date']} on {results['machine']} with `make bench`"
+             + (f", medians of {repeat} runs (min–max)." if repeat > 1 else "."),
+             f"Machine speed at the start: fixed CPU workload {shown['cpu_workload_ms']} ms, bare LISTEN loop "
+             f"{shown['bare_listen_loop_events_per_s']} events/s.", "",
              "| figure | target | measured | what |", "|---|---|---|---|"]
     for key, target, what in TARGETS:
         if measured_only and key not in results:

@@ -26,6 +26,7 @@ from bench.peers import peer_figures  # noqa: E402
 from bench.report import markdown  # noqa: E402
 from bench.web import CLIENTS, web_figures  # noqa: E402
 
+STARTED = time.monotonic()
 BENCH_DB = "pgnotify_bench"
 E2E_DB = "pgnotify_bench_e2e"
 WAL_DB = "pgnotify_bench_wal"  # the same schema migrated for the WAL source
@@ -58,10 +59,56 @@ def core_figures(url: str, quick: bool) -> dict:
         results[f"watched_insert_tps_{writers}_writers"] = round(watched)
         key = "write_overhead_1_writer" if writers == 1 else "write_overhead_8_writers"
         results[key] = round(1 - watched / plain, 3)
+    for kind in ("UPDATE", "DELETE"):  # single-row statements of the other kinds, 1 writer
+        plain, watched = writes.statement_tps_pair(url, "shop_order", kind, seconds, rounds, int(200_000 * scale))
+        name = kind.lower()
+        results[f"plain_{name}_tps_1_writer"], results[f"watched_{name}_tps_1_writer"] = round(plain), round(watched)
+        results[f"write_overhead_{name}_1_writer"] = round(1 - watched / plain, 3)
     plain_s, watched_s = writes.bulk_update_pair(url, "shop_order", bulk_n, 2 if quick else 3)
     results["bulk_update_rows"] = bulk_n
     results["bulk_update_plain_s"], results["bulk_update_watched_s"] = round(plain_s, 3), round(watched_s, 3)
     results["bulk_update_ratio"] = round(watched_s / plain_s, 2)
+    return results
+
+
+def cpu_workload_ms() -> float:
+    """A fixed pure-Python workload (the bench's own speed on this machine now): best of 3."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        sum(i * i % 7 for i in range(2_000_000))
+        times.append(time.perf_counter() - start)
+    return round(min(times) * 1000, 1)
+
+
+def machine_speed(server: str) -> dict:
+    """What the machine gives now, printed first: the fixed CPU workload, the bare LISTEN loop and
+    the bare NOTIFY round trip (the floor of every latency figure)."""
+    url = database.recreate(server, BENCH_DB)
+    speed = {"cpu_workload_ms": cpu_workload_ms(),
+             "bare_listen_loop_events_per_s": round(asyncio.run(throughput.raw_drain(url, 20_000)))}
+    floor = throughput.notify_round_trip_ms(url)
+    speed["notify_round_trip_p50_ms"], speed["notify_round_trip_p99_ms"] = floor["p50_ms"], floor["p99_ms"]
+    print(f"machine speed: fixed CPU workload {speed['cpu_workload_ms']} ms (less is faster), "
+          f"bare LISTEN loop {speed['bare_listen_loop_events_per_s']:,} events/s, bare NOTIFY round trip "
+          f"p50 {speed['notify_round_trip_p50_ms']} ms (p99 {speed['notify_round_trip_p99_ms']} ms)", flush=True)
+    return speed
+
+
+def combine(runs: list[dict]) -> dict:
+    """The last run's figures, each measured number replaced by its median over the runs, and
+    `spread`: [min, median, max] of every figure with a target."""
+    results = dict(runs[-1])
+    spread = {}
+    for key in results:
+        values = [run[key] for run in runs if isinstance(run.get(key), int | float) and not isinstance(run[key], bool)]
+        if len(values) == len(runs) and len(runs) > 1:
+            middle = statistics.median(values)  # of an even count: the mean of the middle two
+            results[key] = round(middle) if all(isinstance(v, int) for v in values) else round(middle, 3)
+            if key in {target[0] for target in report.TARGETS}:
+                spread[key] = [min(values), results[key], max(values)]
+    if spread:
+        results["spread"] = spread
     return results
 
 
@@ -70,9 +117,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter runs, for a smoke run")
     parser.add_argument("--only", choices=["core", "web", "wal", "forwarding", "live"],
                         help="run one part; its figures go to bench/results-<part>.json and .md")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run N times: each figure is the median, with min and max beside it")
     args = parser.parse_args()
     started = time.monotonic()
     server = database.base_url()
+    speed = machine_speed(server)
+    runs = []
+    for number in range(args.repeat):
+        if args.repeat > 1:
+            print(f"run {number + 1} of {args.repeat}", flush=True)
+        runs.append(measure(args, server, started))
+    results = {**speed, **combine(runs), "repeat": args.repeat}
+    write(results, args)
+
+
+def measure(args, server: str, started: float) -> dict:
+    """One run of the parts asked for."""
     results = {}
     written = []  # databases the parts wrote to, vacuumed before a latency run
 
@@ -117,12 +178,16 @@ def main() -> None:
             print(f"live figures done after {time.monotonic() - started:.0f} s", flush=True)
         else:
             results["skipped_live"] = "Redis is not reachable at 127.0.0.1:6379"
+    return results
 
+
+def write(results: dict, args) -> None:
+    server = database.base_url()
     version = database.server_version(server)
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, PostgreSQL {version // 10000}"
     results["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
     results["quick"] = args.quick
-    results["seconds"] = round(time.monotonic() - started)
+    results["seconds"] = round(time.monotonic() - STARTED)
     name = f"results-{args.only}" if args.only else "results"  # one part does not overwrite the whole run
     (ROOT / "bench" / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     if "sweep" in results:

@@ -119,3 +119,18 @@ async def replay_rate(url: str, count: int, name: str) -> float:
     stop.set()
     await task
     return count / elapsed
+
+
+def notify_round_trip_ms(url: str, count: int = 200) -> dict:
+    """The latency floor of the NOTIFY source: a bare NOTIFY's commit until a bare LISTEN
+    connection has it, p50 and p99 over `count` one after the other."""
+    samples = []
+    with psycopg.connect(url, autocommit=True) as listening, psycopg.connect(url, autocommit=True) as sending:
+        listening.execute("LISTEN bench_round_trip")
+        for _ in range(count):
+            start = time.perf_counter()
+            sending.execute("NOTIFY bench_round_trip")
+            for _ in listening.notifies(timeout=10, stop_after=1):
+                samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return {"p50_ms": round(samples[len(samples) // 2], 3), "p99_ms": round(samples[int(len(samples) * 0.99)], 3)}

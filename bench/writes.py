@@ -43,11 +43,24 @@ def pgbench() -> str:
     return str(POSTGRES_BIN_PATH / "pgbench")
 
 
-def insert_tps(url: str, table: str, writers: int, seconds: float) -> float:
-    """Single-row autocommit INSERTs per second with `writers` concurrent pgbench connections."""
-    statement = sql.SQL("INSERT INTO {} DEFAULT VALUES;\n").format(sql.Identifier(table))
-    with psycopg.connect(url) as conn, tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
-        script.write(statement.as_string(conn))
+# pgbench scripts of one single-row statement each, per kind. An UPDATE changes a random row of the
+# table filled beforehand; a DELETE takes the next row of it (DELETE_SEQUENCE, restarted at its first
+# id): each deletes one row, never none.
+DELETE_SEQUENCE = "bench_delete_next"
+SCRIPTS = {
+    "INSERT": "INSERT INTO {table} DEFAULT VALUES;\n",
+    "UPDATE": "\\set id random({first}, {last})\nUPDATE {table} SET quantity = quantity + 1 WHERE id = :id;\n",
+    "DELETE": "DELETE FROM {table} WHERE id = (SELECT nextval('" + DELETE_SEQUENCE + "'));\n",
+}
+
+
+def insert_tps(url: str, table: str, writers: int, seconds: float, kind: str = "INSERT",
+               first: int = 0, last: int = 0) -> float:
+    """Single-row autocommit statements of `kind` per second with `writers` concurrent pgbench
+    connections; an UPDATE or DELETE works on the rows of ids `first` to `last`."""
+    statement = SCRIPTS[kind].format(table=sql.Identifier(table).as_string(None), first=first, last=last)
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
+        script.write(statement)
         script.flush()
         result = subprocess.run(
             [pgbench(), "--no-vacuum", "--protocol=prepared", "--file", script.name, "--client", str(writers),
@@ -68,6 +81,35 @@ def insert_tps_pair(url: str, table: str, writers: int, seconds: float, rounds: 
         with unwatch(url, table):
             plain.append(insert_tps(url, table, writers, seconds))
         watched.append(insert_tps(url, table, writers, seconds))
+    return statistics.median(plain), statistics.median(watched)
+
+
+def fill(url: str, table: str, rows: int, unwatch=unwatched) -> tuple[int, int]:
+    """Empties the table and fills it with `rows` rows, unwatched; returns their first and last ids
+    and restarts DELETE_SEQUENCE at the first."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        with unwatch(url, table):
+            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.Identifier(table)))
+            conn.execute(sql.SQL("INSERT INTO {} (quantity) SELECT 1 FROM generate_series(1, %s)").format(
+                sql.Identifier(table)), [rows])
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
+        first, last = conn.execute(sql.SQL("SELECT min(id), max(id) FROM {}").format(sql.Identifier(table))).fetchone()
+        conn.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(sql.Identifier(DELETE_SEQUENCE)))
+        conn.execute("SELECT setval(%s, %s, false)", [DELETE_SEQUENCE, first])
+    return first, last
+
+
+def statement_tps_pair(url: str, table: str, kind: str, seconds: float, rounds: int, rows: int,
+                       unwatch=unwatched) -> tuple[float, float]:
+    """(unwatched, watched) median tps of single-row UPDATEs or DELETEs, 1 writer, alternating
+    rounds, each on a table freshly filled with `rows` rows (enough for every DELETE of a round)."""
+    plain, watched = [], []
+    for _ in range(rounds):
+        first, last = fill(url, table, rows, unwatch)
+        with unwatch(url, table):
+            plain.append(insert_tps(url, table, 1, seconds, kind, first, last))
+        first, last = fill(url, table, rows, unwatch)
+        watched.append(insert_tps(url, table, 1, seconds, kind, first, last))
     return statistics.median(plain), statistics.median(watched)
 
 

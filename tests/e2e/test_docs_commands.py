@@ -23,6 +23,8 @@ COVERED_ELSEWHERE = {
         ".ci/run", "\nDATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres make test "),
     ".venv/bin/python -m pip install": ("tests/e2e/test_new_user.py", "def test_core_install_without_extras("),
     ".venv/bin/python manage.py runserver": ("tests/e2e/test_new_user.py", 'readme_command("runserver")'),
+    # run by hand (a private server under valgrind, 15-20 minutes): the module is what the docs name
+    ".venv/bin/python -m bench.": ("bench/writer_cost.py", "def main("),
 }
 # Long-running commands: started, awaited until ready, then stopped with Ctrl-C (SIGINT).
 LONG_RUNNING = {"manage.py listen_notify": "': live"}
