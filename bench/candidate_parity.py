@@ -3,7 +3,10 @@ under each, on a private server (bench/private_server.py, migrated with the test
 every notification and every event-log row must be the same, byte for byte, once the event's
 `ts` and `txid` (which differ between runs) are numbered in order of appearance.
 
-    .venv/bin/python -m bench.candidate_parity bench/notify_change_candidate.sql
+    .venv/bin/python -m bench.candidate_parity candidate.sql
+
+FILE is an edited copy of pgnotify/schema/sql/log_changes.sql (a candidate body), or an earlier
+body against the one installed now: `git show REV:pgnotify/schema/sql/log_changes.sql > FILE`.
 
 The statements are those of tests/test_shapes.py, tests/test_odd_values.py and tests/test_bulk.py's
 kinds (single rows, statements of a few rows, bulk statements sent in chunks), plus the edges of an

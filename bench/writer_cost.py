@@ -2,7 +2,7 @@
 statement kind and per feature of the function: figures the machine's load does not move.
 
     .venv/bin/python -m bench.writer_cost                     # the installed change function
-    .venv/bin/python -m bench.writer_cost --function bench/notify_change_candidate.sql
+    .venv/bin/python -m bench.writer_cost --function candidate.sql   # an edited copy of log_changes.sql
     .venv/bin/python -m bench.writer_cost --compare before.json after.json   # --json files, as markdown
 
 A private server (bench/private_server.py) is migrated with the test settings, so every shape of
@@ -11,8 +11,9 @@ watched table (tests/shapes) has the triggers `migrate` attaches, then restarted
 and the warm-up then N measured statements; the difference of the two backends' instructions, over
 N, is one statement's cost (connection, plan caching and the function's compilation cancel out).
 Each case is measured with the table's change triggers disabled (`unwatched`) and enabled.
-`--function FILE` first replaces the change function by the one in FILE (its `_candidate`
-names become the installed function's).
+`--function FILE` first replaces the change function by the one in FILE: an edited copy of
+pgnotify/schema/sql/log_changes.sql, whose CREATE OR REPLACE statements replace the installed
+function (and its row helper) under their own names.
 
 Needs valgrind (Debian: apt-get install valgrind) and PostgreSQL's server binaries (pg_config).
 """
@@ -176,13 +177,12 @@ def measure(server: PrivateServer, case: Case, watched: bool) -> float:
 
 
 def install_function(server: PrivateServer, path: Path) -> None:
-    """Replaces the installed change function by FILE's (its `_candidate` names made `_v5`)."""
+    """Replaces the installed change function by FILE's (an edited copy of log_changes.sql)."""
     text = path.read_text()
+    if not re.search(r"\bFUNCTION\s+pgnotify_log_changes\(", text):
+        raise SystemExit(f"{path} defines no pgnotify_log_changes(): start from pgnotify/schema/sql/log_changes.sql")
     with psycopg.connect(server.url(), autocommit=True) as conn:
-        installed = conn.execute("SELECT proname FROM pg_proc WHERE proname ~ '^pgnotify_notify_change_v[0-9]+$' "
-                                 "ORDER BY proname DESC LIMIT 1").fetchone()[0]
-        suffix = installed.rsplit("_", 1)[1]
-        conn.execute(re.sub(r"_candidate\b", "_" + suffix, text))
+        conn.execute(text)
 
 
 def compare(before: dict, after: dict) -> str:
