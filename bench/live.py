@@ -287,13 +287,19 @@ async def phase(stack: WebStack, database_url: str, users: list[list], rate: flo
         started = time.monotonic()
         opened = await asyncio.gather(*(client.start() for client in clients))
         ready_seconds = time.monotonic() - started
+        # Steady state, not the connection storm: opening 10,000 sockets grows each daphne to about
+        # a million objects, and the collector's full passes on the way (up to 0.8 s each) end
+        # after the last socket is open.
+        await settle(daphnes, busy=0.5)
         idle_before = cpu_seconds(daphnes)
         await asyncio.sleep(IDLE_SECONDS)
         idle_cores = (cpu_seconds(daphnes) - idle_before) / IDLE_SECONDS
         before, started = cpu_seconds(daphnes), time.monotonic()
         customers = [user for user, _ in users]
         random.Random(len(customers)).shuffle(customers)  # each user in turn, in no particular order
+        window = [time.time()]
         written = await write(database_url, customers, rate, seconds)
+        window.append(time.time())
         expected = len(written["commits"]) * len(clients)
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while time.monotonic() < deadline:
@@ -311,6 +317,7 @@ async def phase(stack: WebStack, database_url: str, users: list[list], rate: flo
                   problems=[p for o in opened for p in o["problems"]][:5],
                   achieved_rate=round(len(written["commits"]) / written["seconds"], 1),
                   idle_cores=round(idle_cores, 3), cpu_s=round(cpu, 2), busy_s=round(busy_seconds, 2),
+                  writes_from=round(window[0], 1), writes_to=round(window[1], 1),
                   cpu_ms_per_change=round(cpu * 1000 / max(1, len(written["commits"])), 3),
                   marginal_cpu_ms_per_change=round((cpu - idle_cores * busy_seconds) * 1000
                                                    / max(1, len(written["commits"])), 3))
@@ -384,15 +391,14 @@ async def measure(stack: WebStack, database_url: str, made: dict, sizes: Sizes) 
     }
 
 
-async def settle(daphnes, seconds: float = 60.0) -> None:
+async def settle(daphnes, seconds: float = 60.0, busy: float = 0.1) -> None:
     """Until the daphnes are about idle (the last phase's sockets closed, the listener's start
-    replayed), at most `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    replayed): two half-seconds in a row under `busy` cores each, at most `seconds`."""
+    deadline, quiet = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline and quiet < 2:
         before = cpu_seconds(daphnes)
         await asyncio.sleep(0.5)
-        if cpu_seconds(daphnes) - before < 0.05 * len(daphnes):
-            return
+        quiet = quiet + 1 if cpu_seconds(daphnes) - before < busy * 0.5 * len(daphnes) else 0
 
 
 def progress(line: str) -> None:

@@ -25,6 +25,7 @@ from .schema.tables import fetch_table_facts
 from .schema.watched import (
     database_of,
     key_columns,
+    model_or_none,
     refusal,
     served_databases,
     wal_refusal,
@@ -44,13 +45,6 @@ LAYER_PACKAGES = {
     "pgnotify.web.layers.postgres.": ("channels_postgres", "postgres-layer"),
     "channels_postgres.": ("channels_postgres", "postgres-layer"),
 }
-
-
-def _model(label):
-    try:
-        return apps.get_model(label)
-    except (LookupError, ValueError):
-        return None
 
 
 def _field_names(model) -> str:
@@ -100,7 +94,7 @@ def check_watch(app_configs=None, **kwargs):
                       id="pgnotify.E002")]
     errors = []
     for label, options in watch.items():
-        model = _model(label)
+        model = model_or_none(label)
         if model is None:
             errors.append(Error(f"PGNOTIFY['WATCH'] names unknown model {label!r}.",
                                 hint="Use 'app_label.ModelName' of an installed app.", id="pgnotify.E003"))
@@ -142,7 +136,7 @@ def check_watch(app_configs=None, **kwargs):
 def _inheritance_warnings(label, model, watch) -> list:
     """A multi-table child's table holds only its own fields: its events carry no inherited field,
     and a save that changes only those updates the parent's table alone."""
-    watched = {m for m in map(_model, watch) if m is not None}
+    watched = {m for m in map(model_or_none, watch) if m is not None}
     parents = [parent for parent in model._meta.get_parent_list() if parent not in watched]
     if model._meta.proxy or not parents:
         return []
@@ -162,7 +156,7 @@ def check_routing(app_configs=None, **kwargs):
         return []  # reported by the checks above
     errors = []
     for label in watched_labels():
-        model = _model(label)
+        model = model_or_none(label)
         problem = model and _unservable(model)
         if problem:
             errors.append(Error(f"{label} {problem}: its changes would be lost.",
@@ -232,7 +226,7 @@ def _check_tables_of(database: str) -> list:
         elif refused[0] in _REFUSALS:
             message_id, hint = _REFUSALS[refused[0]]
             messages.append(Error(f"{models}: {refused[1]}.", hint=hint, id=message_id))
-        elif not all(_model(label)._meta.managed for label in table.models):
+        elif not all(model_or_none(label)._meta.managed for label in table.models):
             # A managed model's table comes with migrate; an unmanaged one's is the project's to create.
             messages.append(Warning(f"{models}: {refused[1]}.",
                                     hint="Create it (e.g. in a migration) and run migrate: its triggers are "
@@ -248,7 +242,7 @@ def check_cache_invalidate(app_configs=None, **kwargs):
                       hint='e.g. {"shop.Product": ["catalog"]}', id="pgnotify.E006")]
     errors = []
     for label, tags in mapping.items():
-        if _model(label) is None:
+        if model_or_none(label) is None:
             errors.append(Error(f"PGNOTIFY['CACHE_INVALIDATE'] names unknown model {label!r}.",
                                 hint="Use 'app_label.ModelName' of an installed app.", id="pgnotify.E016"))
         elif not isinstance(tags, list | tuple) or not tags or not all(isinstance(t, str) and t for t in tags):

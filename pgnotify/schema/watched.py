@@ -55,7 +55,8 @@ def excluded_columns(model, options) -> tuple[str, ...]:
     return tuple(model._meta.get_field(name).column for name in options.get("exclude", []))
 
 
-def _model(label):
+def model_or_none(label):
+    """The installed model named `label`, or None."""
     try:
         return apps.get_model(label)
     except (LookupError, ValueError):
@@ -76,7 +77,7 @@ def watched_labels() -> list[str]:
 def served_databases() -> list[str]:
     """'default' and every alias the routers send a watched model to: each needs a listener
     (`listen_notify --database ALIAS`)."""
-    models = [model for model in map(_model, watched_labels()) if model is not None]
+    models = [model for model in map(model_or_none, watched_labels()) if model is not None]
     return list(dict.fromkeys(["default", *map(database_of, models)]))
 
 
@@ -88,7 +89,7 @@ def watched_tables(database: str = "default") -> tuple[dict[TableName, WatchedTa
     problems = []
 
     def table_of(label):
-        model = _model(label)
+        model = model_or_none(label)
         if model is None:
             problems.append(f"could not watch {label!r}: no such model")
             return None, None
