@@ -204,10 +204,11 @@ def _read_users(model, ids: set) -> dict:
     names = [field.attname for field in model._meta.concrete_fields]
     versioned = _versioned.get(model, True)
     columns = [*names, _version(model)] if versioned else names
+    pk_index = names.index(model._meta.pk.attname)
     found = {}
     for row in _any(model._default_manager.all(), "pk", ids).values_list(*columns):
         version, values = (row[-1] if versioned else row), row[:len(names)]
-        pk = values[names.index(model._meta.pk.attname)]
+        pk = values[pk_index]
         cached = _rows.get(pk)
         if cached is not None and cached[0] == version:  # without versions: the same values
             found[pk] = _fresh(cached[1])
