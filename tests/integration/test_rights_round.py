@@ -28,8 +28,8 @@ class Socket:
         self.closed = code
 
     @staticmethod
-    async def refresh_rights(pairs):
-        for socket, user in pairs:
+    async def refresh_rights(users):
+        for socket, user in users.items():
             socket.fresh = user
 
 

@@ -36,9 +36,10 @@ class LiveConsumer(GuardedConsumer):
         self.session = LiveSession(user, get_channel_layer(), self.send_frame)
 
     @staticmethod
-    async def refresh_rights(pairs: list[tuple]) -> None:
+    async def refresh_rights(users: dict) -> None:
         """The rights tick (pgnotify.web.rights): re-evaluate the rights of every subscription."""
-        await recheck.refresh([(consumer.session, user) for consumer, user in pairs if consumer.session is not None])
+        await recheck.refresh({consumer.session: user for consumer, user in users.items()
+                               if consumer.session is not None})
 
     async def send_frame(self, frame: dict) -> None:
         await self.send(text_data=exactjson.dumps(frame))

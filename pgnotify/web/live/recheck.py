@@ -25,12 +25,14 @@ from .streams import Refused, view_sql
 logger = logging.getLogger(__name__)
 
 
-async def refresh(pairs: list[tuple]) -> None:
-    """`pairs`: (LiveSession, its user as the database has it now). In chunks of CHUNK sessions:
+async def refresh(users: dict) -> None:
+    """`users`: {LiveSession: its user as the database has it now}. In chunks of CHUNK sessions:
     the event loop runs between them, and each chunk's rights are garbage before the next."""
     changed = []
-    for start in range(0, len(pairs), CHUNK):
-        changed += await database_sync_to_async(_changed_rights)(pairs[start:start + CHUNK])
+    sessions = list(users)
+    for start in range(0, len(sessions), CHUNK):
+        chunk = {session: users[session] for session in sessions[start:start + CHUNK]}
+        changed += await database_sync_to_async(_changed_rights)(chunk)
     for session, subscription, rights in changed:
         if isinstance(rights, Refused):
             await session.unsubscribe(subscription.id)
@@ -39,10 +41,10 @@ async def refresh(pairs: list[tuple]) -> None:
             await reconcile(session, subscription, rights)
 
 
-def _changed_rights(pairs: list[tuple]) -> list[tuple]:
+def _changed_rights(users: dict) -> list[tuple]:
     """(session, subscription, new rights or Refused) for each live subscription whose rights changed."""
     changed = []
-    for session, user in pairs:
+    for session, user in users.items():
         session.user = user
         # Per socket, not per round: a round's Q objects held to its end would outlive the young
         # generations and, thousands a round, bring on full collections (stalls) sooner.

@@ -60,8 +60,8 @@ class Watched:
         await self.queue.put(None)
 
     @staticmethod
-    async def refresh_rights(pairs: list[tuple]) -> None:
-        await recheck.refresh([(watched.session, user) for watched, user in pairs if watched.session is not None])
+    async def refresh_rights(users: dict) -> None:
+        await recheck.refresh({watched.session: user for watched, user in users.items() if watched.session is not None})
 
 
 async def _events(user, http_session, stream, live_filter, after):
