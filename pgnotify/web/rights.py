@@ -18,6 +18,7 @@ sockets.
 
 import asyncio
 import logging
+import weakref
 from importlib import import_module
 
 from channels.db import database_sync_to_async
@@ -40,6 +41,9 @@ FORBIDDEN = 4403
 # event loop -> {consumer: needs staff}
 _watched: dict[asyncio.AbstractEventLoop, dict[AsyncWebsocketConsumer, bool]] = {}
 _tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+# consumer -> (session key, user id), read from its scope once: a scope does not change, and reading
+# them through its lazy session and user was a fifth of a round's CPU at 5,000 sockets.
+_identities: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def watch(consumer, staff: bool = False) -> None:
@@ -74,8 +78,7 @@ async def check_round(consumers: dict[AsyncWebsocketConsumer, bool]) -> None:
     """One round: close the sockets whose user lost the right, refresh the others' users. Each
     distinct (session, user, staff) is checked once, CHUNK of them per pair of queries, so that
     one round never holds the event loop (or the GIL) for long."""
-    sockets = {consumer: (_session_key(consumer), _user_id(consumer), staff)
-               for consumer, staff in list(consumers.items())}
+    sockets = {consumer: (*_identity(consumer), staff) for consumer, staff in list(consumers.items())}
     distinct = list(set(sockets.values()))
     allowed: dict[tuple, object] = {}
     for start in range(0, len(distinct), CHUNK):
@@ -106,6 +109,13 @@ async def _refresh(users: dict) -> None:
             await hook(fresh)
         except Exception as error:  # the database is away: the next tick tries again
             logger.warning("rights not re-evaluated: %s", one_line(error))
+
+
+def _identity(consumer) -> tuple:
+    known = _identities.get(consumer)
+    if known is None:
+        known = _identities[consumer] = (_session_key(consumer), _user_id(consumer))
+    return known
 
 
 def _session_key(consumer) -> str | None:
