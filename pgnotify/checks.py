@@ -349,6 +349,21 @@ def check_source(app_configs=None, **kwargs):
     return []
 
 
+@register()
+def check_collector(app_configs=None, **kwargs):
+    errors = []
+    if not isinstance(conf.get("GC_FREEZE"), bool):
+        errors.append(Error(f"PGNOTIFY['GC_FREEZE'] must be True or False, not {conf.get('GC_FREEZE')!r}.",
+                            hint="False leaves Python's collector alone (docs/live.md, \"Many sockets\").",
+                            id="pgnotify.E087"))
+    thaw = conf.get("GC_THAW")
+    if isinstance(thaw, bool) or not isinstance(thaw, int | float) or thaw <= 0:
+        errors.append(Error(f"PGNOTIFY['GC_THAW'] must be a positive number of seconds, not {thaw!r}.",
+                            hint="e.g. 3600: once an hour the next full collection walks every object.",
+                            id="pgnotify.E088"))
+    return errors
+
+
 @register(Tags.database)
 def check_wal_server(app_configs=None, databases=None, **kwargs):
     """With the WAL source: what the server of each named database must allow."""

@@ -33,6 +33,11 @@ DEFAULTS = {
     "DIRECT": {},
     # Live data for the app's users: stream name -> declaration (docs/live.md).
     "STREAMS": {},
+    # Processes serving websockets: freeze the survivors of each full collection, so the next one
+    # walks only newer objects, and give them back to the collector every GC_THAW seconds
+    # (pgnotify.web.collector).
+    "GC_FREEZE": True,
+    "GC_THAW": 3600,
 }
 
 SOURCES = ("notify", "wal")

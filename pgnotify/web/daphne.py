@@ -1,5 +1,5 @@
 """daphne, autobahn and Twisted internals: a dashboard frame framed once and written straight to
-each dashboard's socket.
+each dashboard's socket, and a live stream's frame written straight to its socket.
 
 Verified against daphne 4.2.3, autobahn 26.10.2 and Twisted 26.10.0 (the upper bounds of the `daphne`
 extra in pyproject.toml keep untested versions out). What is reached into: daphne's
@@ -70,19 +70,20 @@ class Connection:
 
 
 def _report(missing: list[str], compressed: bool, tls: bool) -> None:
-    """Say once per process which way dashboard frames go, so that an upgrade that turns the fast
+    """Say once per process which way dashboard and live frames go, so that an upgrade that turns the fast
     path off is seen (tests require the first line under the versions pinned)."""
     global _reported
     if _reported:
         return
     _reported = True
     if missing:
-        logger.warning("dashboard fast path off: this daphne/autobahn/Twisted lacks %s (verified with %s); "
+        logger.warning("websocket fast path off: this daphne/autobahn/Twisted lacks %s (verified with %s); "
                        "frames go through autobahn", ", ".join(missing), VERIFIED_WITH)
     elif compressed or tls:
-        logger.info("dashboard frames go through autobahn (%s connection)", "compressed" if compressed else "TLS")
+        logger.info("dashboard and live frames go through autobahn (%s connection)",
+                    "compressed" if compressed else "TLS")
     else:
-        logger.info("dashboard frames are written straight to each socket (daphne fast path)")
+        logger.info("dashboard and live frames are written straight to each socket (daphne fast path)")
 
 
 def daphne_websocket(consumer):

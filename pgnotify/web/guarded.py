@@ -5,7 +5,7 @@ import asyncio
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import rights
+from . import collector, rights
 
 
 class GuardedConsumer(AsyncWebsocketConsumer):
@@ -16,9 +16,11 @@ class GuardedConsumer(AsyncWebsocketConsumer):
     a refused handshake reaches a browser as 1006, which it cannot tell from a network failure."""
 
     async def __call__(self, scope, receive, send):
+        collector.socket_opened()
         try:
             await super().__call__(scope, receive, send)
         finally:
+            collector.socket_closed()
             await asyncio.shield(self.leave())
 
     async def refuse(self, code: int) -> None:

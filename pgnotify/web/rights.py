@@ -3,12 +3,12 @@
 A socket's user may lose the right to it while it is open: logged out (session deleted), made
 inactive, no longer staff, password changed (the session's hash no longer matches). Every
 websocket consumer that needs a right registers here; one task per process (per event loop)
-checks all of them every CHECK_INTERVAL seconds, each distinct session once, with one query for
-the sessions and one for their users per CHUNK of them, and closes those whose user lost the
-right with code 4403. Decoded sessions, password hashes and user rows that did not change are
-kept between rounds (their inputs are compared), so a round costs mostly its two queries.
+checks all of them every CHECK_INTERVAL seconds, CHUNK sockets at a time spread over the interval,
+with one query for the sessions and one for their users per CHUNK, and closes those whose user
+lost the right with code 4403. Decoded sessions, password hashes and user rows that did not
+change are kept between rounds (their inputs are compared), so a round costs mostly its queries.
 A consumer whose view depends on its user (live streams) defines `refresh_rights(users)`, an
-async static method called once per tick with {consumer: fresh user} of those still allowed.
+async static method called once per chunk with {consumer: fresh user} of those still allowed.
 
 A round allocates as few lasting containers as it can (dicts, not thousands of pairs): objects
 alive across its awaits are promoted to the collector's oldest generation, and every 25% growth of
@@ -35,7 +35,10 @@ from ..exceptions import one_line
 logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 2.0  # seconds: a lost right closes the socket within this plus one round of queries
-CHUNK = 1000  # distinct sessions checked per pair of queries (the event loop runs between them)
+# Distinct sessions checked per pair of queries. A chunk runs in a worker thread and holds the GIL
+# for its Python work (about 3 ms at 250): the event loop waits at most that long to send a frame
+# (at 1,000 a chunk took 13 ms, and the loop, taking the GIL back after each send, crawled).
+CHUNK = 250
 FORBIDDEN = 4403
 
 # event loop -> {consumer: needs staff}
@@ -68,25 +71,36 @@ def watched() -> int:
 
 
 async def _check_forever(consumers: dict[AsyncWebsocketConsumer, bool]) -> None:
+    loop = asyncio.get_running_loop()
     while True:
-        await asyncio.sleep(CHECK_INTERVAL)
-        if consumers:
-            await check_round(consumers)
+        started = loop.time()
+        await check_round(consumers, over=CHECK_INTERVAL)
+        await asyncio.sleep(max(0.0, started + CHECK_INTERVAL - loop.time()))  # a round cut short too
 
 
-async def check_round(consumers: dict[AsyncWebsocketConsumer, bool]) -> None:
-    """One round: close the sockets whose user lost the right, refresh the others' users. Each
-    distinct (session, user, staff) is checked once, CHUNK of them per pair of queries, so that
-    one round never holds the event loop (or the GIL) for long."""
-    sockets = {consumer: (*_identity(consumer), staff) for consumer, staff in list(consumers.items())}
-    distinct = list(set(sockets.values()))
-    allowed: dict[tuple, object] = {}
-    for start in range(0, len(distinct), CHUNK):
-        try:
-            allowed.update(await database_sync_to_async(allowed_users)(set(distinct[start:start + CHUNK])))
-        except Exception as error:  # the database is away: the rights stay as they were until it is back
-            logger.warning("websocket rights not checked: %s", one_line(error))
+async def check_round(consumers: dict[AsyncWebsocketConsumer, bool], over: float = 0.0) -> None:
+    """One round: close the sockets whose user lost the right, refresh the others' users. The
+    sockets go CHUNK at a time, one pair of queries each, spaced evenly over `over` seconds: a
+    round at 5,000 sockets in one go held the event loop for tens of milliseconds every 2 s."""
+    listed = list(consumers)  # one list: not a pair per socket kept alive for the round
+    slices = max(1, -(-len(listed) // CHUNK))
+    for start in range(0, slices * CHUNK, CHUNK):
+        if over:
+            await asyncio.sleep(over / slices)
+        if not await _check_slice(consumers, listed[start:start + CHUNK]):
             return
+
+
+async def _check_slice(consumers: dict[AsyncWebsocketConsumer, bool], part: list) -> bool:
+    """Checks these consumers (those still watched); False if the database could not be asked."""
+    sockets = {consumer: (*_identity(consumer), consumers[consumer]) for consumer in part if consumer in consumers}
+    if not sockets:
+        return True
+    try:
+        allowed = await database_sync_to_async(allowed_users)(set(sockets.values()))
+    except Exception as error:  # the database is away: the rights stay as they were until it is back
+        logger.warning("websocket rights not checked: %s", one_line(error))
+        return False
     for consumer, key in sockets.items():
         if key not in allowed and consumers.pop(consumer, None) is not None:
             logger.info("websocket of user %s closed: the right to it was lost", key[1])
@@ -95,6 +109,7 @@ async def check_round(consumers: dict[AsyncWebsocketConsumer, bool]) -> None:
             except Exception as error:  # already closing
                 logger.debug("websocket already closed: %s", one_line(error))
     await _refresh({consumer: allowed[key] for consumer, key in sockets.items() if key in allowed})
+    return True
 
 
 async def _refresh(users: dict) -> None:

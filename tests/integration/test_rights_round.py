@@ -59,3 +59,29 @@ def test_a_round_after_a_change_closes_exactly_the_sockets_that_lost_the_right(m
     assert closed == {"inactive", "password", "logout", "other"}
     assert set(watched) == {sockets["keeps"], sockets["renamed"]}
     assert sockets["renamed"].fresh.first_name == "Renamed"  # a changed row: a fresh user
+
+
+def test_a_round_is_spread_over_its_interval_a_chunk_at_a_time(monkeypatch):
+    monkeypatch.setattr(rights, "CHUNK", 2)
+    sockets = [Socket(name) for name in ["one", "two", "three", "four", "five"]]
+    chunks = []
+
+    class Recorded(Socket):
+        @staticmethod
+        async def refresh_rights(users):
+            chunks.append((asyncio.get_running_loop().time(), len(users)))
+
+    for socket in sockets:
+        socket.__class__ = Recorded
+    started = None
+
+    async def round_over(seconds):
+        nonlocal started
+        started = asyncio.get_running_loop().time()
+        await rights.check_round(dict.fromkeys(sockets, False), over=seconds)
+
+    asyncio.run(round_over(0.6))
+    assert [size for _, size in chunks] == [2, 2, 1]
+    # 3 chunks over 0.6 s: each after a pause of about 0.2 s, not all at once
+    gaps = [later - earlier for (earlier, _), (later, _) in zip([(started, 0), *chunks], chunks, strict=False)]
+    assert all(gap >= 0.19 for gap in gaps), gaps

@@ -13,7 +13,7 @@ GOOD = settings.PGNOTIFY
 
 PGNOTIFY_CHECKS = [checks.check_database, checks.check_settings, checks.check_watch, checks.check_cache_invalidate,
                    checks.check_listen, checks.check_retention, checks.check_handlers, checks.check_cache,
-                   checks.check_channel_layer, checks.check_source]
+                   checks.check_channel_layer, checks.check_source, checks.check_collector]
 
 
 def errors_with(**pgnotify) -> list:
@@ -79,6 +79,9 @@ def test_the_demo_settings_pass():
     (watching("shop.Order", {"channel": "orders", "replica_identity": "nothing"}), ["pgnotify.E031"]),
     ({"WAL_RETAINED_WARNING": 0}, ["pgnotify.E035"]),
     ({"WAL_RETAINED_WARNING": "1GB"}, ["pgnotify.E035"]),
+    ({"GC_FREEZE": "yes"}, ["pgnotify.E087"]),
+    ({"GC_THAW": 0}, ["pgnotify.E088"]),
+    ({"GC_THAW": True}, ["pgnotify.E088"]),
 ], ids=lambda value: None if isinstance(value, dict) else str(value))
 def test_bad_settings_are_reported(pgnotify, expected):
     assert ids_with(**pgnotify) == expected

@@ -4,6 +4,7 @@ from channels.layers import get_channel_layer
 
 from ...listener import exactjson
 from .. import rights
+from ..daphne import Connection, daphne_websocket
 from ..guarded import GuardedConsumer
 from . import recheck
 from .session import LiveSession
@@ -23,6 +24,7 @@ class LiveConsumer(GuardedConsumer):
     # Frames come through the per-process router, not a channel per socket (channels' stubs allow only a str).
     channel_layer_alias = None  # type: ignore[assignment]
     session: LiveSession | None = None
+    connection: Connection | None = None  # under daphne: frames written straight to the socket
 
     async def connect(self):
         user = self.scope.get("user")
@@ -31,6 +33,9 @@ class LiveConsumer(GuardedConsumer):
             await self.close()  # 403 at the handshake
             return
         await self.accept()
+        protocol = daphne_websocket(self)
+        if protocol is not None:
+            self.connection = Connection(protocol)
         if authenticated:
             rights.watch(self)
         self.session = LiveSession(user, get_channel_layer(), self.send_frame)
@@ -42,7 +47,14 @@ class LiveConsumer(GuardedConsumer):
                                if consumer.session is not None})
 
     async def send_frame(self, frame: dict) -> None:
-        await self.send(text_data=exactjson.dumps(frame))
+        text = exactjson.dumps(frame)
+        connection = self.connection
+        if connection is not None and connection.open():
+            # As the dashboards' fan-out does: one send() for the frame, not daphne's reply path,
+            # autobahn's framing queue and a writer registered with the event loop per frame.
+            connection.write(connection.protocol.factory.prepareMessage(text.encode()))
+        else:
+            await self.send(text_data=text)
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.session is None:

@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from django.http import HttpResponse, StreamingHttpResponse
 
 from ...listener import exactjson
-from .. import rights
+from .. import collector, rights
 from . import recheck
 from .session import LiveSession
 from .streams import Refused, get
@@ -72,6 +72,7 @@ async def _events(user, http_session, stream, live_filter, after):
     if user.is_authenticated:
         rights.watch(watched)
     subscribing = asyncio.ensure_future(session.subscribe(SUB_ID, stream, live_filter, after))
+    collector.socket_opened()
     try:
         while True:
             try:
@@ -83,6 +84,7 @@ async def _events(user, http_session, stream, live_filter, after):
                 return
             yield sse_event(frame)
     finally:
+        collector.socket_closed()
         rights.unwatch(watched)
         subscribing.cancel()
         await asyncio.shield(session.close())
