@@ -2,6 +2,7 @@
 walks only newer objects; they go back to the collector (a thaw) once a quarter of the sockets
 have closed, or every GC_THAW seconds, and frozen garbage is then freed."""
 
+import asyncio
 import gc
 import weakref
 
@@ -102,6 +103,33 @@ def test_install_follows_the_setting_once(monkeypatch, freeze):
         added = [callback for callback in gc.callbacks if callback not in before]
         assert len(added) == (1 if freeze else 0)
         assert all(isinstance(callback, collector.FreezeSurvivors) for callback in added)
+    finally:
+        gc.callbacks[:] = before
+        gc.unfreeze()
+
+
+def test_a_web_process_runs_a_full_pass_every_second(monkeypatch):
+    monkeypatch.setattr(collector, "_policy", None)
+    monkeypatch.setattr(collector, "COLLECT_INTERVAL", 0.05)
+    before = list(gc.callbacks)
+    full_passes = []
+    three = asyncio.Event()
+
+    def record(phase, info):
+        if phase == "stop" and info["generation"] == 2:
+            full_passes.append(info)
+            if len(full_passes) == 3:
+                three.set()
+
+    async def with_a_socket_open():
+        collector.socket_opened()
+        await asyncio.wait_for(three.wait(), 5)
+        assert gc.get_freeze_count() > 0  # each pass's survivors were frozen
+
+    gc.callbacks.append(record)
+    try:
+        with override_settings(PGNOTIFY={"GC_FREEZE": True}):
+            asyncio.run(with_a_socket_open())
     finally:
         gc.callbacks[:] = before
         gc.unfreeze()
