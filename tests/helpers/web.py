@@ -51,12 +51,13 @@ def layer_env(layer: str) -> dict:
 class Daphne:
     """`daphne notifyproject.asgi:application` on 127.0.0.1 and a free port, against the test database."""
 
-    def __init__(self, env: dict, port: int | None = None):
+    def __init__(self, env: dict, port: int | None = None, args: tuple = ()):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "notifyproject.asgi:application"],
+            [sys.executable, "-m", "daphne", *args, "-b", "127.0.0.1", "-p", str(self.port),
+             "notifyproject.asgi:application"],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, encoding="utf-8",
         )

@@ -28,6 +28,7 @@ class WebSocket:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
         self.close_code: int | None = None
+        self.pings: list[bytes] = []  # payloads of the server's pings (each answered with a pong)
 
     @classmethod
     async def connect(cls, port: int, path: str, cookie: str | None = None, origin: str | None = None,
@@ -101,6 +102,7 @@ class WebSocket:
                 self.writer.close()
                 raise Closed(self.close_code)
             if opcode == 0x9:
+                self.pings.append(payload)
                 self._send_frame(0xA, payload)
                 continue
             if opcode == 0x1:
