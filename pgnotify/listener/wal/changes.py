@@ -15,6 +15,7 @@ The listener counts these ordinals afresh at each transaction's Begin, and the s
 transaction again only whole, from its Begin: so a change sent again gets the same ids.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -207,6 +208,8 @@ class Watched:
     name: str  # the relation's name, as the cache trigger names it
     shapes: tuple[Shape, ...]
     tags: tuple[str, ...]
+    # An INSERT's events, one per shape, from its XLogData (wal.inserts), when it has shapes.
+    insert_events: Callable[[bytes, int, str, int], list[dict]] | None = None
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
