@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import psycopg
 from psycopg import errors
@@ -355,7 +356,7 @@ class WalListener(BaseListener):
                 lsn, message = parse_copy_data(data)
                 if type(message) is Change:
                     oid, op = message.relation_oid, message.op
-            if message is None or type(message) is Change:
+            if type(message) is Change or message is None:
                 assert transaction is not None  # pgoutput sends changes between a Begin and its Commit
                 if transaction.skip:
                     continue
@@ -375,8 +376,10 @@ class WalListener(BaseListener):
                 self._next_ordinal = ordinal + len(shapes)
                 if lsn + ordinal <= transaction.handed_on_until:
                     continue  # handed on before the connection was lost
-                events: list | None = None
-                if message is None:
+                events: Sequence[dict | None]
+                if message is not None:
+                    events = _events(shapes, message, lsn + ordinal, transaction)
+                else:
                     # An Insert, by the relation's own function (wal.inserts); a value the event
                     # carries as its JSON text, or anything unexpected, takes the general path,
                     # which makes the event, or the error.
@@ -384,11 +387,9 @@ class WalListener(BaseListener):
                     try:
                         events = watched.insert_events(data, lsn + ordinal, transaction.ts, transaction.txid)
                     except ValueError:
-                        _, message = parse_copy_data(data)
-                if events is None:
-                    assert type(message) is Change
-                    events = [shape.event(message, lsn + ordinal + number, transaction.ts, transaction.txid)
-                              for number, shape in enumerate(shapes)]
+                        _, change = parse_copy_data(data)
+                        assert type(change) is Change
+                        events = _events(shapes, change, lsn + ordinal, transaction)
                 for event in events:
                     if event is not None:
                         if database is not None:
@@ -590,6 +591,15 @@ class WalListener(BaseListener):
         elif retained <= self.retained_warning and self._warned_retained:
             logger.info("replication slot %s retains %d MB of WAL again", self.slot, retained >> 20)
             self._warned_retained = False
+
+
+def _events(shapes: tuple[Shape, ...], change: Change, first_id: int, transaction: _Transaction) -> list[dict | None]:
+    """A change's event for each target, by the general path (None: an UPDATE it sends none for)."""
+    events = []
+    for shape in shapes:
+        events.append(shape.event(change, first_id, transaction.ts, transaction.txid))
+        first_id += 1
+    return events
 
 
 def _cache_notification(table: str, op: str, tags: tuple[str, ...], received, replayed: bool) -> Notification:
