@@ -3,8 +3,10 @@
 Per relation, once, a function is written for its columns and compiled (as dataclasses and
 namedtuple write theirs): it reads the Insert's tuple value by value with no loop, converts each
 text value from its bytes (values.from_bytes), and builds each target's event in one dict
-display, its row's keys in jsonb's order. A decoded INSERT then costs about half what the
-general path costs (protocol.parse_tuple into text, then changes.Shape.event).
+display, its row's keys in jsonb's order, once for all the relation's targets. A watched
+INSERT of 8 columns then costs the listener 42,500 instructions instead of 59,100 through the
+general path (protocol.parse_tuple into text, then changes.Shape.event); what is left is mostly
+Python's own cost per value read (about 2,900 instructions), and Decimal's.
 
 The function makes the same events as Shape.event on the same change: unit tests compare them.
 It raises ValueError on anything but text and NULL values, a count of values other than the
