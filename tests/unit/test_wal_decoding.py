@@ -9,6 +9,7 @@ import pytest
 from pgnotify.listener import exactjson
 from pgnotify.listener.keys import pairing_key
 from pgnotify.listener.wal.changes import Shape, WalTarget, commit_ts, full_xid
+from pgnotify.listener.wal.inserts import insert_events
 from pgnotify.listener.wal.protocol import (
     UNCHANGED,
     Change,
@@ -22,8 +23,10 @@ from pgnotify.listener.wal.protocol import (
 )
 from pgnotify.listener.wal.values import (
     array_of,
+    as_bool,
     as_float,
     as_json,
+    as_jsonb,
     as_numeric,
     as_text,
     as_timestamp,
@@ -160,3 +163,50 @@ def test_a_change_of_the_tables_own_key_changes_every_column_and_pk_stays_the_mo
     assert (update(["1", "2026-01-05", "1"])["changed"], update(["1", "2026-01-05", "1"])["pk"]) == (["v"], 1)
     assert (update(["1", "2026-01-06", "0"])["changed"], update(["1", "2026-01-06", "0"])["pk"]) == (
         ["id", "ts", "v"], 1)
+
+
+def _insert_message(oid: int, values: list) -> bytes:
+    tuple_data = struct.pack("!H", len(values))
+    for value in values:
+        tuple_data += b"n" if value is None else b"t" + struct.pack("!i", len(value.encode())) + value.encode()
+    return b"w" + struct.pack("!QQq", 500, 600, 0) + b"I" + struct.pack("!I", oid) + b"N" + tuple_data
+
+
+@pytest.mark.parametrize("key", [("id",), ("tenant", "id"), ("secret",)])
+def test_an_inserts_own_function_makes_the_events_the_general_path_makes(key):
+    types = {"id": 20, "tenant": 23, "name": 1043, "total": 1700, "at": 1184, "ok": 16, "tags": 1009,
+             "doc": 3802, "ratio": 701, "day": 1082, "secret": 25}
+    relation = Relation(16384, "public", "items", "f", [Column(name, oid, True) for name, oid in types.items()])
+    converters = [int, int, as_text, as_numeric, as_timestamptz, as_bool, array_of(as_text), as_jsonb, as_float,
+                  as_text, as_text]
+    targets = WalTarget("base", "app.item"), WalTarget("proxy", "app.proxyitem", frozenset({"secret", "total"}))
+    shapes = tuple(Shape.of(relation, target, "items", key, converters) for target in targets)
+    make = insert_events(shapes)
+    rows = [
+        ["1", "7", "a b", "99.90", "2026-11-30 10:00:00.5+00", "t", '{x,"y z"}', '{"b": 1, "a": [1.50]}', "1e+100",
+         "2026-11-30", "s"],
+        ["18446744073709551616", "-3", "é ✓", "NaN", "2026-11-30 10:00:00-05", "f", "{}", "null", "-0", "infinity",
+         ""],
+        ["2"] + [None] * 10,
+    ]
+    for row in rows:
+        message = _insert_message(16384, row)
+        _, change = parse_copy_data(message)
+        expected = [shape.event(change, 500 + number, "ts", 5) for number, shape in enumerate(shapes)]
+        made = make(message, 500, "ts", 5)
+        assert repr(made) == repr(expected)
+        assert [list(event) for event in made] == [list(event) for event in expected]  # the keys' order too
+
+
+def test_an_inserts_own_function_leaves_to_the_general_path_what_it_does_not_read():
+    relation = Relation(16384, "public", "docs", "f", [Column("id", 20, True), Column("doc", 3802, True)])
+    (shape,) = shapes = (Shape.of(relation, WalTarget("docs", "app.doc"), "docs", ("id",), [int, as_jsonb]),)
+    make = insert_events(shapes)
+    deep = "[" * 2000 + "]" * 2000  # values.AsText: carried as its JSON text, by the general path
+    unchanged = _insert_message(16384, ["1", None])[:-1] + b"u"  # never in an Insert
+    for message in (_insert_message(16384, ["1", deep]), _insert_message(16384, ["1"]),
+                    _insert_message(16384, ["1", "2", "3"]), unchanged):
+        with pytest.raises(ValueError):
+            make(message, 500, "ts", 5)
+    _, change = parse_copy_data(_insert_message(16384, ["1", deep]))
+    assert shape.event(change, 500, "ts", 5)["as_text"] == ["doc"]

@@ -15,6 +15,7 @@ The listener counts these ordinals afresh at each transaction's Begin, and the s
 transaction again only whole, from its Begin: so a change sent again gets the same ids.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -142,9 +143,12 @@ class Shape:
 
         Like the trigger, which pairs old and new rows on the key: a row whose key (or the
         table's own key holding it) changed has every visible column changed."""
-        if any(self._differs(index, new[index], old[index]) for index, _ in self.pair):
+        # The texts compared first: most columns of an UPDATE are the same text, and need no call.
+        differs = self._differs
+        if any(new[index] != old[index] and differs(index, new[index], old[index]) for index, _ in self.pair):
             return [name for _, name in self.visible]
-        return [name for index, name in self.visible if self._differs(index, new[index], old[index])]
+        return [name for index, name in self.visible
+                if new[index] != old[index] and differs(index, new[index], old[index])]
 
     def event(self, change: Change, event_id: int, ts: str, txid: int) -> dict | None:
         """The change event, or None for an UPDATE that changed no visible column (only excluded
@@ -207,6 +211,8 @@ class Watched:
     name: str  # the relation's name, as the cache trigger names it
     shapes: tuple[Shape, ...]
     tags: tuple[str, ...]
+    # An INSERT's events, one per shape, from its XLogData (wal.inserts), when it has shapes.
+    insert_events: Callable[[bytes, int, str, int], list[dict]] | None = None
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

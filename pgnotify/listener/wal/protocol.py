@@ -22,6 +22,8 @@ _COMMIT = struct.Struct("!BQQq")
 _OID = struct.Struct("!I")
 _INT16 = struct.Struct("!H")
 _INT32 = struct.Struct("!i")
+# An XLogData's start LSN and, when it holds an Insert, the Insert's relation.
+INSERT_HEAD = struct.Struct("!Q17xI")
 
 
 class _Unchanged:

@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import psycopg
 from psycopg import errors
@@ -44,7 +45,19 @@ from ..partitions import partitions_without_full_identity
 from ..receiving import NotificationReceiver, readable
 from ..snapshots import Snapshot
 from .changes import Shape, WalTable, Watched, commit_ts, full_xid
-from .protocol import Begin, Change, Commit, Keepalive, Relation, Truncate, lsn_text, parse_copy_data, parse_lsn
+from .inserts import insert_events
+from .protocol import (
+    INSERT_HEAD,
+    Begin,
+    Change,
+    Commit,
+    Keepalive,
+    Relation,
+    Truncate,
+    lsn_text,
+    parse_copy_data,
+    parse_lsn,
+)
 from .slots import PUBLICATION, SlotInfo, create_slot, drop_slot, save_position, slot_info, slot_name
 from .stream import SESSION_OPTIONS, ReplicationStream
 from .values import SCALARS, Convert, array_of, as_text
@@ -334,17 +347,24 @@ class WalListener(BaseListener):
         relations = self._relations
         handle, record = self.sink.handle, self.stats.record
         logged, to_log = self.logged_models, self._to_log
+        database, of_event = self._database, Notification.of_event
         for data in messages:
-            lsn, message = parse_copy_data(data)
-            if type(message) is Change:
+            if data[0] == 0x77 and data[25] == 0x49:  # XLogData of an Insert: the hot path, below
+                lsn, oid = INSERT_HEAD.unpack_from(data, 1)
+                message, op = None, "INSERT"
+            else:
+                lsn, message = parse_copy_data(data)
+                if type(message) is Change:
+                    oid, op = message.relation_oid, message.op
+            if type(message) is Change or message is None:
                 assert transaction is not None  # pgoutput sends changes between a Begin and its Commit
                 if transaction.skip:
                     continue
-                watched = relations.get(message.relation_oid)
+                watched = relations.get(oid)
                 if watched is None:
                     continue
                 if watched.tags:
-                    transaction.cache.setdefault((watched.name, message.op), watched.tags)
+                    transaction.cache.setdefault((watched.name, op), watched.tags)
                 shapes = watched.shapes
                 if not shapes:
                     continue
@@ -356,14 +376,25 @@ class WalListener(BaseListener):
                 self._next_ordinal = ordinal + len(shapes)
                 if lsn + ordinal <= transaction.handed_on_until:
                     continue  # handed on before the connection was lost
-                for shape in shapes:
-                    event = shape.event(message, lsn + ordinal, transaction.ts, transaction.txid)
-                    ordinal += 1
+                events: Sequence[dict | None]
+                if message is not None:
+                    events = _events(shapes, message, lsn + ordinal, transaction)
+                else:
+                    # An Insert, by the relation's own function (wal.inserts); a value the event
+                    # carries as its JSON text, or anything unexpected, takes the general path,
+                    # which makes the event, or the error.
+                    assert watched.insert_events is not None  # a relation with shapes has one
+                    try:
+                        events = watched.insert_events(data, lsn + ordinal, transaction.ts, transaction.txid)
+                    except ValueError:
+                        _, change = parse_copy_data(data)
+                        assert type(change) is Change
+                        events = _events(shapes, change, lsn + ordinal, transaction)
+                for event in events:
                     if event is not None:
-                        if self._database is not None:
-                            event["database"] = self._database
-                        notification = Notification.of_event(shape.target.channel, event, received,
-                                                             transaction.replayed)
+                        if database is not None:
+                            event["database"] = database
+                        notification = of_event(event["channel"], event, received, transaction.replayed)
                         record(notification)
                         if logged and event["model"] in logged:
                             to_log.append((notification.channel, notification.payload))
@@ -453,6 +484,7 @@ class WalListener(BaseListener):
             converters = [await self._converter(column.type_oid, conn) for column in relation.columns]
             shapes = tuple(Shape.of(relation, target, display, table.key, converters, pair)
                            for target in table.targets)
+            return Watched(relation.name, shapes, table.tags, insert_events(shapes))
         return Watched(relation.name, shapes, table.tags)
 
     async def _converter(self, oid: int, conn) -> Convert:
@@ -559,6 +591,15 @@ class WalListener(BaseListener):
         elif retained <= self.retained_warning and self._warned_retained:
             logger.info("replication slot %s retains %d MB of WAL again", self.slot, retained >> 20)
             self._warned_retained = False
+
+
+def _events(shapes: tuple[Shape, ...], change: Change, first_id: int, transaction: _Transaction) -> list[dict | None]:
+    """A change's event for each target, by the general path (None: an UPDATE it sends none for)."""
+    events = []
+    for shape in shapes:
+        events.append(shape.event(change, first_id, transaction.ts, transaction.txid))
+        first_id += 1
+    return events
 
 
 def _cache_notification(table: str, op: str, tags: tuple[str, ...], received, replayed: bool) -> Notification:
