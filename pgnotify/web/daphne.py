@@ -23,6 +23,8 @@ PROTOCOL_INTERNALS = ("send_queue",)
 # autobahn's automatic ping, as Connection.ping takes it over
 PING_INTERNALS = ("autoPingPendingSeq", "autoPingSize", "autoPingTimeout", "onAutoPingTimeout", "_sendAutoPing")
 PING_HEAD = struct.Struct(">QL")  # autobahn's ping payload: when it was sent (ns), its number
+# daphne's per-socket timeout check, as Connection.check_timeouts skips it until due
+CHECK_INTERNALS = ("check_timeouts", "last_ping", "socket_opened", "server")
 _reported = False
 
 
@@ -36,13 +38,14 @@ class Connection:
     through the transport as usual, so the bytes stay in order. Compressed or TLS connections,
     and Twisted versions whose transport looks different, use autobahn's sendPreparedMessage."""
 
-    __slots__ = ("protocol", "socket", "transport")
+    __slots__ = ("due", "protocol", "socket", "transport")
     direct_writes = 0  # frames written straight to a socket, by every connection (tests, metrics)
 
     def __init__(self, protocol):
         self.protocol = protocol
         self.transport = transport = protocol.transport
         self.socket = None
+        self.due = 0.0
         compressed = getattr(protocol, "_perMessageCompress", True) is not None
         tls = getattr(transport, "TLS", True) is not False
         missing = [name for name in TRANSPORT_INTERNALS if not hasattr(transport, name)]
@@ -52,6 +55,8 @@ class Connection:
             self.socket = transport.getHandle()
             if pings:
                 protocol._sendAutoPing = self.ping  # daphne's timeout check pings through it
+            if all(hasattr(protocol, name) for name in CHECK_INTERNALS):
+                protocol.check_timeouts = self.check_timeouts
         _report(missing, compressed, tls, pings)
 
     @property
@@ -93,6 +98,21 @@ class Connection:
         if protocol.autoPingTimeout:
             protocol.autoPingTimeoutCall = protocol.factory._batched_timer.call_later(
                 protocol.autoPingTimeout, protocol.onAutoPingTimeout)
+
+    def check_timeouts(self) -> None:
+        """daphne's timeout check of this socket, skipped until its next ping or its time limit
+        is due. daphne runs it for every socket every 2 s, in one go: 20 to 30 ms at 5,000
+        sockets on the test machine, where a comparison each is about 3 ms."""
+        if time.time() < self.due:
+            return
+        protocol = self.protocol
+        type(protocol).check_timeouts(protocol)  # closes, rejects or pings, as daphne does
+        server = protocol.server
+        if protocol.state != protocol.STATE_OPEN:
+            self.due = 0.0  # connecting or closing: checked every time, as daphne does
+            return
+        limit = protocol.socket_opened + server.websocket_timeout if server.websocket_timeout >= 0 else float("inf")
+        self.due = min(protocol.last_ping + server.ping_interval, limit)
 
     def _send(self, data: bytes) -> None:
         transport, sock = self.transport, self.socket

@@ -1,6 +1,7 @@
-"""daphne's keepalive pings on pgnotify's sockets, written straight to the socket
-(pgnotify.web.daphne.Connection.ping) with autobahn's meaning kept: a client that answers stays,
-one that does not is dropped after the ping timeout."""
+"""daphne's keepalive pings and time limit on pgnotify's sockets, which pgnotify.web.daphne
+takes over (pings written straight to the socket, the 2-s check skipped until something is due)
+with their meaning kept: a client that answers stays, one that does not is dropped after the ping
+timeout, and a socket open longer than `--websocket_timeout` is closed."""
 
 import asyncio
 import time
@@ -47,5 +48,24 @@ def test_an_answering_client_stays_and_a_silent_one_is_dropped():
         asyncio.run(run())
         assert any("daphne fast path" in line and "and pings" in line for line in daphne.lines), daphne.lines
         assert not [line for line in daphne.lines if "Traceback" in line]
+    finally:
+        daphne.stop()
+
+
+def test_a_socket_past_the_websocket_timeout_is_closed():
+    env = process_env(**layer_env("redis"))
+    daphne = Daphne(env, args=("--websocket_timeout", "3")).wait_ready()
+    try:
+        _, cookie = session_cookie("alice")
+
+        async def run():
+            socket = await LiveSocket.connect(daphne.port, cookie)
+            await socket.subscribe("all")
+            opened = time.monotonic()
+            await socket.socket.wait_closed(wait=10)
+            return time.monotonic() - opened
+
+        # daphne checks every 2 s: closed between 3 and about 5 s after it opened
+        assert 2.5 < asyncio.run(run()) < 7
     finally:
         daphne.stop()
