@@ -19,6 +19,11 @@ import msgspec
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
+# The value of strict JSON text, in C and nothing else: the listener's hot path. It raises
+# ValueError (msgspec.DecodeError) on anything else, and RecursionError when nested too deeply:
+# `loads` then decides.
+decode = _decoder.decode
+
 
 class NestedTooDeeply(ValueError):
     """JSON nested deeper than the parsers read."""

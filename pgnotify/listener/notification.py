@@ -39,14 +39,13 @@ class Notification:
         # The listener's hot path, once per notification: numbers exact (integers of any size,
         # decimals as Decimal), in C; the event test inline (a call costs as much as the test).
         try:
-            data = exactjson.loads(self.payload)
-        except exactjson.NestedTooDeeply:
-            data = self._parse_deep()
-            if data is None:
+            data = exactjson.decode(self.payload)
+        except (ValueError, RecursionError):
+            try:
+                data = self._decode_odd()
+            except ValueError:
+                self.data, self.is_json, self.event = None, False, None
                 return
-        except ValueError:
-            self.data, self.is_json, self.event = None, False, None
-            return
         self.data, self.is_json = data, True
         self.event = (data if type(data) is dict and type(data.get("id")) is int and type(data.get("txid")) is int
                       else None)
@@ -54,14 +53,14 @@ class Notification:
     # An alias, not a method calling parse(): one call less per notification.
     __post_init__ = parse  # type: ignore[misc]  # mypy takes the alias for a class attribute
 
-    def _parse_deep(self) -> dict | None:
-        """A change event whose row holds a value too deeply nested to read, with that value as
-        its JSON text (exactjson.loads_event); None, and not JSON, when it is not one."""
+    def _decode_odd(self) -> object:
+        """What the strict decoder refused: non-strict JSON (NaN, Infinity), or a change event whose
+        row holds a value too deeply nested to read, with that value as its JSON text
+        (exactjson.loads_event). ValueError when it is neither."""
         try:
+            return exactjson.loads(self.payload)
+        except exactjson.NestedTooDeeply:
             return exactjson.loads_event(self.payload)
-        except ValueError:
-            self.data, self.is_json, self.event = None, False, None
-            return None
 
     @property
     def chunk(self) -> tuple[int, int, int] | None:

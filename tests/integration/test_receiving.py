@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from pgnotify.connection import listener_conninfo
-from pgnotify.listener.receiving import NotificationReceiver
+from pgnotify.listener.receiving import BATCH, NotificationReceiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,3 +47,19 @@ async def test_a_broken_connection_raises_instead_of_waiting():
         with pytest.raises(psycopg.OperationalError):
             for _ in range(10):  # the first reads may see the termination notice only
                 await receiver.receive(2.0)
+
+
+async def test_a_flood_read_during_a_query_comes_in_bounded_batches_in_order():
+    async with listening() as (listen, sender, receiver):
+        count = BATCH * 2 + 5
+        await sender.execute("SELECT pg_notify('edge', n::text) FROM generate_series(1, %s) n", [count])
+        await listen.execute("SELECT pg_sleep(0.1)")  # psycopg reads the whole flood while this runs
+        await sender.execute("NOTIFY edge, 'after'")
+
+        batches = []
+        while sum(map(len, batches)) < count + 1:
+            batch = await receiver.receive(5.0)
+            assert batch, "no notification within 5 s"
+            batches.append(batch)
+        assert max(map(len, batches)) <= BATCH
+        assert [payload for batch in batches for _, payload, _ in batch] == [*map(str, range(1, count + 1)), "after"]
