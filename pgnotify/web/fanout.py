@@ -1,4 +1,4 @@
-"""Group fan-out per process, not per consumer.
+"""Group fan-out per process, not per consumer: the dashboards' group and each chat room's.
 
 A channel layer delivers a group message once to every member channel: with N dashboards in a
 process that is N round trips (Redis) or N stored rows (channels_postgres) per frame, and
@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from ..exceptions import one_line
@@ -173,7 +174,10 @@ class Broadcaster:
                 await asyncio.sleep(0)  # let the receiver drain the layer meanwhile
             try:
                 if text is None:
-                    await consumer.dispatch(message)  # any other group message: the consumer's handler
+                    # Any other group message (a chat room's): the consumer's handler, called
+                    # directly. consumer.dispatch() would first hop to a thread to close stale
+                    # database connections, once per consumer; these handlers use none.
+                    await getattr(consumer, get_handler_name(message))(message)
                     continue
                 connection = self._connections.get(consumer)
                 if connection is not None and connection.open():

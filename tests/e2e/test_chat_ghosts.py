@@ -215,3 +215,25 @@ def test_closing_500_connections_of_a_busy_room_crashes_nothing():
         assert problems(server) == [], first_problem(server)
     finally:
         server.stop()
+
+
+def test_a_room_is_one_membership_per_web_process_and_every_socket_gets_its_messages(daphne):
+    # The room's messages reach a process once (its fan-out), not once per socket.
+    cookies = [login_cookie(f"fan{number}") for number in range(4)]
+
+    async def run():
+        sockets = [await join(daphne.port, "fan", cookies[number % 3]) for number in range(11)]
+        visitor = await join(daphne.port, "fan", cookies[3])
+        assert await database_sync_to_async(memberships)("fan") == 1
+        await visitor.close()
+        notices = [await socket.receive_until(lambda f: f["type"] == "chat.system" and f["message"] == "fan3 left")
+                   for socket in sockets]
+        assert await database_sync_to_async(memberships)("fan") == 1
+        for socket in sockets:
+            await socket.close()
+        return notices
+
+    assert len(asyncio.run(run())) == 11
+    eventually(lambda: memberships("fan") == 0 and presence_rows("fan") == 0, 10,
+               what=lambda: f"the room left (memberships {memberships('fan')}, presence {presence_rows('fan')})")
+    assert problems(daphne) == [], first_problem(daphne)

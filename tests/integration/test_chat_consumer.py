@@ -5,6 +5,7 @@ import asyncio
 import json
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -18,7 +19,9 @@ from pgnotify import conf
 from pgnotify.contrib.chat import rules as chat
 from pgnotify.contrib.chat.models import ChatMessage, ChatPresence
 from pgnotify.contrib.chat.routing import websocket_urlpatterns
+from pgnotify.web import fanout
 from pgnotify.web.security import OriginValidator
+from tests.helpers.waiting import eventually_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,6 +144,37 @@ async def test_history_is_the_last_50_messages_oldest_first(application, session
     assert history[0]["user"] == "user1"
     assert {"type": "chat.system", "room": "history", "message": "alice joined"}.items() <= frames[50].items()
     assert frames[-1] == {"type": "chat.users", "room": "history", "users": ["alice"]}
+    await client.close()
+
+
+
+async def test_room_messages_that_arrive_while_the_history_is_read_follow_it_once(
+        application, session_cookie, channel_layer, monkeypatch):
+    cookie = await database_sync_to_async(session_cookie)("alice")
+    await database_sync_to_async(ChatMessage.objects.create)(room="during", username="bob", message="in the history")
+    read_history = chat.history
+
+    async def arrive(frames):
+        # One message the history already holds (committed as it was read), one it does not.
+        for message_id, text in ((frames[-1]["id"], "in the history"), (10**9, "after the history")):
+            await channel_layer.group_send(chat.chat_group("during"), {
+                "type": "chat.message", "id": message_id, "room": "during", "user": "bob", "message": text,
+                "ts": "2026-12-05T00:00:00+00:00"})
+        consumer = next(iter(fanout.broadcaster_for(channel_layer, chat.chat_group("during")).consumers))
+        await eventually_async(lambda: len(consumer.pending) == 2, TIMEOUT,
+                               what="both messages held back while the history is read")
+
+    def history_meanwhile(room):
+        frames = read_history(room)
+        async_to_sync(arrive)(frames)
+        return frames
+
+    monkeypatch.setattr(chat, "history", history_meanwhile)
+    client = Chat(application, "during", cookie)
+    assert (await client.connect())[0]
+    frames = await joined(client)
+    assert [(f["message"], f.get("history", False)) for f in frames if f["type"] == "chat.message"] == [
+        ("in the history", True), ("after the history", False)]
     await client.close()
 
 

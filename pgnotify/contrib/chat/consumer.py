@@ -3,13 +3,17 @@
 import asyncio
 import json
 import logging
+import uuid
 from datetime import UTC, datetime
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import DatabaseError
 
 from ...exceptions import one_line
-from ...web import rights
+from ...web import fanout, rights
+from ...web.daphne import Connection, daphne_websocket
 from ...web.guarded import GuardedConsumer
 from . import presence
 from . import rules as chat
@@ -18,6 +22,9 @@ from .rules import ChatInputError, chat_group
 logger = logging.getLogger(__name__)
 
 NOT_FOUND = 4404  # no such room (a close code a browser can read, as rights.FORBIDDEN)
+# Where a room message keeps its frame, serialised and framed once for every consumer of the
+# room in this process (the fan-out hands them all the same message).
+FRAME_KEY = "_pgnotify_chat_frame"
 
 
 class ChatConsumer(GuardedConsumer):
@@ -26,13 +33,24 @@ class ChatConsumer(GuardedConsumer):
     Messages are not sent to the group from here: they are stored, and come back to every
     consumer of the room (this one included) through PostgreSQL and the listener.
 
+    The room's messages reach a process once, through its fan-out (pgnotify.web.fanout, as the
+    dashboards'): one channel-layer subscription per room and process, not one channel per
+    socket; each message's frame is serialised and framed once and written straight to every
+    socket of the room (under daphne). A consumer's presence row is keyed by an id of its own.
+
     Whatever ends the consumer (a disconnect, an error in a handler, the server cancelling it),
     it leaves the room: group membership, presence row and heartbeat go with it (pgnotify.web.guarded).
     """
 
+    # Room messages come through the process's fan-out, not a channel per socket (channels'
+    # stubs allow only a str).
+    channel_layer_alias = None  # type: ignore[assignment]
     group = None
     heartbeat_task = None
     closed = False
+    connection: Connection | None = None  # under daphne: frames written straight to the socket
+    # Room messages that arrive while the history is read and sent: they follow it.
+    pending: list | None = None
 
     async def connect(self):
         kwargs = self.scope["url_route"]["kwargs"]
@@ -47,16 +65,24 @@ class ChatConsumer(GuardedConsumer):
         self.user_id, self.username = user.pk, user.get_username()
         self.limiter = chat.RateLimiter()
         self.users_as_of = 0.0
+        self.presence_key = f"chat.{uuid.uuid4().hex}"
+        self.layer = get_channel_layer()
         self.group = chat_group(self.room)
-        # Join the group before reading history, so nothing falls between the two.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.pending, self.history_ids = [], set()
         rights.watch(self)
-        await self.accept()
+        # Subscribe to the room before reading history, so nothing falls between the two.
+        await fanout.join(self, self.layer, self.group, accept=self.accept)
+        protocol = daphne_websocket(self)
+        if protocol is not None:
+            self.connection = Connection(protocol)
         frames = await database_sync_to_async(chat.history)(self.room)
         self.history_ids = {frame["id"] for frame in frames}
         for frame in frames:
             await self.send_frame(frame)
-        joined = await database_sync_to_async(presence.join)(self.room, self.channel_name, self.username)
+        pending, self.pending = self.pending, None
+        for message in pending:
+            await getattr(self, get_handler_name(message))(message)
+        joined = await database_sync_to_async(presence.join)(self.room, self.presence_key, self.username)
         await self.announce(f"{self.username} joined" if joined else None)
         self.heartbeat_task = asyncio.create_task(self.heartbeat())
 
@@ -72,12 +98,9 @@ class ChatConsumer(GuardedConsumer):
             return
         if self.heartbeat_task is not None:
             self.heartbeat_task.cancel()
+        await fanout.leave(self, self.layer, group)  # the last one of the process ends the subscription
         try:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        except Exception as error:  # the layer is away: its group expiry removes the membership
-            logger.warning("chat membership of %s in %s not removed: %s", self.username, self.room, one_line(error))
-        try:
-            left = await database_sync_to_async(presence.leave)(self.channel_name)
+            left = await database_sync_to_async(presence.leave)(self.presence_key)
             await self.announce(f"{self.username} left" if left else None, group)
         except Exception as error:  # the row ages out by itself (presence.EXPIRY)
             logger.warning("chat presence of %s in %s not removed: %s", self.username, self.room, one_line(error))
@@ -100,18 +123,23 @@ class ChatConsumer(GuardedConsumer):
     # -- group messages
 
     async def chat_message(self, event):
-        if event["id"] in self.history_ids:
-            return  # committed while this consumer read the history: already sent
-        await self.send_frame({key: event[key] for key in ("type", "id", "room", "user", "message", "ts")})
+        if self.pending is not None:
+            self.pending.append(event)
+        elif event["id"] not in self.history_ids:  # else committed while the history was read: sent
+            await self.send_shared(event, ("type", "id", "room", "user", "message", "ts"))
 
     async def chat_system(self, event):
-        await self.send_frame({key: event[key] for key in ("type", "room", "message", "ts")})
+        if self.pending is not None:
+            self.pending.append(event)
+        else:
+            await self.send_shared(event, ("type", "room", "message", "ts"))
 
     async def chat_users(self, event):
-        if event["as_of"] < self.users_as_of:
-            return  # an older list overtaken by a newer one
-        self.users_as_of = event["as_of"]
-        await self.send_frame({"type": "chat.users", "room": event["room"], "users": event["users"]})
+        if self.pending is not None:
+            self.pending.append(event)
+        elif event["as_of"] >= self.users_as_of:  # else an older list overtaken by a newer one
+            self.users_as_of = event["as_of"]
+            await self.send_shared(event, ("type", "room", "users"))
 
     # -- helpers
 
@@ -120,12 +148,12 @@ class ChatConsumer(GuardedConsumer):
         group = group or self.group
         assert group is not None, "announced outside a room"
         if notice:
-            await self.channel_layer.group_send(group, {
+            await self.layer.group_send(group, {
                 "type": "chat.system", "room": self.room, "message": notice,
                 "ts": datetime.now(UTC).isoformat(),
             })
         users, as_of = await database_sync_to_async(presence.users)(self.room)
-        await self.channel_layer.group_send(group, {
+        await self.layer.group_send(group, {
             "type": "chat.users", "room": self.room, "users": users, "as_of": as_of,
         })
 
@@ -133,15 +161,33 @@ class ChatConsumer(GuardedConsumer):
         while True:
             await asyncio.sleep(presence.HEARTBEAT)
             try:
-                await database_sync_to_async(presence.heartbeat)(self.channel_name)
+                await database_sync_to_async(presence.heartbeat)(self.presence_key)
             except DatabaseError as error:
                 logger.warning("chat presence heartbeat failed: %s", one_line(error))
 
     async def send_frame(self, frame: dict) -> None:
+        await self.send_text(json.dumps(frame, separators=(",", ":")))
+
+    async def send_shared(self, message: dict, keys: tuple) -> None:
+        """A room message's frame: serialised and framed once, on the first of the process's
+        consumers it reaches, and kept in the message (the same object reaches them all)."""
+        shared = message.get(FRAME_KEY)
+        if shared is None:
+            text = json.dumps({key: message[key] for key in keys}, separators=(",", ":"))
+            prepared = self.connection.protocol.factory.prepareMessage(text.encode()) if self.connection else None
+            shared = message[FRAME_KEY] = (text, prepared)
+        await self.send_text(*shared)
+
+    async def send_text(self, text: str, prepared=None) -> None:
         if self.closed:
             return
+        connection = self.connection
         try:
-            await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+            if connection is not None and connection.open():
+                # As the dashboards' fan-out does: one send() for the frame, framed once.
+                connection.write(prepared or connection.protocol.factory.prepareMessage(text.encode()))
+            else:
+                await self.send(text_data=text)
         except Exception as error:  # the socket closed meanwhile (daphne: "send on a closed protocol")
             self.closed = True
             logger.debug("chat frame not sent to a closed socket: %s", one_line(error))

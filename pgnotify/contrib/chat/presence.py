@@ -1,6 +1,6 @@
 """Who is in a chat room, across every web process.
 
-Design: one `ChatPresence` row per open websocket (keyed by its channel-layer name), written
+Design: one `ChatPresence` row per open websocket (keyed by the consumer's own id), written
 when it connects and deleted when it disconnects, in the database every web process shares.
 A row is refreshed every HEARTBEAT seconds and counts only while fresher than EXPIRY, so the
 connections of a web process that died without saying goodbye drop out by themselves.
@@ -38,26 +38,26 @@ def users(room: str) -> tuple[list[str], float]:
     return list(names), as_of.timestamp()
 
 
-def join(room: str, channel_name: str, username: str) -> bool:
+def join(room: str, key: str, username: str) -> bool:
     """Records a connection; True when it is the user's first one in the room (a real join)."""
     ChatPresence.objects.filter(room=room, seen_at__lt=Now() - EXPIRY).delete()
     ChatPresence.objects.update_or_create(
-        channel_name=channel_name, defaults={"room": room, "username": username, "seen_at": Now()},
+        channel_name=key, defaults={"room": room, "username": username, "seen_at": Now()},
     )
     return _connections(room, username) == 1
 
 
-def leave(channel_name: str) -> bool:
+def leave(key: str) -> bool:
     """Forgets a connection; True when it was the user's last one in its room (a real leave)."""
-    presence = ChatPresence.objects.filter(channel_name=channel_name).first()
+    presence = ChatPresence.objects.filter(channel_name=key).first()
     if presence is None:
         return False
     presence.delete()
     return _connections(presence.room, presence.username) == 0
 
 
-def heartbeat(channel_name: str) -> None:
-    ChatPresence.objects.filter(channel_name=channel_name).update(seen_at=Now())
+def heartbeat(key: str) -> None:
+    ChatPresence.objects.filter(channel_name=key).update(seen_at=Now())
 
 
 def _connections(room: str, username: str) -> int:
