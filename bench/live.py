@@ -217,15 +217,16 @@ def answer(message: dict) -> None:
 
 
 class ClientProcess:
-    """A `client` subprocess, driven over its stdin and stdout."""
+    """A `client` subprocess of `module` (this one's, or bench.fanout's: the same driving), over
+    its stdin and stdout."""
 
-    def __init__(self, sockets: list[list]):
-        self.sockets = sockets
+    def __init__(self, sockets: list[list], module: str = "bench.live"):
+        self.sockets, self.module = sockets, module
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> dict:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.live", "client", cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", self.module, "client", cwd=ROOT, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=256 * 1024 * 1024)
         self.process.stdin.write(json.dumps({"sockets": self.sockets}).encode() + b"\n")
         return await self._answer(READY_TIMEOUT)
@@ -237,7 +238,7 @@ class ClientProcess:
     async def _answer(self, seconds: float) -> dict:
         line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
         if not line:
-            raise RuntimeError(f"bench.live client exited with {await self.process.wait()}")
+            raise RuntimeError(f"{self.module} client exited with {await self.process.wait()}")
         return json.loads(line)
 
     async def end(self) -> None:

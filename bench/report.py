@@ -31,6 +31,11 @@ TARGETS = [
     ("fanout_delivered_ratio", "≥ 0.999", "{fanout_clients} dashboards, {fanout_rate} changes/s for "
      "{fanout_seconds} s, Redis layer: events received within 10 s of the last write ÷ sent"),
     ("fanout_p99_ms", "≤ 250", "the same, p99 latency of the events received (p50 {fanout_p50_ms} ms)"),
+    ("fanout_2_procs_delivered_ratio", "≥ 0.999", "{fanout_2_procs_clients} dashboards spread evenly over "
+     "{fanout_2_procs_servers} daphne processes (one listener), {fanout_2_procs_rate} changes/s for "
+     "{fanout_2_procs_seconds} s, Redis layer: events received within 10 s of the last write ÷ sent"),
+    ("fanout_2_procs_p99_ms", "≤ 100",
+     "the same, p99 latency of the events received (p50 {fanout_2_procs_p50_ms} ms)"),
     ("channels_postgres_alone_vs_pgnotify_p50", "report",
      "peer: INSERT then group_send by hand on upstream channels_postgres, p50 ÷ pgnotify's on the postgres "
      "layer, {peer_rate}/s, {peer_clients} dashboards ({channels_postgres_alone_p50_ms} vs "

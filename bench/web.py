@@ -1,6 +1,8 @@
-"""The web figures: e2e latency per channel layer across rates, idle latency and fan-out."""
+"""The web figures: e2e latency per channel layer across rates, idle latency and fan-out (on one
+daphne process, then on 2: bench.fanout)."""
 
 from bench.e2e import run_points
+from bench.fanout import fanout_2_procs
 from bench.stack import WebStack, redis_reachable
 
 RATES = [10, 100, 500, 1000, 2000]
@@ -43,6 +45,7 @@ def web_figures(database_url: str, quick: bool) -> dict:
                        fanout_delivered_ratio=fanout["delivered_ratio"], fanout_p50_ms=fanout["p50_ms"],
                        fanout_p99_ms=fanout["p99_ms"], fanout_clients=fanout["clients"],
                        fanout_rate=fanout["rate"], fanout_seconds=fanout["seconds"])
+        results.update(fanout_2_procs(database_url, quick))
     else:
         results["skipped_redis"] = "Redis is not reachable at 127.0.0.1:6379"
     sweeps["postgres"] = sweep(database_url, "postgres", quick)

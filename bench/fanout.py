@@ -1,0 +1,218 @@
+"""Fan-out over 2 daphne processes (`fanout_2_procs`): staff dashboards spread evenly over the two
+daphne processes of one stack (Redis layer, one listener), rows written at a fixed rate.
+
+The dashboards are bench.dashboards clients in CLIENT_PROCESSES processes, one per daphne port
+(as in bench.live): at full size they read 200,000 events/s on the same 2 cores as the servers,
+more than one process's share; `client_cores` (their CPU while measuring) shows what they took of
+the machine. Each process keeps its arrivals and reports its latencies as counts per 10 µs, the
+resolution of the figures: the arrivals themselves (12 million at full size) stay where they were
+received.
+
+Subcommand (run by the bench itself): `client`.
+"""
+
+import asyncio
+import contextlib
+import gc
+import json
+import sys
+import time
+from array import array
+from collections import Counter
+
+from bench.dashboards import Dashboard, DashboardPool, Tally
+from bench.e2e import PGNOTIFY, max_pk, run_writer, warm_up
+from bench.live import DRAIN_TIMEOUT, ClientProcess, answer, cpu_seconds, raise_open_files, settle
+from bench.stack import WebStack
+
+SERVERS = 2
+CLIENT_PROCESSES = 2  # one per daphne process
+RATE = 100
+FULL = (2000, 60)  # dashboards, seconds
+QUICK = (200, 5)
+TICKS_PER_S = 100_000  # 10 µs: the figures are in ms with 2 decimals
+
+
+# -- `client`: this process's dashboards; reports what they received
+
+class Arrivals:
+    """(pk, time received) of every event, in two arrays: as tuples, 6 million (a full-size client
+    process's) would take 0.7 GB and their allocation the clients' time."""
+
+    def __init__(self):
+        self.pks, self.times = array("q"), array("d")
+
+    def append(self, arrival: tuple[int, float]) -> None:
+        self.pks.append(arrival[0])
+        self.times.append(arrival[1])
+
+
+def compact_tally(table: str) -> Tally:
+    tally = Tally(table)
+    tally.arrivals, tally.latencies = Arrivals(), array("d")  # Dashboard.on_frame appends to them alike
+    return tally
+
+
+def ticks(seconds: float) -> int:
+    return round(seconds * TICKS_PER_S)
+
+
+def latency_counts(tally: Tally, commits: list[list]) -> dict:
+    """Latencies from each row's commit and from its event's `ts`, as counts per tick."""
+    committed = dict(commits)
+    arrivals = tally.arrivals
+    from_commit = Counter(ticks(received - committed[pk])
+                          for pk, received in zip(arrivals.pks, arrivals.times, strict=True) if pk in committed)
+    return {"from_commit": from_commit, "from_trigger": Counter(map(ticks, tally.latencies))}
+
+
+async def all_warm(dashboards: list[Dashboard], seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(asyncio.gather(*(d.warm.wait() for d in dashboards)), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def measuring(tally: Tally, after_pk: int) -> None:
+    """Counts the rows above `after_pk` from now on; the collector's pauses of this process (2,000
+    sockets' objects) are not the stack's latency."""
+    tally.after_pk = after_pk
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+
+
+async def client_main() -> None:
+    """stdin: {"sockets": [[url, origin, cookie], ...]} (one dashboard each) on the first line, then
+    commands: `warm`, `start AFTER_PK`, `count`, `stop COMMITS` (JSON). stdout: a JSON line per answer."""
+    raise_open_files()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    wanted = Counter(tuple(socket) for socket in json.loads(await reader.readline())["sockets"])
+    tally, dashboards = compact_tally(PGNOTIFY.table), []
+    async with contextlib.AsyncExitStack() as pools:
+        for (url, origin, cookie), count in wanted.items():
+            dashboards += (await pools.enter_async_context(DashboardPool(url, cookie, origin, count, tally))).dashboards
+        answer({"ready": len(dashboards)})
+        while line := (await reader.readline()).decode().strip():
+            command, _, argument = line.partition(" ")
+            if command == "warm":
+                answer({"warm": await all_warm(dashboards, 1.0)})
+            elif command == "start":
+                measuring(tally, int(argument))
+                answer({"started": True})
+            elif command == "count":
+                answer({"received": sum(d.received for d in dashboards)})
+            elif command == "stop":
+                commits = json.loads(argument)
+                answer({"delivered": sum(d.received for d in dashboards), **latency_counts(tally, commits)})
+                break
+    await asyncio.sleep(1.0)  # the close frames go out before the process ends
+
+
+# -- the measurement
+
+def sockets_for(stack: WebStack, clients: int, client_processes: int) -> list[list[list]]:
+    """Half the dashboards on each daphne port, in `client_processes` processes (2: one per port)."""
+    share = clients // len(stack.ports)
+    sockets = [[f"ws://127.0.0.1:{port}/ws/dashboard/", f"http://127.0.0.1:{port}", stack.cookie]
+               for port in stack.ports for _ in range(share)]
+    size = -(-len(sockets) // client_processes)
+    return [sockets[start:start + size] for start in range(0, len(sockets), size)]
+
+
+class ClientProcesses:
+    """The client processes, warmed up as one DashboardPool is (bench.e2e.warm_up)."""
+
+    def __init__(self, processes: list[ClientProcess]):
+        self.processes = processes
+
+    async def ask(self, command: str) -> list[dict]:
+        return await asyncio.gather(*(process.ask(command) for process in self.processes))
+
+    async def wait_warm(self, seconds: float) -> None:
+        if not all(reply["warm"] for reply in await self.ask("warm")):
+            raise TimeoutError("a dashboard has seen no `changes` frame yet")
+
+    async def wait_received(self, expected: int) -> None:
+        """Until the dashboards have `expected` events in all, or DRAIN_TIMEOUT (what is missing then is lost)."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        # Polled: the counts are in the other processes.
+        while time.monotonic() < deadline and sum(r["received"] for r in await self.ask("count")) < expected:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+async def measure(stack: WebStack, database_url: str, clients: int, seconds: float, client_processes: int) -> dict:
+    daphnes = stack.processes[:len(stack.ports)]
+    processes = [ClientProcess(sockets, "bench.fanout") for sockets in sockets_for(stack, clients, client_processes)]
+    group = ClientProcesses(processes)
+    try:
+        ready = sum(reply["ready"] for reply in await asyncio.gather(*(p.start() for p in processes)))
+        await settle(daphnes, busy=0.5)  # steady state, not the connection storm
+        await warm_up(group, PGNOTIFY, database_url)
+        await group.ask(f"start {max_pk(database_url, PGNOTIFY.table)}")
+        started, cpu_before = time.monotonic(), cpu_seconds(p.process for p in processes)
+        written = await run_writer(["-m", PGNOTIFY.writer, database_url, str(RATE), str(seconds)])
+        await group.wait_received(written["written"] * ready)
+        client_cores = (cpu_seconds(p.process for p in processes) - cpu_before) / (time.monotonic() - started)
+        reports = await group.ask(f"stop {json.dumps(written['commits'])}")
+    finally:
+        await asyncio.gather(*(process.end() for process in processes))
+    return summary(reports, written, ready, client_processes, client_cores)
+
+
+def merged(reports: list[dict], key: str) -> list[tuple[int, int]]:
+    counts: Counter = Counter()
+    for report in reports:
+        counts.update({int(tick): count for tick, count in report[key].items()})
+    return sorted(counts.items())
+
+
+def percentile_ms(counts: list[tuple[int, int]], fraction: float) -> float | None:
+    """bench.e2e.percentile of the latencies counted per tick, in ms."""
+    total = sum(count for _, count in counts)
+    index, seen = min(total - 1, int(fraction * total)), 0
+    for tick, count in counts:
+        seen += count
+        if seen > index:
+            return round(tick * 1000 / TICKS_PER_S, 2)
+    return None
+
+
+def summary(reports: list[dict], written: dict, clients: int, client_processes: int, client_cores: float) -> dict:
+    from_commit, from_trigger = merged(reports, "from_commit"), merged(reports, "from_trigger")
+    expected = written["written"] * clients
+    return {
+        "rate": RATE, "achieved_rate": round(written["written"] / written["seconds"], 1), "clients": clients,
+        "servers": SERVERS, "client_processes": client_processes, "written": written["written"],
+        "delivered_ratio": round(sum(r["delivered"] for r in reports) / expected, 5) if expected else None,
+        "p50_ms": percentile_ms(from_commit, 0.50), "p90_ms": percentile_ms(from_commit, 0.90),
+        "p99_ms": percentile_ms(from_commit, 0.99), "max_ms": percentile_ms(from_commit, 1.0),
+        "p50_from_trigger_ms": percentile_ms(from_trigger, 0.50),
+        "p99_from_trigger_ms": percentile_ms(from_trigger, 0.99),
+        "client_cores": round(client_cores, 2),  # the client processes' CPU while measuring, all together
+    }
+
+
+def fanout_2_procs(database_url: str, quick: bool, client_processes: int = CLIENT_PROCESSES) -> dict:
+    """The `fanout_2_procs_*` figures, on a stack of their own (Redis must be reachable)."""
+    clients, seconds = QUICK if quick else FULL
+    raise_open_files()  # 1,000 sockets per daphne process, inherited
+    with WebStack(database_url, "redis", servers=SERVERS) as stack:
+        point = asyncio.run(measure(stack, database_url, clients, seconds, client_processes))
+    return {"fanout_2_procs_delivered_ratio": point["delivered_ratio"], "fanout_2_procs_p50_ms": point["p50_ms"],
+            "fanout_2_procs_p99_ms": point["p99_ms"], "fanout_2_procs_clients": point["clients"],
+            "fanout_2_procs_servers": SERVERS, "fanout_2_procs_rate": RATE, "fanout_2_procs_seconds": seconds,
+            "fanout_2_procs_point": point}
+
+
+def main() -> None:
+    if sys.argv[1:] != ["client"]:
+        raise SystemExit("usage: python -m bench.fanout client")
+    asyncio.run(client_main())
+
+
+if __name__ == "__main__":
+    main()
