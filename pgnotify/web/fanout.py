@@ -38,6 +38,16 @@ BACKOFF_INITIAL, BACKOFF_MAX = 0.2, 5.0
 # sender's numbers start at 1); sooner, it was sending before this process subscribed.
 SENDER_GRACE = 10.0
 GAP_LOG_INTERVAL = 60.0
+# While frames keep coming to many sockets, rounds of writes are spaced and what arrives meanwhile
+# is merged into the next round's frames. A write is a send() whose loopback delivery the kernel
+# does right there (7 to 25 µs on the test machine under load): one round per change to 1,000
+# sockets at 100 changes/s took the whole process and its p99 went to 0.8 s. Up to UNSPACED_SOCKETS
+# a round goes as soon as its frames are there (100 dashboards at 1,000 changes/s keep a p99 under
+# 10 ms; spaced, it rose by 3 ms); each socket more spaces rounds by ROUND_SPACING (1,000 sockets:
+# 30 ms apart, at most 33 rounds a second), at most MAX_ROUND_SPACING.
+UNSPACED_SOCKETS = 250
+ROUND_SPACING = 40e-6
+MAX_ROUND_SPACING = 0.05
 
 
 class Broadcaster:
@@ -54,6 +64,7 @@ class Broadcaster:
         self._inbox: list[dict] = []  # received, not yet written
         self._wake = asyncio.Event()
         self._writing = False  # the writer is in a round (what arrives meanwhile waits for it)
+        self._resume_at = 0.0  # (monotonic) no round before this: the spacing after the last one
         self._tasks: list[asyncio.Task] = []
         self._last_seq: dict[str, int] = {}  # sender id -> the last number received from it
         self._subscribed_at = 0.0
@@ -113,8 +124,11 @@ class Broadcaster:
             missed = [self._missed_before(message) for message in messages]  # each: updates its sender's number
             if any(missed):
                 self._gap()
-            if batches and len(messages) == 1 and not self._writing and not self._inbox:
+            if (batches and len(messages) == 1 and not self._writing and not self._inbox
+                    and time.monotonic() >= self._resume_at):
+                started = time.monotonic()
                 await self.deliver(messages[0])  # idle: written at once, not handed over to the writer
+                self._pause_after(started)
                 continue
             self._inbox.extend(messages)  # (not extend(await ...): the writer swaps the list meanwhile)
             self._wake.set()
@@ -144,13 +158,21 @@ class Broadcaster:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            waiting, self._inbox = self._inbox, []
             self._writing = True
             try:
+                pause = self._resume_at - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)  # what arrives meanwhile joins this round
+                waiting, self._inbox = self._inbox, []
+                started = time.monotonic()
                 for message in coalesce(waiting):
                     await self.deliver(message)
+                self._pause_after(started)
             finally:
                 self._writing = False
+
+    def _pause_after(self, started: float) -> None:
+        self._resume_at = started + round_spacing(len(self.consumers))
 
     async def _renew(self) -> None:
         # A consumer's membership is renewed by its own reconnects; this one lives as long as any
@@ -203,6 +225,11 @@ class Broadcaster:
     def discard(self, consumer) -> None:
         self.consumers.pop(consumer, None)
         self._connections.pop(consumer, None)
+
+
+def round_spacing(sockets: int) -> float:
+    """Seconds from the start of a round of writes to `sockets` sockets to the next one's."""
+    return min(max(0, sockets - UNSPACED_SOCKETS) * ROUND_SPACING, MAX_ROUND_SPACING)
 
 
 def coalesce(messages: list[dict]) -> list[dict]:

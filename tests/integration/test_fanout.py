@@ -2,8 +2,10 @@
 dashboard, the subscription gone with the last dashboard, and back after a channel-layer error."""
 
 import asyncio
+import itertools
 import json
 import logging
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -14,6 +16,7 @@ from django.test import Client
 from notifyproject.asgi import application
 from pgnotify.web import fanout
 from pgnotify.web.frames import DASHBOARD_GROUP, frame
+from tests.helpers.waiting import eventually_async
 from tests.helpers.web import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -155,3 +158,33 @@ def test_a_jump_in_a_senders_numbers_is_a_gap_and_a_new_sender_from_one_is_not(m
     assert broadcaster._missed_before({"sender": "d", "seq": 7})  # first heard of long after: 1..6 lost
     broadcaster._gap()
     assert seen == ["resync"] and broadcaster.gaps == 1
+
+
+async def test_rounds_to_many_sockets_are_spaced_and_what_arrives_meanwhile_is_merged(fresh_channel_layer):
+    layer, group, sockets, sent = fresh_channel_layer, "pgnotify.test.spacing", fanout.UNSPACED_SOCKETS + 250, 30
+    spacing = fanout.round_spacing(sockets)
+    assert spacing > 0.005 and fanout.round_spacing(fanout.UNSPACED_SOCKETS) == 0.0
+
+    class Sink:  # stands in for a websocket: when each frame was written to it, and its events
+        def __init__(self):
+            self.frames: list[tuple[float, list[int]]] = []
+
+        async def send(self, text_data):
+            self.frames.append((time.monotonic(), [e["id"] for e in json.loads(text_data)["events"]]))
+
+    sinks = [Sink() for _ in range(sockets)]
+    for sink in sinks:
+        await fanout.join(sink, layer, group, accept=_set(asyncio.Event()))
+    for number in range(1, sent + 1):
+        await layer.group_send(group, frame({"type": "changes", "events": [{"id": number}]}))
+    await eventually_async(lambda: all(sum(len(ids) for _, ids in s.frames) == sent for s in sinks), 20,
+                           what="every event at every sink")
+    for sink in sinks:
+        assert [i for _, ids in sink.frames for i in ids] == list(range(1, sent + 1))  # none lost, in order
+    rounds = [at for at, _ in sinks[0].frames]
+    assert len(rounds) < sent  # merged
+    assert min(b - a for a, b in itertools.pairwise(rounds)) >= spacing * 0.95, rounds
+    print(f"\n{sent} frames to {sockets} sockets in {len(rounds)} rounds, at least {spacing * 1000:.0f} ms apart")
+    for sink in sinks:
+        await fanout.leave(sink, layer, group)
+    assert fanout.broadcaster_for(layer, group) is None
