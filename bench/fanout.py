@@ -241,6 +241,7 @@ def fanout_2_procs(database_url: str, quick: bool, client_processes: int = CLIEN
     return {"fanout_2_procs_delivered_ratio": point["delivered_ratio"], "fanout_2_procs_p50_ms": point["p50_ms"],
             "fanout_2_procs_p99_ms": point["p99_ms"], "fanout_2_procs_clients": point["clients"],
             "fanout_2_procs_servers": SERVERS, "fanout_2_procs_rate": RATE, "fanout_2_procs_seconds": seconds,
+            "fanout_2_procs_daphne_cores": point["daphne_cores"], "fanout_2_procs_client_cores": point["client_cores"],
             "fanout_2_procs_point": point}
 
 

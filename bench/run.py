@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import database, forwarding, live, report, stack, throughput, wal, writes  # noqa: E402
+from bench import chat, database, forwarding, live, report, stack, throughput, wal, writes  # noqa: E402
 from bench.peers import peer_figures  # noqa: E402
 from bench.report import markdown  # noqa: E402
 from bench.web import CLIENTS, web_figures  # noqa: E402
@@ -33,6 +33,7 @@ WAL_DB = "pgnotify_bench_wal"  # the same schema migrated for the WAL source
 E2E_WAL_DB = "pgnotify_bench_e2e_wal"
 FORWARD_DB = "pgnotify_bench_forward"
 LIVE_DB = "pgnotify_bench_live"
+CHAT_DB = "pgnotify_bench_chat"
 report.TARGETS.extend(forwarding.TARGETS)  # the forwarders' rows, after the others
 
 
@@ -115,7 +116,7 @@ def combine(runs: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter runs, for a smoke run")
-    parser.add_argument("--only", choices=["core", "web", "wal", "forwarding", "live"],
+    parser.add_argument("--only", choices=["core", "web", "wal", "forwarding", "live", "chat"],
                         help="run one part; its figures go to bench/results-<part>.json and .md")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run N times: each figure is the median, with min and max beside it")
@@ -178,6 +179,17 @@ def measure(args, server: str, started: float) -> dict:
             print(f"live figures done after {time.monotonic() - started:.0f} s", flush=True)
         else:
             results["skipped_live"] = "Redis is not reachable at 127.0.0.1:6379"
+    if args.only in (None, "chat"):
+        if stack.redis_reachable():
+            chat_url = database.recreate(server, CHAT_DB)
+            database.settle(server, *written)
+            try:
+                results.update(chat.chat_figures(chat_url, args.quick))
+            finally:
+                database.drop(server, CHAT_DB)
+            print(f"chat figures done after {time.monotonic() - started:.0f} s", flush=True)
+        else:
+            results["skipped_chat"] = "Redis is not reachable at 127.0.0.1:6379"
     return results
 
 
