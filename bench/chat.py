@@ -146,16 +146,16 @@ async def measure(stack: WebStack, database_url: str, cookies: list[str], rate: 
             "chat_max_ms": ms(latencies[-1] if latencies else None)}
 
 
-def chat_figures(database_url: str, quick: bool) -> dict:
-    """The chat row on a migrated database of the bench's own (Redis must be reachable)."""
+def chat_figures(database_url: str, quick: bool, users: int | None = None, seconds: float | None = None) -> dict:
+    """The chat rows on a migrated database of the bench's own (Redis must be reachable)."""
     raise_open_files()
-    users = QUICK_USERS if quick else USERS
+    users = users or (QUICK_USERS if quick else USERS)
+    seconds = seconds or (QUICK_SECONDS if quick else SECONDS)
     stack = WebStack(database_url, "redis", servers=2, login=False)
     made = make_users(stack.env, Sizes(users=users, snapshot_rows=0))
     try:
         with stack:
-            return asyncio.run(measure(stack, database_url, [cookie for _, cookie in made["users"]],
-                                       RATE, QUICK_SECONDS if quick else SECONDS))
+            return asyncio.run(measure(stack, database_url, [cookie for _, cookie in made["users"]], RATE, seconds))
     finally:
         forget_layer(stack.env["CHANNEL_LAYER_PREFIX"])
 

@@ -232,9 +232,11 @@ def summary(reports: list[dict], written: dict, clients: int, client_processes: 
     }
 
 
-def fanout_2_procs(database_url: str, quick: bool, client_processes: int = CLIENT_PROCESSES) -> dict:
-    """The `fanout_2_procs_*` figures, on a stack of their own (Redis must be reachable)."""
-    clients, seconds = QUICK if quick else FULL
+def fanout_2_procs(database_url: str, quick: bool, client_processes: int = CLIENT_PROCESSES,
+                   size: tuple[int, float] | None = None) -> dict:
+    """The `fanout_2_procs_*` figures, on a stack of their own (Redis must be reachable); `size`:
+    (dashboards, seconds) instead of the full or quick run's."""
+    clients, seconds = size or (QUICK if quick else FULL)
     raise_open_files()  # 1,000 sockets per daphne process, inherited
     with WebStack(database_url, "redis", servers=SERVERS) as stack:
         point = asyncio.run(measure(stack, database_url, clients, seconds, client_processes))

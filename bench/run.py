@@ -168,28 +168,23 @@ def measure(args, server: str, started: float) -> dict:
         results.update(web_figures(e2e_url, args.quick))
         print(f"web figures done after {time.monotonic() - started:.0f} s", flush=True)
         results.update(peer_figures(server, e2e_url, results, args.quick))
-    if args.only in (None, "live"):
-        if stack.redis_reachable():
-            live_url = database.recreate(server, LIVE_DB)
-            database.settle(server, *written)
-            try:
-                results.update(live.live_figures(live_url, args.quick))
-            finally:
-                database.drop(server, LIVE_DB)
-            print(f"live figures done after {time.monotonic() - started:.0f} s", flush=True)
-        else:
-            results["skipped_live"] = "Redis is not reachable at 127.0.0.1:6379"
-    if args.only in (None, "chat"):
-        if stack.redis_reachable():
-            chat_url = database.recreate(server, CHAT_DB)
-            database.settle(server, *written)
-            try:
-                results.update(chat.chat_figures(chat_url, args.quick))
-            finally:
-                database.drop(server, CHAT_DB)
-            print(f"chat figures done after {time.monotonic() - started:.0f} s", flush=True)
-        else:
-            results["skipped_chat"] = "Redis is not reachable at 127.0.0.1:6379"
+    for part, name, figures in (("live", LIVE_DB, live.live_figures), ("chat", CHAT_DB, chat.chat_figures)):
+        if args.only in (None, part):
+            results.update(redis_part(server, part, name, figures, written, args.quick, started))
+    return results
+
+
+def redis_part(server: str, part: str, name: str, figures, written: list[str], quick: bool, started: float) -> dict:
+    """A part that needs the machine's Redis, on a database of its own dropped at the end."""
+    if not stack.redis_reachable():
+        return {f"skipped_{part}": "Redis is not reachable at 127.0.0.1:6379"}
+    url = database.recreate(server, name)
+    database.settle(server, *written)
+    try:
+        results = figures(url, quick)
+    finally:
+        database.drop(server, name)
+    print(f"{part} figures done after {time.monotonic() - started:.0f} s", flush=True)
     return results
 
 
