@@ -2,26 +2,12 @@
 their smallest runs end by themselves with every figure, every frame delivered, and leave no
 process behind."""
 
-import uuid
-
 import psutil
 import pytest
 
-from bench import chat, database, fanout, stack
-from bench.stack import redis_reachable
+from bench import chat, fanout, stack
 
 pytestmark = [pytest.mark.once, pytest.mark.slow]
-
-
-@pytest.fixture
-def bench_database():
-    if not redis_reachable():
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    server = database.with_database(database.base_url(), "postgres")
-    name = f"pgnotify_bench_scale_{uuid.uuid4().hex[:8]}"
-    url = database.recreate(server, name)
-    yield url
-    database.drop(server, name)
 
 
 def test_smallest_chat_bench_times_every_message_at_every_socket(bench_database):
