@@ -15,6 +15,7 @@ from ...exceptions import one_line
 from ...web import fanout, rights
 from ...web.daphne import Connection, daphne_websocket
 from ...web.guarded import GuardedConsumer
+from ...web.layers import dispatch
 from . import presence
 from . import rules as chat
 from .rules import ChatInputError, chat_group
@@ -148,12 +149,12 @@ class ChatConsumer(GuardedConsumer):
         group = group or self.group
         assert group is not None, "announced outside a room"
         if notice:
-            await self.layer.group_send(group, {
+            await dispatch.group_send(self.layer, group, {
                 "type": "chat.system", "room": self.room, "message": notice,
                 "ts": datetime.now(UTC).isoformat(),
             })
         users, as_of = await database_sync_to_async(presence.users)(self.room)
-        await self.layer.group_send(group, {
+        await dispatch.group_send(self.layer, group, {
             "type": "chat.users", "room": self.room, "users": users, "as_of": as_of,
         })
 
