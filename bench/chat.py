@@ -12,17 +12,15 @@ frames/s, well within one process.
 """
 
 import asyncio
-import base64
 import gc
 import json
-import os
 import sys
 import time
 
 import orjson
 import psycopg
 
-from bench.dashboards import OPEN_TIMEOUT, WebsocketClient
+from bench.dashboards import OPEN_TIMEOUT, WebsocketClient, upgrade_request
 from bench.e2e import percentile
 from bench.live import Sizes, forget_layer, make_users, raise_open_files
 from bench.load import paced
@@ -82,10 +80,7 @@ async def connect_members(stack: WebStack, cookies: list[str]) -> tuple[list[Mem
     async def join(number: int, cookie: str) -> None:
         port = stack.ports[number % len(stack.ports)]
         member = Member()
-        key = base64.b64encode(os.urandom(16))
-        request = (f"GET /ws/chat/{ROOM}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
-                   f"Origin: http://127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n").encode()
+        request, key = upgrade_request(f"ws://127.0.0.1:{port}/ws/chat/{ROOM}/", f"http://127.0.0.1:{port}", cookie)
         async with gate:
             _, client = await asyncio.get_running_loop().create_connection(
                 lambda: WebsocketClient(request, key, member.on_frame), "127.0.0.1", port)

@@ -94,6 +94,16 @@ def mask(payload: bytes) -> bytes:
     return key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+def upgrade_request(url: str, origin: str, cookie: str) -> tuple[bytes, bytes]:
+    """The websocket upgrade request for `url` (ws://host:port/path) and its key."""
+    parts = urllib.parse.urlsplit(url)
+    key = base64.b64encode(os.urandom(16))
+    request = (f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Origin: {origin}\r\nCookie: {cookie}\r\n\r\n").encode()
+    return request, key
+
+
 def client_frame(opcode: int, payload: bytes = b"") -> bytes:
     # Control frames only (pong, close): payloads under 126 bytes.
     return bytes((0x80 | opcode, 0x80 | len(payload))) + mask(payload)
@@ -198,7 +208,7 @@ class DashboardPool:
                  client_class: type[WebsocketClient] = WebsocketClient):
         self.url, self.cookie, self.origin, self.client_class = url, cookie, origin, client_class
         self.dashboards = [Dashboard(tally) for _ in range(count)]
-        self._clients: list[WebsocketClient] = []
+        self.clients: list[WebsocketClient] = []
         self._gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
 
     async def __aenter__(self) -> "DashboardPool":
@@ -210,19 +220,16 @@ class DashboardPool:
         return self
 
     async def __aexit__(self, *exc) -> None:
-        for client in self._clients:
+        for client in self.clients:
             client.close()
 
     async def _connect(self, dashboard: Dashboard) -> None:
         url = urllib.parse.urlsplit(self.url)
-        key = base64.b64encode(os.urandom(16))
-        request = (f"GET {url.path or '/'} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
-                   f"Origin: {self.origin}\r\nCookie: {self.cookie}\r\n\r\n").encode()
+        request, key = upgrade_request(self.url, self.origin, self.cookie)
         async with self._gate:
             _, client = await asyncio.get_running_loop().create_connection(
                 lambda: self.client_class(request, key, dashboard.on_frame), url.hostname, url.port or 80)
-            self._clients.append(client)
+            self.clients.append(client)
             await asyncio.wait_for(client.opened, OPEN_TIMEOUT)
 
     async def wait_warm(self, seconds: float) -> None:

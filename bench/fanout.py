@@ -125,7 +125,7 @@ async def client_main() -> None:
             pool = await pools.enter_async_context(
                 DashboardPool(url, cookie, origin, count - timed, untimed, BulkReader))
             dashboards += pool.dashboards
-            bulk += pool._clients
+            bulk += pool.clients
         bulk_task = asyncio.create_task(read_in_bulk(bulk))
         answer({"ready": len(dashboards)})
         while line := (await reader.readline()).decode().strip():

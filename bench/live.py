@@ -15,10 +15,8 @@ Subcommands (run by the bench itself): `users`, `client` and `write`.
 """
 
 import asyncio
-import base64
 import gc
 import json
-import os
 import random
 import resource
 import statistics
@@ -30,7 +28,7 @@ from dataclasses import dataclass
 import orjson
 import psutil
 
-from bench.dashboards import TEXT, WebsocketClient, client_frame
+from bench.dashboards import TEXT, WebsocketClient, client_frame, upgrade_request
 from bench.e2e import percentile
 from bench.stack import REDIS_URL, ROOT, WebStack
 
@@ -102,12 +100,7 @@ class LiveTab(WebsocketClient):
     """One tab: subscribes once open; `live` is set by the snapshot's last page."""
 
     def __init__(self, url: str, origin: str, cookie: str, on_frame):
-        parts = urllib.parse.urlsplit(url)
-        key = base64.b64encode(os.urandom(16))
-        request = (f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
-                   f"Origin: {origin}\r\nCookie: {cookie}\r\n\r\n").encode()
-        super().__init__(request, key, on_frame)
+        super().__init__(*upgrade_request(url, origin, cookie), on_frame)
         self.lost = False
 
     def connection_lost(self, exc) -> None:

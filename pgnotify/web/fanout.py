@@ -222,6 +222,10 @@ class Broadcaster:
             if protocol is not None:
                 self._connections[consumer] = Connection(protocol)
 
+    def connection(self, consumer) -> Connection | None:
+        """The daphne websocket the broadcaster writes `consumer`'s frames to, once accepted."""
+        return self._connections.get(consumer)
+
     def discard(self, consumer) -> None:
         self.consumers.pop(consumer, None)
         self._connections.pop(consumer, None)

@@ -13,7 +13,7 @@ from django.db import DatabaseError
 
 from ...exceptions import one_line
 from ...web import fanout, rights
-from ...web.daphne import Connection, daphne_websocket
+from ...web.daphne import Connection
 from ...web.guarded import GuardedConsumer
 from ...web.layers import dispatch
 from . import presence
@@ -72,10 +72,7 @@ class ChatConsumer(GuardedConsumer):
         self.pending, self.history_ids = [], set()
         rights.watch(self)
         # Subscribe to the room before reading history, so nothing falls between the two.
-        await fanout.join(self, self.layer, self.group, accept=self.accept)
-        protocol = daphne_websocket(self)
-        if protocol is not None:
-            self.connection = Connection(protocol)
+        self.connection = (await fanout.join(self, self.layer, self.group, accept=self.accept)).connection(self)
         frames = await database_sync_to_async(chat.history)(self.room)
         self.history_ids = {frame["id"] for frame in frames}
         for frame in frames:
@@ -124,23 +121,24 @@ class ChatConsumer(GuardedConsumer):
     # -- group messages
 
     async def chat_message(self, event):
-        if self.pending is not None:
-            self.pending.append(event)
-        elif event["id"] not in self.history_ids:  # else committed while the history was read: sent
+        if not self.held(event) and event["id"] not in self.history_ids:  # else sent with the history
             await self.send_shared(event, ("type", "id", "room", "user", "message", "ts"))
 
     async def chat_system(self, event):
-        if self.pending is not None:
-            self.pending.append(event)
-        else:
+        if not self.held(event):
             await self.send_shared(event, ("type", "room", "message", "ts"))
 
     async def chat_users(self, event):
-        if self.pending is not None:
-            self.pending.append(event)
-        elif event["as_of"] >= self.users_as_of:  # else an older list overtaken by a newer one
+        if not self.held(event) and event["as_of"] >= self.users_as_of:  # else overtaken by a newer list
             self.users_as_of = event["as_of"]
             await self.send_shared(event, ("type", "room", "users"))
+
+    def held(self, event) -> bool:
+        """Whether `event` waits for the history to be sent (it follows it, from connect())."""
+        if self.pending is None:
+            return False
+        self.pending.append(event)
+        return True
 
     # -- helpers
 
