@@ -75,8 +75,9 @@ class NotificationReceiver:
         return await readable(wait, self.pgconn.socket)
 
 
-async def readable(wait: float, *fds: int) -> bool:
-    """Wait up to `wait` seconds for one of the sockets `fds` to be readable; False when none was."""
+async def readable(wait: float, *fds: int, until: asyncio.Future | None = None) -> bool:
+    """Wait up to `wait` seconds for one of the sockets `fds` to be readable, or for `until` to be
+    done; False when neither came."""
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
 
@@ -84,12 +85,19 @@ async def readable(wait: float, *fds: int) -> bool:
         if not ready.done():
             ready.set_result(value)
 
+    def finished(_: asyncio.Future) -> None:
+        settle(True)
+
     for fd in fds:
         loop.add_reader(fd, settle, True)
     timer = loop.call_later(wait, settle, False)
+    if until is not None:
+        until.add_done_callback(finished)
     try:
         return await ready
     finally:
         for fd in fds:
             loop.remove_reader(fd)
         timer.cancel()
+        if until is not None:
+            until.remove_done_callback(finished)

@@ -43,10 +43,10 @@ def unique(prefix: str) -> str:
 class InProcess:
     """A WAL listener in this process with a recording sink, for `async with`."""
 
-    def __init__(self, channels=("orders", "products", "system", "cache_invalidate"), conninfo=None):
+    def __init__(self, channels=("orders", "products", "system", "cache_invalidate"), conninfo=None, name=None):
         self.sink, self.stop = RecordingSink(), asyncio.Event()
         self.listener = make_listener(conninfo or listener_conninfo(),
-                                      ListenerOptions(channels=list(channels), name=unique("inproc")), self.sink)
+                                      ListenerOptions(channels=list(channels), name=name or unique("inproc")), self.sink)
 
     async def __aenter__(self) -> "InProcess":
         self.task = asyncio.create_task(self.listener.run(self.stop))
@@ -155,6 +155,20 @@ async def test_commits_elsewhere_move_the_slot_and_a_change_after_them_arrives(w
     finally:
         await asyncio.to_thread(execute, "DROP TABLE pgnotify_test_elsewhere")
     assert [(n.event["op"], n.event["pk"]) for n in run.on("orders")] == [("INSERT", order.pk)]
+
+
+async def test_a_restart_hands_on_none_of_the_live_streams_events_again(wal):
+    """Order is a live stream's model: the listener writes its events to the event log, for a
+    subscription's resume. The next start must not replay them as logged before a switch."""
+    name = unique("restart")
+    async with InProcess(channels=("orders",), name=name) as run:
+        first = await database_sync_to_async(Order.objects.create)(quantity=1)
+        await run.sink.wait_for(lambda: run.on("orders"))
+    async with InProcess(channels=("orders",), name=name) as again:
+        second = await database_sync_to_async(Order.objects.create)(quantity=2)
+        await again.sink.wait_for(lambda: any(n.event["pk"] == second.pk for n in again.on("orders")))
+    assert [n.event["pk"] for n in run.on("orders")] == [first.pk]
+    assert [n.event["pk"] for n in again.on("orders")] == [second.pk]
 
 
 async def test_truncate_invalidates_the_table_caches_and_extra_channels_pass_beside(wal):

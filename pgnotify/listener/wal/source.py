@@ -94,6 +94,8 @@ _TYPE = """
 # fifth of a core at 12,000 commits/s otherwise, for at most this much on a change's latency.
 KEEPALIVE_NAP = 0.001
 _KEEPALIVE = 0x6B  # 'k'
+# At a stop, how long the stream is read on for it to pass a last checkpoint mark.
+LAST_MARK_WAIT = 1.0
 # Setup errors no retry mends: told in one line, and the command stops.
 _SETUP_ERRORS = (errors.ObjectNotInPrerequisiteState, errors.InsufficientPrivilege, errors.FeatureNotSupported)
 
@@ -148,6 +150,7 @@ class WalListener(BaseListener):
         # resume; (channel, payload) handed on since the last checkpoint.
         self.logged_models = logged_models
         self._to_log: list[tuple[str, str]] = []
+        self._logged_since_saved = False  # events written to the log since the name's log position was saved
         # Checkpoint snapshots waiting for the stream to pass the WAL position read after them.
         self._marks: deque[tuple[int, str]] = deque()
 
@@ -311,42 +314,86 @@ class WalListener(BaseListener):
         options = self.options
         next_checkpoint = time.monotonic() + options.checkpoint_interval
         heard_at = time.monotonic()
-        fds = (stream.pgconn.socket, conn.pgconn.socket)
+        stream_fd, conn_fd = stream.pgconn.socket, conn.pgconn.socket
         transaction: _Transaction | None = None
-        while not stop.is_set():
-            deadline = min(time.monotonic() + options.poll_interval, next_checkpoint)
-            while (remaining := deadline - time.monotonic()) > 0:
-                messages = stream.take()
-                notes = receiver.poll() if not messages else receiver.take()
-                if not messages and not notes:
-                    if not await readable(remaining, *fds):
-                        break
-                    messages, notes = stream.poll(), receiver.poll()
-                received = now()
-                for channel, payload, pid in notes:
-                    await self._pass_on(Notification(channel, payload, pid, received=received))
-                if messages:
-                    heard_at = time.monotonic()
-                    transaction = await self._decode(messages, transaction, catch_up_until, received, conn, stream)
-                    if not live and transaction is None and self._received >= catch_up_until:
-                        live = True
-                        await self._confirm(conn, stream)  # the catch-up recorded, as the NOTIFY source does
-                        await self._set_state("live")
-                    if not notes and all(message[0] == _KEEPALIVE for message in messages):
-                        await asyncio.sleep(KEEPALIVE_NAP)
-            moment = time.monotonic()
-            if moment >= next_checkpoint:
-                if moment - heard_at > options.heartbeat_timeout + options.checkpoint_interval:
-                    stream.pgconn.finish()
-                    raise ConnectionDeadError(f"no message on the replication connection for {moment - heard_at:.0f} s")
-                await self._checkpoint(conn, stream)
-                next_checkpoint = moment + options.checkpoint_interval
+        # The checkpoint runs beside the stream, which is read meanwhile (its queries, the live
+        # streams' event log above all, took 25-40 ms a second at 1,000 changes/s: the p99 of a
+        # change's latency). The normal connection is the checkpoint's until it is done: its
+        # socket is not read here (two readers of one socket would steal each other's data).
+        checkpoint: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                deadline = min(time.monotonic() + options.poll_interval, next_checkpoint)
+                while (remaining := deadline - time.monotonic()) > 0:
+                    if checkpoint is not None and checkpoint.done():
+                        checkpoint.result()  # its error ends the session, as it did inline
+                        checkpoint = None
+                    messages = stream.take()
+                    if checkpoint is not None:
+                        notes = []
+                        if not messages:
+                            if not await readable(remaining, stream_fd, until=checkpoint):
+                                break
+                            messages = stream.poll()
+                    else:
+                        notes = receiver.poll() if not messages else receiver.take()
+                        if not messages and not notes:
+                            if not await readable(remaining, stream_fd, conn_fd):
+                                break
+                            messages, notes = stream.poll(), receiver.poll()
+                    received = now()
+                    for channel, payload, pid in notes:
+                        await self._pass_on(Notification(channel, payload, pid, received=received))
+                    if messages:
+                        heard_at = time.monotonic()
+                        transaction = await self._decode(messages, transaction, catch_up_until, received, conn, stream)
+                        if not live and transaction is None and self._received >= catch_up_until:
+                            live = True
+                            if checkpoint is not None:
+                                await checkpoint
+                                checkpoint = None
+                            await self._confirm(conn, stream)  # the catch-up recorded, as the NOTIFY source does
+                            await self._set_state("live")
+                        if not notes and all(message[0] == _KEEPALIVE for message in messages):
+                            await asyncio.sleep(KEEPALIVE_NAP)
+                moment = time.monotonic()
+                if moment >= next_checkpoint and checkpoint is None:
+                    if (silent := moment - heard_at) > options.heartbeat_timeout + options.checkpoint_interval:
+                        stream.pgconn.finish()
+                        raise ConnectionDeadError(f"no message on the replication connection for {silent:.0f} s")
+                    checkpoint = asyncio.create_task(self._checkpoint(conn, stream))
+                    next_checkpoint = moment + options.checkpoint_interval
+            if checkpoint is not None:
+                await checkpoint
+            if self.logged_models:
+                await self._pass_a_last_mark(conn, stream, transaction, catch_up_until)
+        finally:
+            if checkpoint is not None:
+                checkpoint.cancel()  # when the session ends with an error (its connections go); else done already
+
+    async def _pass_a_last_mark(self, conn, stream: ReplicationStream, transaction: _Transaction | None,
+                                catch_up_until: int) -> None:
+        """At a stop: a checkpoint mark, and the stream read until it passes the mark (or a second
+        went by), so that the last confirm moves the event log's position over the live streams'
+        events handed on: a restart hands none on again."""
+        cursor = await self._bounded(conn, conn.execute(_MARK))
+        self._next_xid, _, snapshot, inserted = await cursor.fetchone()
+        mark = parse_lsn(inserted)
+        self._marks.append((mark, snapshot))
+        deadline = time.monotonic() + LAST_MARK_WAIT
+        while self._received < mark and (remaining := deadline - time.monotonic()) > 0:
+            stream.confirm(self._confirmed, reply=True)  # the server's keepalive says where it is
+            messages = stream.take()
+            if not messages and await readable(min(remaining, 0.1), stream.pgconn.socket):
+                messages = stream.poll()
+            if messages:
+                transaction = await self._decode(messages, transaction, catch_up_until, now(), conn, stream)
 
     async def _decode(self, messages: list[bytes], transaction: _Transaction | None, catch_up_until: int,
                       received, conn, stream: ReplicationStream) -> _Transaction | None:
         relations = self._relations
         handle, record = self.sink.handle, self.stats.record
-        logged, to_log = self.logged_models, self._to_log
+        logged = self.logged_models
         database, of_event = self._database, Notification.of_event
         for data in messages:
             if data[0] == 0x77 and data[25] == 0x49:  # XLogData of an Insert: the hot path, below
@@ -397,7 +444,7 @@ class WalListener(BaseListener):
                         notification = of_event(event["channel"], event, received, transaction.replayed)
                         record(notification)
                         if logged and event["model"] in logged:
-                            to_log.append((notification.channel, notification.payload))
+                            self._to_log.append((notification.channel, notification.payload))  # swapped by _confirm
                         self.handed_on += 1
                         try:  # _hand_on, inline: one coroutine less per change
                             await handle(notification)
@@ -527,13 +574,21 @@ class WalListener(BaseListener):
         """Flush the sink, then confirm what it has taken; a status update in any case (asking
         for a reply: the replication connection's heartbeat)."""
         moment = time.monotonic()
-        checkpoint = self._passed_mark()
-        if self._received > self._confirmed or checkpoint is not None:
-            await self._write_log(conn)  # before the slot is confirmed: a crash repeats, never loses
+        # What is confirmed is what the stream had passed by now: the stream is read on while this
+        # runs (_serve), and the events to log are those handed on until now, or more.
+        received, to_log = self._received, self._to_log
+        self._to_log = []
+        checkpoint = self._passed_mark(received)
+        if received > self._confirmed or checkpoint is not None:
+            try:
+                await self._write_log(conn, to_log)  # before the slot is confirmed: a crash repeats, never loses
+            except BaseException:
+                self._to_log[:0] = to_log  # written by the next checkpoint
+                raise
             if checkpoint is not None:
                 self.checkpoint = checkpoint  # the sink sends it behind the events it covers
             if await self._sink_has_taken_everything():  # else the old position holds
-                self._confirmed = self._received
+                self._confirmed = max(self._confirmed, received)
                 if moment - self._saved_at >= self.options.position_save_interval:
                     await self._bounded(conn, save_position(conn, self.slot, lsn_text(self._confirmed)))
                     self._saved_at = moment
@@ -542,11 +597,18 @@ class WalListener(BaseListener):
                     await EventLog(conn, guard=self._guard(conn)).save_position(self.options.name,
                                                                                 self._log_position[0])
                     self._log_position, self._logged_txids = None, set()
+                elif self._log_position is None and checkpoint is not None and self._logged_since_saved:
+                    # The name's event-log position follows the stream over the live streams' events
+                    # this listener logged: the next start does not replay them as logged before a
+                    # switch to this source, nor does a switch to the NOTIFY source.
+                    await EventLog(conn, guard=self._guard(conn)).save_position(self.options.name,
+                                                                                Snapshot.parse(checkpoint))
+                    self._logged_since_saved = False
         while self._server_marks and self._server_marks[0][0] <= self._confirmed:
             self._server_marks.popleft()
         stream.confirm(self._confirmed, reply=True)
 
-    def _passed_mark(self) -> str | None:
+    def _passed_mark(self, received: int) -> str | None:
         """The newest checkpoint snapshot S every transaction of which has been handed on.
 
         S was read before the WAL insert position W (_MARK). A transaction S sees left the
@@ -557,19 +619,19 @@ class WalListener(BaseListener):
         too (committed after S, before W): a live position is S plus the events applied since
         that S does not see, as under the NOTIFY source."""
         passed = None
-        while self._marks and self._marks[0][0] <= self._received:
+        while self._marks and self._marks[0][0] <= received:
             passed = self._marks.popleft()[1]
         return passed
 
-    async def _write_log(self, conn: psycopg.AsyncConnection) -> None:
+    async def _write_log(self, conn: psycopg.AsyncConnection, to_log: list[tuple[str, str]]) -> None:
         """The stream models' events handed on since the last checkpoint, into the event log in
         one statement (ids are the WAL ids: one sent again after a restart is not written twice)."""
-        if not self._to_log:
+        if not to_log:
             return
-        channels, payloads = zip(*self._to_log, strict=True)
+        channels, payloads = zip(*to_log, strict=True)
         await self._bounded(conn, conn.execute(_LOG, ["[" + ",".join(payloads) + "]", list(channels)]),
                               self.options.query_timeout)
-        self._to_log.clear()
+        self._logged_since_saved = True
 
     def held_back_s(self) -> float:
         """Seconds since the server was at a WAL position the listener's position does not cover yet."""
