@@ -45,8 +45,8 @@ class InProcess:
 
     def __init__(self, channels=("orders", "products", "system", "cache_invalidate"), conninfo=None, name=None):
         self.sink, self.stop = RecordingSink(), asyncio.Event()
-        self.listener = make_listener(conninfo or listener_conninfo(),
-                                      ListenerOptions(channels=list(channels), name=name or unique("inproc")), self.sink)
+        options = ListenerOptions(channels=list(channels), name=name or unique("inproc"))
+        self.listener = make_listener(conninfo or listener_conninfo(), options, self.sink)
 
     async def __aenter__(self) -> "InProcess":
         self.task = asyncio.create_task(self.listener.run(self.stop))
