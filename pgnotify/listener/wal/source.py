@@ -150,7 +150,8 @@ class WalListener(BaseListener):
         # resume; (channel, payload) handed on since the last checkpoint.
         self.logged_models = logged_models
         self._to_log: list[tuple[str, str]] = []
-        self._logged_since_saved = False  # events written to the log since the name's log position was saved
+        # Events were written to the log that the name's saved log position may not cover.
+        self._logged_since_saved = False
         # Checkpoint snapshots waiting for the stream to pass the WAL position read after them.
         self._marks: deque[tuple[int, str]] = deque()
 
@@ -580,8 +581,8 @@ class WalListener(BaseListener):
         self._to_log = []
         checkpoint = self._passed_mark(received)
         if received > self._confirmed or checkpoint is not None:
-            try:
-                await self._write_log(conn, to_log)  # before the slot is confirmed: a crash repeats, never loses
+            try:  # the log before the slot is confirmed: a crash repeats, never loses
+                wrote = await self._write_log(conn, to_log)
             except BaseException:
                 self._to_log[:0] = to_log  # written by the next checkpoint
                 raise
@@ -600,10 +601,11 @@ class WalListener(BaseListener):
                 elif self._log_position is None and checkpoint is not None and self._logged_since_saved:
                     # The name's event-log position follows the stream over the live streams' events
                     # this listener logged: the next start does not replay them as logged before a
-                    # switch to this source, nor does a switch to the NOTIFY source.
+                    # switch to this source, nor does a switch to the NOTIFY source. The snapshot was
+                    # taken before this checkpoint's write: the next one saves again after one.
                     await EventLog(conn, guard=self._guard(conn)).save_position(self.options.name,
                                                                                 Snapshot.parse(checkpoint))
-                    self._logged_since_saved = False
+                    self._logged_since_saved = wrote
         while self._server_marks and self._server_marks[0][0] <= self._confirmed:
             self._server_marks.popleft()
         stream.confirm(self._confirmed, reply=True)
@@ -623,15 +625,17 @@ class WalListener(BaseListener):
             passed = self._marks.popleft()[1]
         return passed
 
-    async def _write_log(self, conn: psycopg.AsyncConnection, to_log: list[tuple[str, str]]) -> None:
+    async def _write_log(self, conn: psycopg.AsyncConnection, to_log: list[tuple[str, str]]) -> bool:
         """The stream models' events handed on since the last checkpoint, into the event log in
-        one statement (ids are the WAL ids: one sent again after a restart is not written twice)."""
+        one statement (ids are the WAL ids: one sent again after a restart is not written twice).
+        False when there were none."""
         if not to_log:
-            return
+            return False
         channels, payloads = zip(*to_log, strict=True)
         await self._bounded(conn, conn.execute(_LOG, ["[" + ",".join(payloads) + "]", list(channels)]),
                               self.options.query_timeout)
         self._logged_since_saved = True
+        return True
 
     def held_back_s(self) -> float:
         """Seconds since the server was at a WAL position the listener's position does not cover yet."""
