@@ -43,6 +43,7 @@ RAW_TABLE, RAW_OP = "_", "NOTIFY"
 RETRY_INITIAL = 0.1  # seconds before the first retry of a failed send
 RETRY_MAX = 5.0  # a destination that stays away is tried every 2.5 to 5 s (jitter)
 FAILURE_LOG_INTERVAL = 10.0  # seconds between two log lines about the same failing destination
+CANCEL_AGAIN_AFTER = 0.5  # seconds a closing queue's task may take to end before it is cancelled again
 _NOT_A_TOKEN = re.compile(r"[^A-Za-z0-9_:-]")
 
 
@@ -244,8 +245,12 @@ class Forwarder:
     async def close(self) -> None:
         """Stop the queues' tasks and close the connection. What waits stays, for a later start."""
         tasks = [queue.task for queue in self._queues.values() if queue.task is not None]
-        for task in tasks:
-            task.cancel()
+        # Cancelled again until they end: on Python 3.11, asyncio.wait_for (a disconnect's, between
+        # two attempts) swallows a cancel that comes as what it waits for completes.
+        while pending := [task for task in tasks if not task.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=CANCEL_AGAIN_AFTER)
         await asyncio.gather(*tasks, return_exceptions=True)
         for queue in self._queues.values():
             queue.task, queue.wake = None, asyncio.Event()
