@@ -377,10 +377,7 @@ class WalListener(BaseListener):
         """At a stop: a checkpoint mark, and the stream read until it passes the mark (or a second
         went by), so that the last confirm moves the event log's position over the live streams'
         events handed on: a restart hands none on again."""
-        cursor = await self._bounded(conn, conn.execute(_MARK))
-        self._next_xid, _, snapshot, inserted = await cursor.fetchone()
-        mark = parse_lsn(inserted)
-        self._marks.append((mark, snapshot))
+        mark, _ = await self._take_mark(conn)
         deadline = time.monotonic() + LAST_MARK_WAIT
         while self._received < mark and (remaining := deadline - time.monotonic()) > 0:
             stream.confirm(self._confirmed, reply=True)  # the server's keepalive says where it is
@@ -553,11 +550,18 @@ class WalListener(BaseListener):
 
     # -- position
 
-    async def _checkpoint(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
+    async def _take_mark(self, conn: psycopg.AsyncConnection) -> tuple[int, int]:
+        """A checkpoint mark (a snapshot and the WAL insert position after it, _MARK), kept until the
+        stream passes it; returns its position and the server's current WAL position."""
         cursor = await self._bounded(conn, conn.execute(_MARK))
         self._next_xid, current, snapshot, inserted = await cursor.fetchone()
-        self._marks.append((parse_lsn(inserted), snapshot))
-        self._server_marks.append((parse_lsn(current), time.monotonic()))
+        mark = parse_lsn(inserted)
+        self._marks.append((mark, snapshot))
+        return mark, parse_lsn(current)
+
+    async def _checkpoint(self, conn: psycopg.AsyncConnection, stream: ReplicationStream) -> None:
+        _, current = await self._take_mark(conn)
+        self._server_marks.append((current, time.monotonic()))
         await self._confirm(conn, stream)
         self._note_slot(await self._bounded(conn, slot_info(conn, self.slot)))
         # The event log holds what a NOTIFY source logged before the switch and the live streams'
