@@ -101,8 +101,22 @@ async def raw_stream(url: str, count: int) -> float:
         return (count - 1) / (time.perf_counter() - first)
     finally:
         await conn.close()
-        with psycopg.connect(url, autocommit=True) as c:
-            c.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        drop_released_slot(url, slot)
+
+
+def drop_released_slot(url: str, slot: str, timeout: float = 10.0) -> None:
+    """Drops `slot` once its walsender has let it go: that ends a moment after the replication
+    connection closed (until then the drop is refused: the slot is active)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            try:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+                return
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 async def listener_drain(url: str, count: int, name: str) -> float:
