@@ -81,3 +81,35 @@ async def test_a_change_is_handed_on_while_a_checkpoint_waits(source):
     stop.set()
     await asyncio.wait_for(task, 15)
     assert orders(again) == [third.pk]  # the position was recorded past the first two
+
+
+async def test_a_checkpoint_longer_than_the_interval_holds_nothing_up(source):
+    # A flush held for several checkpoint intervals: changes are still handed on meanwhile, one
+    # checkpoint at a time, and the listener stops at once when asked.
+    name = f"long-{uuid.uuid4().hex[:8]}"
+    sink = HeldSink()
+    stop = asyncio.Event()
+    options = ListenerOptions(channels=["orders", "system"], name=name, checkpoint_interval=0.2)
+    listener = make_listener(listener_conninfo(), options, sink)
+    task = asyncio.create_task(listener.run(stop))
+    try:
+        await sink.wait_for(lambda: "live" in sink.states(), within=20)
+        sink.open.clear()
+        await sink.wait_for(lambda: sink.flushes_waiting, within=10)
+        written = []
+        for quantity in range(5):  # over about 1 s: 5 intervals while the one checkpoint waits
+            written.append((await database_sync_to_async(Order.objects.create)(quantity=quantity)).pk)
+            await sink.wait_for(lambda: written[-1] in orders(sink), within=5)
+            # Time for another interval to pass, nothing awaited: with a checkpoint overdue, the WAL
+            # source's loop spun here without yielding, and nothing ran again.
+            await asyncio.sleep(0.2)
+        assert sink.flushes_waiting == 1, "one checkpoint at a time"
+        sink.open.set()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        sink.open.set()
+        stop.set()
+        if not task.done():
+            task.cancel()
+    assert orders(sink)[-5:] == written

@@ -324,7 +324,9 @@ class WalListener(BaseListener):
         checkpoint: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
-                deadline = min(time.monotonic() + options.poll_interval, next_checkpoint)
+                deadline = time.monotonic() + options.poll_interval
+                if checkpoint is None:  # one that runs past the next one's time delays it: no spin meanwhile
+                    deadline = min(deadline, next_checkpoint)
                 while (remaining := deadline - time.monotonic()) > 0:
                     if checkpoint is not None and checkpoint.done():
                         checkpoint.result()  # its error ends the session, as it did inline
