@@ -46,7 +46,7 @@ def write_orders(url: str, rate: float, seconds: float, customers: list[int] | N
 
     def run(index: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
-            connected.wait()
+            connected.wait(30)  # BrokenBarrierError when another writer could not connect
             def write():
                 if customers:
                     customer = customers[next(turn) % len(customers)]

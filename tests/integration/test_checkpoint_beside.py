@@ -40,9 +40,10 @@ def orders(sink: RecordingSink) -> list[int]:
     return [n.event["pk"] for n in sink.notifications if n.channel == "orders" and n.event is not None]
 
 
-async def run_listener(name: str, sink: RecordingSink):
+async def run_listener(name: str, sink: RecordingSink, **options):
     stop = asyncio.Event()
-    listener = make_listener(listener_conninfo(), ListenerOptions(channels=["orders", "system"], name=name), sink)
+    listener_options = ListenerOptions(channels=["orders", "system"], name=name, **options)
+    listener = make_listener(listener_conninfo(), listener_options, sink)
     task = asyncio.create_task(listener.run(stop))
     await sink.wait_for(lambda: "live" in sink.states(), within=20)
     return listener, stop, task
@@ -86,14 +87,9 @@ async def test_a_change_is_handed_on_while_a_checkpoint_waits(source):
 async def test_a_checkpoint_longer_than_the_interval_holds_nothing_up(source):
     # A flush held for several checkpoint intervals: changes are still handed on meanwhile, one
     # checkpoint at a time, and the listener stops at once when asked.
-    name = f"long-{uuid.uuid4().hex[:8]}"
     sink = HeldSink()
-    stop = asyncio.Event()
-    options = ListenerOptions(channels=["orders", "system"], name=name, checkpoint_interval=0.2)
-    listener = make_listener(listener_conninfo(), options, sink)
-    task = asyncio.create_task(listener.run(stop))
+    _, stop, task = await run_listener(f"long-{uuid.uuid4().hex[:8]}", sink, checkpoint_interval=0.2)
     try:
-        await sink.wait_for(lambda: "live" in sink.states(), within=20)
         sink.open.clear()
         await sink.wait_for(lambda: sink.flushes_waiting, within=10)
         written = []
