@@ -11,9 +11,10 @@ watched table (tests/shapes) has the triggers `migrate` attaches, then restarted
 and the warm-up then N measured statements; the difference of the two backends' instructions, over
 N, is one statement's cost (connection, plan caching and the function's compilation cancel out).
 Each case is measured with the table's change triggers disabled (`unwatched`) and enabled.
-`--function FILE` first replaces the change function by the one in FILE: an edited copy of
+`--function FILE` first replaces the shared change function by the one in FILE (an edited copy of
 pgnotify/schema/sql/log_changes.sql, whose CREATE OR REPLACE statements replace the installed
-function (and its row helper) under their own names.
+function and its row helper under their own names) and moves every change trigger to it, from its
+table's own function: FILE's body is measured without a table's own path.
 
 Needs valgrind (Debian: apt-get install valgrind) and PostgreSQL's server binaries (pg_config).
 """
@@ -177,12 +178,18 @@ def measure(server: PrivateServer, case: Case, watched: bool) -> float:
 
 
 def install_function(server: PrivateServer, path: Path) -> None:
-    """Replaces the installed change function by FILE's (an edited copy of log_changes.sql)."""
+    """Replaces the shared change function by FILE's (an edited copy of log_changes.sql) and moves
+    every change trigger to it, from its table's own function (pgnotify/schema/table_function.py)."""
     text = path.read_text()
     if not re.search(r"\bFUNCTION\s+pgnotify_log_changes\(", text):
         raise SystemExit(f"{path} defines no pgnotify_log_changes(): start from pgnotify/schema/sql/log_changes.sql")
     with psycopg.connect(server.url(), autocommit=True) as conn:
         conn.execute(text)
+        triggers = conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = ANY(%s)",
+                                [list(CHANGE_TRIGGERS)]).fetchall()
+        for (definition,) in triggers:
+            conn.execute(re.sub(r"^CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", re.sub(
+                r"EXECUTE FUNCTION \S+\(", "EXECUTE FUNCTION pgnotify_log_changes(", definition)))
 
 
 def compare(before: dict, after: dict) -> str:

@@ -582,7 +582,13 @@ def _rights(alias: str) -> list:
                                "`manage.py pgnotify_sql` prints, then run `manage.py migrate`.", id="pgnotify.E071")]
         messages = _table_rights(cursor, role)
     if pending == []:
-        messages += _owned(alias, role)
+        statements = rights.sync_statements(alias) or []
+        messages += _owned(alias, role, statements)
+        if not create and any("CREATE OR REPLACE FUNCTION" in statement for statement in statements):
+            messages.append(Error(f"role {role} has no CREATE on schema {schema} for the change functions of watched "
+                                  "tables: pgnotify cannot attach their triggers.",
+                                  hint=f"GRANT CREATE ON SCHEMA {schema} TO {role}; or have a DBA run the SQL "
+                                       "`manage.py pgnotify_sql` prints.", id="pgnotify.E071"))
     return messages
 
 
@@ -615,11 +621,8 @@ def _table_rights(cursor, role: str) -> list:
     return messages
 
 
-def _owned(alias: str, role: str) -> list:
-    """Watched tables the trigger (or publication) sync would change but the role does not own."""
-    from .schema import rights
-
-    statements = rights.sync_statements(alias) or []
+def _owned(alias: str, role: str, statements: list[str]) -> list:
+    """Watched tables the trigger (or publication) sync would change (`statements`) but the role does not own."""
     tables, _ = watched_tables()
     with connections[alias].cursor() as cursor:
         facts = fetch_table_facts(cursor, tables)

@@ -3,10 +3,12 @@
 Each trigger carries a hash of its definition in its comment (as django-pgtrigger does),
 so `migrate` rewrites only the triggers whose definition changed.
 
-The change trigger of a table calls the change function (pgnotify_log_changes,
-pgnotify/schema/sql/log_changes.sql) once per statement: PostgreSQL allows transition tables
-only on single-event triggers, so it is three triggers, `pgnotify_change` (UPDATE, carrying the
-hash of all three) and its INSERT and DELETE parts.
+The change trigger of a table calls the table's own change function once per statement: the
+change function (pgnotify_log_changes, pgnotify/schema/sql/log_changes.sql) with a path of the
+table's own for its single-row writes (pgnotify.schema.table_function), created with the trigger
+and dropped once no trigger calls it. PostgreSQL allows transition tables only on single-event
+triggers, so it is three triggers, `pgnotify_change` (UPDATE, carrying the hash of all three and
+of the function) and its INSERT and DELETE parts.
 
 Every shape of table gets its triggers from one place (docs/models.md): a table in another
 schema by its schema; a model and its proxies through one trigger with a target each; each
@@ -28,6 +30,7 @@ from .. import conf
 from ..exceptions import one_line
 from ..listener.partitions import CHANGE_TRIGGER
 from .sql import CACHE_FUNCTION, CHANGE_FUNCTION
+from .table_function import OWN_COMMENT, create_function, function_name
 from .tables import Relation, TableFacts, fetch_table_facts
 from .watched import WatchedTable, refusal, watched_tables
 
@@ -44,7 +47,7 @@ _CHANGE_STATEMENT = {
     "INSERT": "AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows",
     "DELETE": "AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows",
 }
-_CHANGE_EXECUTE = " FOR EACH STATEMENT EXECUTE FUNCTION " + CHANGE_FUNCTION + "({arguments})"
+_CHANGE_EXECUTE = " FOR EACH STATEMENT EXECUTE FUNCTION {function}({arguments})"
 _CACHE = sql.SQL(
     "CREATE OR REPLACE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
     "FOR EACH STATEMENT EXECUTE FUNCTION " + CACHE_FUNCTION + "({tags})"
@@ -95,13 +98,16 @@ def _change_arguments(table: WatchedTable, facts: TableFacts) -> sql.Composed:
     return sql.SQL(", ").join(sql.Literal(value) for value in values)
 
 
-def _change_statements(relation: Relation, arguments: sql.Composed) -> sql.Composed:
-    """The CREATE statements of a table's change trigger and its parts, as one."""
+def _change_statements(relation: Relation, table: WatchedTable, facts: TableFacts) -> sql.Composed:
+    """The CREATE statements of a table's own change function, its change trigger and the
+    trigger's parts, as one."""
     names = {"UPDATE": CHANGE_TRIGGER, **{op: name for name, op in CHANGE_PARTS.items()}}
-    return sql.SQL("; ").join(
+    function = sql.Identifier(function_name(table, facts))
+    arguments = _change_arguments(table, facts)
+    return sql.SQL("; ").join([create_function(table, facts), *(
         sql.SQL("CREATE TRIGGER {name} " + _CHANGE_STATEMENT[op] + _CHANGE_EXECUTE).format(
-            name=sql.Identifier(names[op]), table=relation.identifier, arguments=arguments)
-        for op in ("UPDATE", "INSERT", "DELETE"))
+            name=sql.Identifier(names[op]), table=relation.identifier, function=function, arguments=arguments)
+        for op in ("UPDATE", "INSERT", "DELETE"))])
 
 
 def _wanted(table: WatchedTable, facts: TableFacts) -> dict:
@@ -110,7 +116,7 @@ def _wanted(table: WatchedTable, facts: TableFacts) -> dict:
     wanted = {}
     for relation, display in facts.relations():
         if table.targets:
-            statement = _change_statements(relation, _change_arguments(table, facts))
+            statement = _change_statements(relation, table, facts)
             wanted[(relation.oid, CHANGE_TRIGGER)] = (display, relation, statement)
         if table.tags:
             statement = _CACHE.format(name=sql.Identifier(CACHE_TRIGGER), table=relation.identifier,
@@ -136,6 +142,27 @@ def _drop(relation: Relation, name: str) -> sql.Composed:
     names = [name, *CHANGE_PARTS] if name == CHANGE_TRIGGER else [name]
     return sql.SQL("; ").join(
         sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(n), relation.identifier) for n in names)
+
+
+# The tables' own change functions (pgnotify.schema.table_function) that no trigger calls.
+_UNUSED_FUNCTIONS = """
+    SELECT p.oid::regprocedure::text FROM pg_proc p
+     WHERE p.pronamespace = (SELECT pronamespace FROM pg_proc WHERE oid = to_regproc(%s))
+       AND obj_description(p.oid, 'pg_proc') = %s
+       AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)
+"""
+
+
+def _drop_unused_functions(cursor, raw, using: str, result: SyncResult) -> None:
+    cursor.execute(_UNUSED_FUNCTIONS, [CACHE_FUNCTION, OWN_COMMENT])
+    for (function,) in cursor.fetchall():
+        try:
+            with transaction.atomic(using=using):
+                cursor.execute(sql.SQL("DROP FUNCTION IF EXISTS {}").format(sql.SQL(function)).as_string(raw))
+        except DatabaseError as error:
+            result.problems.append(f"could not drop {function}: {one_line(error)}")
+            continue
+        logger.debug("pgnotify: dropped %s", function)
 
 
 def sync_triggers(using: str = "default") -> SyncResult:
@@ -220,6 +247,7 @@ def _sync(using: str, serve: bool, only_present: bool) -> SyncResult:
                 result.problems.append(f"could not drop {name} on {relation.display}: {one_line(error)}")
                 continue
             result.append(f"dropped {name} on {relation.display}")
+        _drop_unused_functions(cursor, raw, using, result)
     for action in result:
         logger.debug("pgnotify: %s", action)
     return result

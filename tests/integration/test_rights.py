@@ -183,14 +183,18 @@ def test_a_role_that_may_not_create_functions_or_triggers_gets_them_from_a_dba(r
         check = manage(roles["writer_url"], "check", "--database", "default")
         [line] = pgnotify_lines(check.stderr, "pgnotify.E070")  # one line for every table
         assert f"role {app} does not own " in line and "shop_order (owner " in line and "pgnotify_sql" in check.stderr
+        [line] = pgnotify_lines(check.stderr, "pgnotify.E071")
+        assert f"role {app} has no CREATE on schema public for the change functions of watched tables" in line
         migrate = manage(roles["writer_url"], "migrate", "--noinput", "--skip-checks")
+        # The table's own change function comes first, and the role may not create it either.
         assert migrate.stderr.splitlines()[0] == ("  pgnotify: could not attach pgnotify_change on shop_order: "
-                                                  "ProgrammingError: permission denied for table shop_order")
+                                                  "ProgrammingError: permission denied for schema public")
 
         second = manage(roles["writer_url"], "pgnotify_sql")
         assert second.returncode == 0, second.stderr
         assert "CREATE TRIGGER" in second.stdout and "COMMENT ON TRIGGER" in second.stdout
-        assert "CREATE OR REPLACE FUNCTION" not in second.stdout and "pgnotify_sql` again" not in second.stdout
+        assert 'CREATE OR REPLACE FUNCTION "pgnotify_change_shop_order_' in second.stdout  # the table's own
+        assert "FUNCTION pgnotify_log_changes" not in second.stdout and "pgnotify_sql` again" not in second.stdout
         assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgnotify%'").fetchone() == (0,)
         run_script(roles["name"], second.stdout)
 

@@ -81,19 +81,19 @@ $$;
 CREATE OR REPLACE FUNCTION pgnotify_log_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    -- Few initialised variables: each initialiser is an expression set up anew in every
-    -- transaction, and most writes are a transaction of one statement.
+    -- No initialised variables: each initialiser is an expression set up anew in every
+    -- transaction (most writes are a transaction of one statement), and a table's own path
+    -- (below) needs none of them.
     chunk_size int;
-    keys text[] := TG_ARGV[0]::text[];
-    key text := keys[1];
-    composite boolean := cardinality(keys) > 1;
-    event_table text := TG_ARGV[1];
-    iso_intervals boolean := strpos(TG_ARGV[2], 'iso_intervals') > 0;  -- options: 'iso_intervals', 'json'
-    with_json boolean := strpos(TG_ARGV[2], 'json') > 0;
-    -- One timestamp per statement: the time the trigger ran.
-    ts jsonb := to_jsonb(clock_timestamp());
-    xact xid8 := pg_current_xact_id();
-    txid bigint := xact::text::bigint;
+    keys text[];
+    key text;
+    composite boolean;
+    event_table text;
+    iso_intervals boolean;
+    with_json boolean;
+    ts jsonb;  -- one timestamp per statement: the time the trigger ran
+    xact xid8;
+    txid bigint;
     statement_rows bigint;
     each_event boolean;
     saved_jit text;
@@ -103,7 +103,7 @@ DECLARE
     non_key text[];
     pair_keys text[];  -- an UPDATE's
     pair_non_key text[];  -- set when rows are paired on other columns than the key
-    target int := 4;
+    target int;
     event_channel text;
     label text;
     excluded text[];
@@ -132,6 +132,17 @@ BEGIN
     IF statement_rows = 0 THEN
         RETURN NULL;
     END IF;
+    -- A table's own path (pgnotify/schema/table_function.py).
+    keys := TG_ARGV[0]::text[];
+    key := keys[1];
+    composite := cardinality(keys) > 1;
+    event_table := TG_ARGV[1];
+    iso_intervals := strpos(TG_ARGV[2], 'iso_intervals') > 0;  -- options: 'iso_intervals', 'json'
+    with_json := strpos(TG_ARGV[2], 'json') > 0;
+    ts := to_jsonb(clock_timestamp());
+    xact := pg_current_xact_id();
+    txid := xact::text::bigint;
+    target := 4;
     each_event := statement_rows <= 32;  -- else the events go in chunk notifications
     IF NOT each_event THEN
         -- The transition tables have no statistics: a bulk statement's estimates can cross the JIT

@@ -1,0 +1,135 @@
+"""A watched table's own change function: the change function (sql/log_changes.sql) with a path
+of this table's own for a statement of one inserted or deleted row, most writes.
+
+That path has the table's key, event table, options and targets written in as constants, so it
+reads no trigger argument and sets up no expression it does not use: PL/pgSQL sets up each
+expression anew in every transaction, which is most of what the shared function costs a
+single-row write (docs/benchmarks.md, writer cost). Every other statement (an UPDATE, several
+rows) takes the shared body, which reads the trigger's arguments as before.
+
+A function's name holds a hash of what it is made of, so a table whose settings change gets a
+new function and its triggers move to it in one step; `sync_triggers` drops the functions no
+trigger calls any more. Each carries the comment OWN_COMMENT, by which pgnotify knows its own.
+"""
+
+import hashlib
+import re
+
+from psycopg import sql
+
+from .sql import CHANGE_FUNCTION, OWN_COMMENT, load_sql
+from .tables import TableFacts
+from .watched import WatchedTable
+
+OWN_PREFIX = "pgnotify_change_"
+# Where the table's own path goes in the shared body: after the rows are counted.
+_MARKER = "    -- A table's own path (pgnotify/schema/table_function.py).\n"
+
+_ONE_ROW = """    IF statement_rows = 1 AND TG_OP <> 'UPDATE' THEN
+{intervals_on}        IF TG_OP = 'INSERT' THEN
+            SELECT {render} INTO one_row FROM new_rows r;
+        ELSE
+            SELECT {render} INTO one_row FROM old_rows r;
+        END IF;
+{intervals_off}        xact := pg_current_xact_id();
+{timestamp}{events}        RETURN NULL;
+    END IF;
+"""
+_INTERVALS_ON = """        saved_intervalstyle := current_setting('intervalstyle');
+        PERFORM set_config('intervalstyle', 'iso_8601', true);
+"""
+_INTERVALS_OFF = "        PERFORM set_config('intervalstyle', saved_intervalstyle, true);\n"
+_EVENT = """        event_id := nextval('pgnotify_event_id_seq');
+        event_payload := jsonb_build_object(
+            'id', event_id, 'channel', {channel}, 'table', {table}, 'model', {label}, 'op', TG_OP,
+            'pk', {pk}, 'ts', {ts}, 'txid', xact::text::bigint, 'row', {row}){as_text};
+        event_text := event_payload::text;
+        IF octet_length(event_text) >= 8000 THEN
+            event_text := ((event_payload - 'row') || '{{"truncated": true}}'::jsonb)::text;
+        END IF;
+        INSERT INTO pgnotify_event (id, channel, txid, payload)
+        SELECT event_id, {channel}, xact, event_payload FROM pg_notify({channel}, event_text);
+"""
+# A row with a json column is rendered as the shared body renders it (pgnotify_jsonb_row).
+_RENDER = "to_jsonb(r)"
+_RENDER_JSON = ("CASE WHEN strpos(r::text, '\\u') > 0 THEN pgnotify_jsonb_row(r, TG_RELID::regclass) "
+                "ELSE to_jsonb(r) END")
+
+
+def _shared_function() -> str:
+    """The CREATE statement of the shared change function, as in sql/log_changes.sql."""
+    text = load_sql("log_changes.sql")
+    start = text.index(f"CREATE OR REPLACE FUNCTION {CHANGE_FUNCTION}()")
+    end = text.index("$$;", start) + len("$$;")
+    return text[start:end]
+
+
+def _literal(value: str) -> sql.Literal:
+    return sql.Literal(value)
+
+
+def _text_array(values) -> sql.Composable:
+    return sql.SQL("{}::text[]").format(sql.Literal(list(values)))
+
+
+def _one_row_path(table: WatchedTable, facts: TableFacts) -> sql.Composed:
+    """The statements of the table's own path for a statement of one inserted or deleted row."""
+    if len(table.key) == 1:
+        pk = sql.SQL("one_row -> {}").format(_literal(table.key[0]))
+    else:
+        pk = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
+            sql.SQL("{}, one_row -> {}").format(_literal(column), _literal(column)) for column in table.key))
+    single = len(table.targets) == 1
+    events = []
+    for target in table.targets:
+        # The json path's row may carry the list of columns sent as text under the key ''.
+        hidden = [*target.excluded, *([""] if facts.has_json else [])]
+        row = sql.SQL("one_row - {}").format(_text_array(hidden)) if hidden else sql.SQL("one_row")
+        as_text = sql.SQL(" || CASE WHEN one_row ? '' THEN jsonb_build_object('as_text', one_row -> '') "
+                          "ELSE '{}'::jsonb END") if facts.has_json else sql.SQL("")
+        events.append(sql.SQL(_EVENT).format(
+            channel=_literal(target.channel), table=_literal(facts.relation.display), label=_literal(target.label),
+            pk=pk, row=row, as_text=as_text,
+            # One timestamp per statement, for every target's event.
+            ts=sql.SQL("clock_timestamp()" if single else "ts")))
+    return sql.SQL(_ONE_ROW).format(
+        intervals_on=sql.SQL(_INTERVALS_ON if facts.has_intervals else ""),
+        intervals_off=sql.SQL(_INTERVALS_OFF if facts.has_intervals else ""),
+        render=sql.SQL(_RENDER_JSON if facts.has_json else _RENDER),
+        timestamp=sql.SQL("" if single else "        ts := to_jsonb(clock_timestamp());\n"),
+        events=sql.Composed(events))
+
+
+def function_name(table: WatchedTable, facts: TableFacts) -> str:
+    """The table's own function's name: its table's name (cut to fit PostgreSQL's 63 bytes) and a
+    hash of what the function is made of."""
+    made_of = repr((facts.relation.schema, facts.relation.name, facts.relation.display, table.key,
+                    facts.has_intervals, facts.has_json,
+                    [(t.channel, t.label, t.excluded) for t in table.targets], _shared_function(),
+                    _ONE_ROW, _EVENT, _INTERVALS_ON, _RENDER_JSON))
+    digest = hashlib.sha256(made_of.encode()).hexdigest()[:12]
+    readable = re.sub(r"[^a-z0-9_]", "_", facts.relation.name.lower())[:30]
+    return f"{OWN_PREFIX}{readable}_{digest}"
+
+
+def _quote_tag(table: WatchedTable, facts: TableFacts) -> str:
+    """A dollar quote for the body that none of the names written into it holds."""
+    names = [facts.relation.display, *table.key, *(n for t in table.targets for n in (t.channel, t.label, *t.excluded))]
+    tag, number = "$pgnotify$", 0
+    while any(tag in name for name in names):
+        number += 1
+        tag = f"$pgnotify{number}$"
+    return tag
+
+
+def create_function(table: WatchedTable, facts: TableFacts) -> sql.Composed:
+    """CREATE OR REPLACE FUNCTION of the table's own change function, and its comment."""
+    quote = _quote_tag(table, facts)
+    head, tail = _shared_function().split(_MARKER)
+    before_name, after_name = head.replace("AS $$", "AS " + quote).split(f"{CHANGE_FUNCTION}()")
+    name = sql.Identifier(function_name(table, facts))
+    return sql.Composed([
+        sql.SQL(before_name), name, sql.SQL("()" + after_name), _one_row_path(table, facts),
+        sql.SQL(tail[:-len("$$;")] + quote),
+        sql.SQL("; COMMENT ON FUNCTION {}() IS {}").format(name, sql.Literal(OWN_COMMENT)),
+    ])
