@@ -14,6 +14,7 @@ trigger calls any more. Each carries the comment OWN_COMMENT, by which pgnotify 
 
 import hashlib
 import re
+import textwrap
 
 from psycopg import sql
 
@@ -35,6 +36,24 @@ _ONE_ROW = """    IF statement_rows = 1 AND TG_OP <> 'UPDATE' THEN
 {timestamp}{events}        RETURN NULL;
     END IF;
 """
+# An UPDATE's changed columns are compared by name, in the table's order as `migrate` found it: a
+# row with a column it did not know (added since) takes the shared body, which reads the order.
+_ONE_UPDATE = """    IF statement_rows = 1 THEN  -- an UPDATE
+{intervals_on}        SELECT {render_new}, {render_old} INTO one_row, one_old_row FROM new_rows n, old_rows o;
+{intervals_off}        IF one_row - {known} = '{{}}' THEN
+            xact := pg_current_xact_id();
+            -- A row whose key (or the table's key holding it) changed is not paired: every
+            -- visible column counts as changed.
+            row_paired := {paired};
+{timestamp}{events}            RETURN NULL;
+        END IF;
+    END IF;
+"""
+_CHANGED = """            row_changed := array_remove(ARRAY[
+                {columns}], NULL);
+            IF row_changed <> '{{}}' THEN  -- else nothing the subscribers may see changed
+{event}            END IF;
+"""
 _INTERVALS_ON = """        saved_intervalstyle := current_setting('intervalstyle');
         PERFORM set_config('intervalstyle', 'iso_8601', true);
 """
@@ -42,7 +61,8 @@ _INTERVALS_OFF = "        PERFORM set_config('intervalstyle', saved_intervalstyl
 _EVENT = """        event_id := nextval('pgnotify_event_id_seq');
         event_payload := jsonb_build_object(
             'id', event_id, 'channel', {channel}, 'table', {table}, 'model', {label}, 'op', TG_OP,
-            'pk', {pk}, 'ts', {ts}, 'txid', xact::text::bigint, 'row', {row}){as_text};
+            'pk', {pk}, 'ts', {ts}, 'txid', xact::text::bigint,
+            'row', {row}{changed}){as_text};
         event_text := event_payload::text;
         IF octet_length(event_text) >= 8000 THEN
             event_text := ((event_payload - 'row') || '{{"truncated": true}}'::jsonb)::text;
@@ -51,9 +71,9 @@ _EVENT = """        event_id := nextval('pgnotify_event_id_seq');
         SELECT event_id, {channel}, xact, event_payload FROM pg_notify({channel}, event_text);
 """
 # A row with a json column is rendered as the shared body renders it (pgnotify_jsonb_row).
-_RENDER = "to_jsonb(r)"
-_RENDER_JSON = ("CASE WHEN strpos(r::text, '\\u') > 0 THEN pgnotify_jsonb_row(r, TG_RELID::regclass) "
-                "ELSE to_jsonb(r) END")
+_RENDER = "to_jsonb({row})"
+_RENDER_JSON = ("CASE WHEN strpos({row}::text, '\\u') > 0 THEN pgnotify_jsonb_row({row}, TG_RELID::regclass) "
+                "ELSE to_jsonb({row}) END")
 
 
 def _shared_function() -> str:
@@ -72,8 +92,17 @@ def _text_array(values) -> sql.Composable:
     return sql.SQL("{}::text[]").format(sql.Literal(list(values)))
 
 
-def _one_row_path(table: WatchedTable, facts: TableFacts) -> sql.Composed:
-    """The statements of the table's own path for a statement of one inserted or deleted row."""
+def _render(facts: TableFacts, row: str) -> sql.SQL:
+    return sql.SQL((_RENDER_JSON if facts.has_json else _RENDER).replace("{row}", row))
+
+
+def _intervals(facts: TableFacts) -> dict:
+    return {"intervals_on": sql.SQL(_INTERVALS_ON if facts.has_intervals else ""),
+            "intervals_off": sql.SQL(_INTERVALS_OFF if facts.has_intervals else "")}
+
+
+def _events(table: WatchedTable, facts: TableFacts, update: bool) -> dict:
+    """Each target's event, in WATCH order, and the statement's one timestamp where several share it."""
     if len(table.key) == 1:
         pk = sql.SQL("one_row -> {}").format(_literal(table.key[0]))
     else:
@@ -87,17 +116,34 @@ def _one_row_path(table: WatchedTable, facts: TableFacts) -> sql.Composed:
         row = sql.SQL("one_row - {}").format(_text_array(hidden)) if hidden else sql.SQL("one_row")
         as_text = sql.SQL(" || CASE WHEN one_row ? '' THEN jsonb_build_object('as_text', one_row -> '') "
                           "ELSE '{}'::jsonb END") if facts.has_json else sql.SQL("")
-        events.append(sql.SQL(_EVENT).format(
+        event = sql.SQL(textwrap.indent(_EVENT, "        " if update else "")).format(
             channel=_literal(target.channel), table=_literal(facts.relation.display), label=_literal(target.label),
-            pk=pk, row=row, as_text=as_text,
-            # One timestamp per statement, for every target's event.
-            ts=sql.SQL("clock_timestamp()" if single else "ts")))
-    return sql.SQL(_ONE_ROW).format(
-        intervals_on=sql.SQL(_INTERVALS_ON if facts.has_intervals else ""),
-        intervals_off=sql.SQL(_INTERVALS_OFF if facts.has_intervals else ""),
-        render=sql.SQL(_RENDER_JSON if facts.has_json else _RENDER),
-        timestamp=sql.SQL("" if single else "        ts := to_jsonb(clock_timestamp());\n"),
-        events=sql.Composed(events))
+            pk=pk, row=row, as_text=as_text, ts=sql.SQL("clock_timestamp()" if single else "ts"),
+            changed=sql.SQL(", 'changed', to_jsonb(row_changed)" if update else ""))
+        if update:
+            visible = [column for column in facts.columns if column not in target.excluded]
+            columns = sql.SQL(",\n" + " " * 16).join(
+                sql.SQL("CASE WHEN row_paired IS NOT TRUE OR one_row -> {0} IS DISTINCT FROM one_old_row -> {0} "
+                        "THEN {0} END").format(_literal(column)) for column in visible)
+            event = sql.SQL(_CHANGED).format(event=event, columns=columns if visible else sql.SQL("NULL::text"))
+        events.append(event)
+    indent = "    " if update else ""
+    return {"events": sql.Composed(events),
+            "timestamp": sql.SQL("" if single else indent + "        ts := to_jsonb(clock_timestamp());\n")}
+
+
+def _one_row_path(table: WatchedTable, facts: TableFacts) -> sql.Composed:
+    """The statements of the table's own path for a statement of one row."""
+    pairing = facts.pairing_key(table.key) or table.key
+    inserted_or_deleted = sql.SQL(_ONE_ROW).format(
+        render=_render(facts, "r"), **_intervals(facts), **_events(table, facts, update=False))
+    updated = sql.SQL(_ONE_UPDATE).format(
+        render_new=_render(facts, "n"), render_old=_render(facts, "o"), **_intervals(facts),
+        known=_text_array([*facts.columns, *([""] if facts.has_json else [])]),
+        paired=sql.SQL(" AND ").join(sql.SQL("one_row -> {0} = one_old_row -> {0}").format(_literal(column))
+                                     for column in pairing),
+        **_events(table, facts, update=True))
+    return sql.Composed([inserted_or_deleted, updated])
 
 
 def function_name(table: WatchedTable, facts: TableFacts) -> str:
@@ -106,7 +152,8 @@ def function_name(table: WatchedTable, facts: TableFacts) -> str:
     made_of = repr((facts.relation.schema, facts.relation.name, facts.relation.display, table.key,
                     facts.has_intervals, facts.has_json,
                     [(t.channel, t.label, t.excluded) for t in table.targets], _shared_function(),
-                    _ONE_ROW, _EVENT, _INTERVALS_ON, _RENDER_JSON))
+                    facts.columns, facts.pairing_key(table.key),
+                    _ONE_ROW, _ONE_UPDATE, _CHANGED, _EVENT, _INTERVALS_ON, _RENDER_JSON))
     digest = hashlib.sha256(made_of.encode()).hexdigest()[:12]
     readable = re.sub(r"[^a-z0-9_]", "_", facts.relation.name.lower())[:30]
     return f"{OWN_PREFIX}{readable}_{digest}"

@@ -68,6 +68,19 @@ def trigger_comments() -> dict[str, str]:
         return dict(cursor.fetchall())
 
 
+def own_function(table: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tgfoid::regproc::text FROM pg_trigger WHERE tgname = 'pgnotify_change' "
+                       "AND tgrelid = %s::regclass", [table])
+        return cursor.fetchone()[0]
+
+
+def stray_functions() -> set:
+    with connection.cursor() as cursor:
+        cursor.execute(STRAY_FUNCTIONS)
+        return set(cursor.fetchall())
+
+
 def watch_settings(**changes) -> dict:
     """settings.PGNOTIFY with WATCH entries replaced (None removes one)."""
     watch = {**settings.PGNOTIFY["WATCH"], **changes}
@@ -86,8 +99,11 @@ def test_watch_changes_refresh_only_the_triggers_they_touch():
             assert trigger_comments() == original
 
             with override_settings(PGNOTIFY=watch_settings(**{"shop.Order": {"channel": "orders_v2"}})):
+                old_function = own_function("shop_order")
                 assert sync_triggers() == ["refreshed pgnotify_change on shop_order"]
                 changed = trigger_comments()
+                # The table has a new function of its own; the one no trigger calls any more is gone.
+                assert own_function("shop_order") != old_function and stray_functions() == set()
                 assert sync_triggers() == []
             assert {k for k in original if changed[k] != original[k]} == {"shop_order.pgnotify_change"}
             order = Order.objects.create()
@@ -137,6 +153,8 @@ def test_migrate_with_the_wal_source_publishes_every_shape_and_switches_back(thr
         assert f"  pgnotify: {line}" in wal.stdout.splitlines()
     assert wal.stdout.count("published shapes_baseitem") == 1  # a model and its proxy: one table
     with psycopg.Connection.connect(autocommit=True, **{**listener_conninfo(), "dbname": name}) as conn:
+        # No change trigger, so no table's own change function either.
+        assert query(conn, "SELECT proname FROM pg_proc WHERE proname LIKE 'pgnotify\\_change\\_%%'") == set()
         state = {row for (row,) in conn.execute(PUBLISHED)}
         assert {"published public.shapes_reading", "published shapes_other.items", "identity shapes_reading_low f",
                 "identity shapes_reading_high_a f", "identity shapes_compositeitem f",

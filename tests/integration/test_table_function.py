@@ -1,0 +1,59 @@
+"""A watched table's own change function (pgnotify/schema/table_function.py) knows the table's
+columns as `migrate` found them: a column added since (by hand, or by a migration still running)
+must not cost an event, nor a name in `changed`."""
+
+import json
+
+import pytest
+from django.db import connection, transaction
+
+from notifyproject.shop.models import Order
+from pgnotify.schema.triggers import sync_triggers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def execute(statement: str) -> int:
+    """One statement in its own committed transaction; returns the transaction's id."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement)
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        return cursor.fetchone()[0]
+
+
+def logged(txid: int) -> list[dict]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT payload::text FROM pgnotify_event WHERE txid = %s::text::xid8 AND channel = 'orders' "
+                       "ORDER BY id", [txid])
+        return [json.loads(payload) for (payload,) in cursor.fetchall()]
+
+
+def test_a_column_added_since_migrate_is_in_every_event_and_in_changed():
+    order = Order.objects.create()
+    execute("ALTER TABLE shop_order ADD COLUMN note text")
+    try:
+        [updated] = logged(execute(f"UPDATE shop_order SET note = 'first' WHERE id = {order.pk}"))
+        assert (updated["op"], updated["changed"], updated["row"]["note"]) == ("UPDATE", ["note"], "first")
+        [updated] = logged(execute(f"UPDATE shop_order SET note = 'second', quantity = 7 WHERE id = {order.pk}"))
+        assert updated["changed"] == ["quantity", "note"]  # in the table's column order
+        assert logged(execute(f"UPDATE shop_order SET note = 'second' WHERE id = {order.pk}")) == []
+        [inserted] = logged(execute("INSERT INTO shop_order (note) VALUES ('new')"))
+        assert (inserted["op"], inserted["row"]["note"]) == ("INSERT", "new")
+
+        # Once `migrate` has run again, the table's own function knows the column.
+        assert sync_triggers() == ["refreshed pgnotify_change on shop_order"]
+        [updated] = logged(execute(f"UPDATE shop_order SET note = 'third' WHERE id = {order.pk}"))
+        assert (updated["changed"], updated["row"]["note"]) == (["note"], "third")
+    finally:
+        execute("ALTER TABLE shop_order DROP COLUMN IF EXISTS note")
+        sync_triggers()
+
+
+def test_a_key_that_changes_in_a_single_row_update_lists_every_column():
+    order = Order.objects.create()
+    [updated] = logged(execute(f"UPDATE shop_order SET id = id + 1000000 WHERE id = {order.pk}"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute "
+                       "WHERE attrelid = 'shop_order'::regclass AND attnum > 0 AND NOT attisdropped")
+        [columns] = cursor.fetchone()
+    assert (updated["pk"], updated["changed"]) == (order.pk + 1000000, columns)
