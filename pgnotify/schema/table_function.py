@@ -23,8 +23,11 @@ from .tables import TableFacts
 from .watched import WatchedTable
 
 OWN_PREFIX = "pgnotify_change_"
-# Where the table's own path goes in the shared body: after the rows are counted.
+# Where the table's own paths go in the shared body: its one-row path after the rows are counted,
+# its UPDATE of several rows in place of the shared statement (each target's, in the targets' loop).
 _MARKER = "    -- A table's own path (pgnotify/schema/table_function.py).\n"
+_SEVERAL_BEGIN = "            -- A table's own statement of several rows (pgnotify/schema/table_function.py).\n"
+_SEVERAL_END = "            -- The end of a table's own statement of several rows.\n"
 
 _ONE_ROW = """    IF statement_rows = 1 AND TG_OP <> 'UPDATE' THEN
 {intervals_on}        IF TG_OP = 'INSERT' THEN
@@ -53,6 +56,40 @@ _CHANGED = """            row_changed := array_remove(ARRAY[
                 {columns}], NULL);
             IF row_changed <> '{{}}' THEN  -- else nothing the subscribers may see changed
 {event}            END IF;
+"""
+# An UPDATE of several rows compares old and new rows column by column, by value where that says
+# the same as their JSON, and renders each new row once, in its event (the shared body renders both
+# rows and compares their JSON). It needs the columns as `migrate` found them, names and types:
+# checked once per statement, else the shared statement runs.
+_SEVERAL_CHECK = """            IF own_columns IS NULL THEN
+                own_columns := coalesce((
+                    SELECT array_agg(a.attname::text || ':' || a.atttypid::text || ':' || a.attcollation::text
+                                     ORDER BY a.attnum)
+                      FROM pg_attribute a
+                     WHERE a.attrelid = coalesce(pg_partition_root(TG_RELID), TG_RELID::regclass)
+                       AND a.attnum > 0 AND NOT a.attisdropped) = {signature}, false);
+            END IF;
+"""
+_SEVERAL = """            {branch} own_columns AND target = {target} THEN
+            WITH pairs AS MATERIALIZED (
+                    SELECT n AS new_row, array_remove(ARRAY[
+                               {columns}], NULL) AS changed
+                      FROM new_rows n LEFT JOIN old_rows o ON {join}),
+                 logged AS (
+                    INSERT INTO pgnotify_event (id, channel, txid, payload)
+                    SELECT e.id, event_channel, xact, to_jsonb(m)
+                      FROM (SELECT nextval('pgnotify_event_id_seq') AS id, p.new_row, p.changed
+                              FROM pairs p
+                             WHERE p.changed <> '{{}}') e,  -- else nothing the subscribers may see changed
+                           LATERAL (SELECT e.id AS id, event_channel AS channel, event_table AS "table",
+                                           label AS model, TG_OP AS op, {pk} AS pk,
+                                           ts AS ts, txid AS txid, {row} AS "row", e.changed AS changed) m
+                    RETURNING id, payload)
+            SELECT min(id), max(id), count(*), count(pg_notify(event_channel, CASE
+                       WHEN octet_length(t.payload_text) < 8000 THEN t.payload_text
+                       ELSE (payload - 'row' || '{{"truncated": true}}'::jsonb)::text END)) FILTER (WHERE each_event)
+              INTO first_id, last_id, events, notified
+              FROM logged, LATERAL (SELECT CASE WHEN each_event THEN payload::text END AS payload_text) t;
 """
 _INTERVALS_ON = """        saved_intervalstyle := current_setting('intervalstyle');
         PERFORM set_config('intervalstyle', 'iso_8601', true);
@@ -146,14 +183,45 @@ def _one_row_path(table: WatchedTable, facts: TableFacts) -> sql.Composed:
     return sql.Composed([inserted_or_deleted, updated])
 
 
+def _several_rows(table: WatchedTable, facts: TableFacts) -> tuple[sql.Composable, sql.Composable]:
+    """What takes the place of the shared UPDATE statement of several rows: (before, after) it.
+    Only for a table whose rows are paired on its model's key, compared by value, and without a
+    json column (its rows take pgnotify_jsonb_row): else the shared statement alone."""
+    key = table.key
+    if facts.has_json or (facts.pairing_key(key) or key) != key or not set(key) <= facts.by_value:
+        return sql.SQL(""), sql.SQL("")
+    first = sql.Identifier(key[0])
+    join = sql.SQL(" AND ").join(sql.SQL("o.{0} = n.{0}").format(sql.Identifier(column)) for column in key)
+    if len(key) == 1:
+        pk = sql.SQL("(e.new_row).{}").format(first)
+    else:
+        pk = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
+            sql.SQL("{}, (e.new_row).{}").format(_literal(column), sql.Identifier(column)) for column in key))
+    branches = [sql.SQL(_SEVERAL_CHECK).format(signature=_text_array(facts.column_signature))]
+    for number, target in enumerate(table.targets):
+        visible = [column for column in facts.columns if column not in target.excluded]
+        # A row whose key changed finds no old row (o.key IS NULL): every visible column changed.
+        compare = {True: "n.{column} IS DISTINCT FROM o.{column}",
+                   False: "to_jsonb(n.{column}) IS DISTINCT FROM to_jsonb(o.{column})"}
+        columns = sql.SQL(",\n" + " " * 31).join(
+            sql.SQL("CASE WHEN o.{first} IS NULL OR " + compare[column in facts.by_value] + " THEN {name} END").format(
+                first=first, column=sql.Identifier(column), name=_literal(column)) for column in visible)
+        row = (sql.SQL("to_jsonb(e.new_row) - {}").format(_text_array(target.excluded)) if target.excluded
+               else sql.SQL("e.new_row"))
+        branches.append(sql.SQL(_SEVERAL).format(
+            branch=sql.SQL("IF" if number == 0 else "ELSIF"), target=sql.Literal(4 + 3 * (number + 1)),
+            columns=columns if visible else sql.SQL("NULL::text"), join=join, pk=pk, row=row))
+    return sql.Composed([*branches, sql.SQL("            ELSE\n")]), sql.SQL("            END IF;\n")
+
+
 def function_name(table: WatchedTable, facts: TableFacts) -> str:
     """The table's own function's name: its table's name (cut to fit PostgreSQL's 63 bytes) and a
     hash of what the function is made of."""
     made_of = repr((facts.relation.schema, facts.relation.name, facts.relation.display, table.key,
                     facts.has_intervals, facts.has_json,
                     [(t.channel, t.label, t.excluded) for t in table.targets], _shared_function(),
-                    facts.columns, facts.pairing_key(table.key),
-                    _ONE_ROW, _ONE_UPDATE, _CHANGED, _EVENT, _INTERVALS_ON, _RENDER_JSON))
+                    facts.columns, facts.pairing_key(table.key), facts.column_signature, sorted(facts.by_value),
+                    _ONE_ROW, _ONE_UPDATE, _CHANGED, _EVENT, _INTERVALS_ON, _RENDER_JSON, _SEVERAL_CHECK, _SEVERAL))
     digest = hashlib.sha256(made_of.encode()).hexdigest()[:12]
     readable = re.sub(r"[^a-z0-9_]", "_", facts.relation.name.lower())[:30]
     return f"{OWN_PREFIX}{readable}_{digest}"
@@ -174,9 +242,13 @@ def create_function(table: WatchedTable, facts: TableFacts) -> sql.Composed:
     quote = _quote_tag(table, facts)
     head, tail = _shared_function().split(_MARKER)
     before_name, after_name = head.replace("AS $$", "AS " + quote).split(f"{CHANGE_FUNCTION}()")
+    before_several, rest = tail.split(_SEVERAL_BEGIN)
+    shared_several, after_several = rest.split(_SEVERAL_END)
+    own_before, own_after = _several_rows(table, facts)
     name = sql.Identifier(function_name(table, facts))
     return sql.Composed([
         sql.SQL(before_name), name, sql.SQL("()" + after_name), _one_row_path(table, facts),
-        sql.SQL(tail[:-len("$$;")] + quote),
+        sql.SQL(before_several), own_before, sql.SQL(shared_several), own_after,
+        sql.SQL(after_several[:-len("$$;")] + quote),
         sql.SQL("; COMMENT ON FUNCTION {}() IS {}").format(name, sql.Literal(OWN_COMMENT)),
     ])

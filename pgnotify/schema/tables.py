@@ -71,6 +71,11 @@ class TableFacts:
     partitions: tuple[Relation, ...]  # every partition below it, sub-partitions included
     unlogged: bool = False  # an UNLOGGED table: the WAL has none of its changes
     has_json: bool = False  # a json column (or an array or domain of json): may hold what jsonb refuses
+    # name:type oid:collation oid of each column, in table order: what a table's own change
+    # function checks before comparing columns by value (pgnotify.schema.table_function)
+    column_signature: tuple[str, ...] = ()
+    # Columns whose values are equal exactly when their JSON is: of BY_VALUE_TYPES, and a deterministic collation.
+    by_value: frozenset[str] = frozenset()
 
     def pairing_key(self, key) -> tuple[str, ...] | None:
         """The columns this table's old and new rows are paired on, for a model keyed on `key`
@@ -94,6 +99,11 @@ class TableFacts:
         return [f"could not watch {part.display} (partition of {parent}): it is a {part.kind_name}, writes straight "
                 "to it send no events" for part in self.foreign_partitions()]
 
+
+# Types whose equal values have the same JSON text, unlike numeric (1.0 = 1.00), interval ('1 day' =
+# '24 hours') or float (0 = -0); json has no equality. A table's own change function compares such
+# columns by value, the others by their JSON.
+BY_VALUE_TYPES = ("bool", "int2", "int4", "int8", "text", "varchar", "date", "timestamp", "timestamptz", "uuid")
 
 _FACTS = """
 WITH wanted AS (
@@ -119,7 +129,15 @@ SELECT w.schema, w.name, c.oid, n.nspname, c.relname, c.relkind::text,
           FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid
           JOIN pg_namespace pn ON pn.oid = pc.relnamespace
          WHERE c.relkind = 'p' AND p.relid <> c.oid),
-       c.relpersistence = 'u'
+       c.relpersistence = 'u',
+       ARRAY(SELECT a.attname::text || ':' || a.atttypid::text || ':' || a.attcollation::text FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.atttypid IN (""" + ", ".join(f"{name!r}::regtype" for name in BY_VALUE_TYPES) + """)
+                AND (a.attcollation = 0 OR coalesce((SELECT l.collisdeterministic FROM pg_collation l
+                                                      WHERE l.oid = a.attcollation), false))
+              ORDER BY a.attnum)
   FROM wanted w LEFT JOIN pg_class c ON c.oid = w.oid LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 """
 
@@ -133,7 +151,7 @@ def fetch_table_facts(cursor, names) -> dict[TableName, TableFacts | None]:
     cursor.execute(_FACTS, [[n.schema for n in names], [n.name for n in names]])
     facts: dict[TableName, TableFacts | None] = {}
     for (schema, name, oid, nspname, relname, kind, visible, columns, unique_keys, intervals, json_columns,
-         partitions, unlogged) in cursor.fetchall():
+         partitions, unlogged, signature, by_value) in cursor.fetchall():
         if oid is None:
             facts[TableName(schema, name)] = None
             continue
@@ -145,6 +163,8 @@ def fetch_table_facts(cursor, names) -> dict[TableName, TableFacts | None]:
             partitions=tuple(Relation(*row) for row in json.loads(partitions)),
             unlogged=unlogged,
             has_json=json_columns,
+            column_signature=tuple(signature),
+            by_value=frozenset(by_value),
         )
     return facts
 

@@ -57,3 +57,28 @@ def test_a_key_that_changes_in_a_single_row_update_lists_every_column():
                        "WHERE attrelid = 'shop_order'::regclass AND attnum > 0 AND NOT attisdropped")
         [columns] = cursor.fetchone()
     assert (updated["pk"], updated["changed"]) == (order.pk + 1000000, columns)
+
+
+def test_an_update_of_several_rows_reads_the_columns_as_they_are_now():
+    """Several rows' UPDATE compares columns by value where that says the same as their JSON: a
+    column whose type changed since `migrate` (to one whose equal values differ in JSON) takes the
+    shared statement, which compares the JSON."""
+    orders = [Order.objects.create(quantity=1) for _ in range(3)]
+    ids = ", ".join(str(order.pk) for order in orders)
+    execute("ALTER TABLE shop_order ALTER COLUMN quantity DROP DEFAULT, "
+            "ALTER COLUMN quantity TYPE interval USING make_interval(days => quantity), ADD COLUMN note text")
+    try:
+        # '1 day' and '24 hours' are equal intervals, and different JSON: subscribers see the change.
+        events = logged(execute(f"UPDATE shop_order SET quantity = interval '24 hours' WHERE id IN ({ids})"))
+        assert [(e["pk"], e["changed"], e["row"]["quantity"]) for e in events] == [
+            (order.pk, ["quantity"], "24:00:00") for order in orders]
+        events = logged(execute(f"UPDATE shop_order SET note = 'x' WHERE id IN ({ids})"))
+        assert [(e["pk"], e["changed"]) for e in events] == [(order.pk, ["note"]) for order in orders]
+    finally:
+        execute("ALTER TABLE shop_order ALTER COLUMN quantity TYPE integer USING extract(hour FROM quantity)::integer, "
+                "ALTER COLUMN quantity SET DEFAULT 1, DROP COLUMN IF EXISTS note")
+        sync_triggers()
+    # As `migrate` found them again: by value.
+    events = logged(execute(f"UPDATE shop_order SET quantity = 2 WHERE id IN ({ids})"))
+    assert [(e["pk"], e["changed"], e["row"]["quantity"]) for e in events] == [
+        (order.pk, ["quantity"], 2) for order in orders]

@@ -123,6 +123,7 @@ DECLARE
     event_id bigint;
     event_payload jsonb;
     event_text text;
+    own_columns boolean;  -- a table's own path: whether its columns are as `migrate` found them
 BEGIN
     IF TG_OP = 'DELETE' THEN
         SELECT count(*) INTO statement_rows FROM old_rows;
@@ -295,6 +296,7 @@ BEGIN
                AND a.attnum > 0 AND NOT a.attisdropped AND a.attname::text <> ALL (excluded);
             -- Old and new rows are paired on the key, or the table's key holding it (a row whose
             -- key changed finds no old row: every visible column counts as changed).
+            -- A table's own statement of several rows (pgnotify/schema/table_function.py).
             -- MATERIALIZED: each row is rendered once.
             WITH new_json AS MATERIALIZED (
                     SELECT CASE WHEN with_json AND strpos(r::text, '\u') > 0
@@ -334,6 +336,7 @@ BEGIN
                        ELSE (payload - 'row' || '{"truncated": true}'::jsonb)::text END)) FILTER (WHERE each_event)
               INTO first_id, last_id, events, notified
               FROM logged, LATERAL (SELECT CASE WHEN each_event THEN payload::text END AS payload_text) t;
+            -- The end of a table's own statement of several rows.
         END IF;
 
         IF NOT each_event THEN
