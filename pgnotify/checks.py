@@ -588,7 +588,7 @@ def _rights(alias: str) -> list:
             messages.append(Error(f"role {role} has no CREATE on schema {schema} for the change functions of watched "
                                   "tables: pgnotify cannot attach their triggers.",
                                   hint=f"GRANT CREATE ON SCHEMA {schema} TO {role}; or have a DBA run the SQL "
-                                       "`manage.py pgnotify_sql` prints.", id="pgnotify.E071"))
+                                       "`manage.py pgnotify_sql` prints.", id="pgnotify.E075"))
     return messages
 
 

@@ -183,7 +183,7 @@ def test_a_role_that_may_not_create_functions_or_triggers_gets_them_from_a_dba(r
         check = manage(roles["writer_url"], "check", "--database", "default")
         [line] = pgnotify_lines(check.stderr, "pgnotify.E070")  # one line for every table
         assert f"role {app} does not own " in line and "shop_order (owner " in line and "pgnotify_sql" in check.stderr
-        [line] = pgnotify_lines(check.stderr, "pgnotify.E071")
+        [line] = pgnotify_lines(check.stderr, "pgnotify.E075")
         assert f"role {app} has no CREATE on schema public for the change functions of watched tables" in line
         migrate = manage(roles["writer_url"], "migrate", "--noinput", "--skip-checks")
         # The table's own change function comes first, and the role may not create it either.
