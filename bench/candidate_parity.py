@@ -1,12 +1,14 @@
-"""Whether a change function sends the same events as the installed one: the same statements run
-under each, on a private server (bench/private_server.py, migrated with the test settings), and
+"""Whether a change function sends the same events as the installed ones (each watched table's own,
+pgnotify/schema/table_function.py): the same statements run under each, on a private server (bench/private_server.py, migrated with the test settings), and
 every notification and every event-log row must be the same, byte for byte, once the event's
 `ts` and `txid` (which differ between runs) are numbered in order of appearance.
 
     .venv/bin/python -m bench.candidate_parity candidate.sql
 
 FILE is an edited copy of pgnotify/schema/sql/log_changes.sql (a candidate body), or an earlier
-body against the one installed now: `git show REV:pgnotify/schema/sql/log_changes.sql > FILE`.
+body against the ones installed now: `git show REV:pgnotify/schema/sql/log_changes.sql > FILE`.
+Every change trigger is moved to FILE's shared function for the second run (bench/writer_cost.py's
+install_function): the shared body against the tables' own paths, with this release's FILE.
 
 The statements are those of tests/test_shapes.py, tests/test_odd_values.py and tests/test_bulk.py's
 kinds (single rows, statements of a few rows, bulk statements sent in chunks), plus the edges of an
