@@ -12,6 +12,7 @@ digit and key for key, but for `id` and `ts` (the trigger's clock against the co
 """
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import datetime, timedelta
 
@@ -25,7 +26,10 @@ from pgnotify.connection import listener_conninfo
 from pgnotify.listener import ListenerOptions, Notification, exactjson
 from pgnotify.listener.wal import WalListener, WalTable, WalTarget
 from pgnotify.schema.publication import sync_publication
+from pgnotify.schema.table_function import create_function, function_name
+from pgnotify.schema.tables import TableName, fetch_table_facts
 from pgnotify.schema.triggers import sync_triggers
+from pgnotify.schema.watched import Target, WatchedTable
 from pgnotify.sources import make_listener
 from tests.helpers.faults import RecordingSink
 from tests.helpers.sources import drop_database_slots
@@ -172,11 +176,33 @@ def assert_same_events(decoded: list[dict], expected: list[dict]) -> None:
     assert len(set(ids)) == len(ids) and all(0 < i < 2**53 for i in ids)
 
 
-async def test_both_sources_make_the_same_events_for_every_column_type():
+def own_function_triggers(json_as_jsonb: bool) -> tuple[str, str]:
+    """TRIGGERS with the table's own change function, as `migrate` makes it (pgnotify.schema.
+    table_function). json_as_jsonb: made as for a table without a json column (its values here
+    are all ones jsonb takes), so that an UPDATE of several rows takes the table's own statement,
+    which compares old and new rows column by column, by value where that says what JSON says."""
+    table = WatchedTable(TableName("", TABLE), ("id",), targets=[Target(CHANNEL, "tests.parity", ("secret",))])
+    with connection.cursor() as cursor:
+        facts = fetch_table_facts(cursor, [table.name])[table.name]
+        assert facts is not None and facts.has_json
+        if json_as_jsonb:
+            facts = dataclasses.replace(facts, has_json=False)
+        function = create_function(table, facts).as_string(cursor.connection)
+    name = function_name(table, facts)
+    return function + ";" + TRIGGERS.replace("pgnotify_log_changes(", name + "("), name
+
+
+@pytest.mark.parametrize("function", ["shared", "own", "own, json as jsonb"])
+async def test_both_sources_make_the_same_events_for_every_column_type(function):
     conninfo = listener_conninfo()
+    own = None
     with psycopg.connect(autocommit=True, **conninfo) as conn:
         conn.execute(SETUP)
-        conn.execute(TRIGGERS)
+        if function == "shared":
+            conn.execute(TRIGGERS)
+        else:
+            triggers, own = await asyncio.to_thread(own_function_triggers, function == "own, json as jsonb")
+            conn.execute(triggers)
     sink, stop = RecordingSink(), asyncio.Event()
     table = WalTable(TABLE, targets=(WalTarget(CHANNEL, "tests.parity", frozenset({"secret"})),))
     name = f"parity-{uuid.uuid4().hex[:8]}"
@@ -194,6 +220,8 @@ async def test_both_sources_make_the_same_events_for_every_column_type():
         with psycopg.connect(autocommit=True, **conninfo) as conn:
             conn.execute(f"DROP PUBLICATION {PUBLICATION}; DROP TABLE {TABLE}; DROP TYPE parity_mood; "
                          "DROP DOMAIN parity_positive")
+            if own:
+                conn.execute(sql.SQL("DROP FUNCTION {}()").format(sql.Identifier(own)))
         drop_database_slots(conninfo["dbname"])
     decoded = [notification.event for notification in sink.events()]
     # 6 + 3 + 40 inserted; 9 updated (3 single, 6 in one statement: no event for the two UPDATEs
