@@ -1,7 +1,8 @@
 """Whether a change function sends the same events as the installed ones (each watched table's own,
-pgnotify/schema/table_function.py): the same statements run under each, on a private server (bench/private_server.py, migrated with the test settings), and
-every notification and every event-log row must be the same, byte for byte, once the event's
-`ts` and `txid` (which differ between runs) are numbered in order of appearance.
+pgnotify/schema/table_function.py): the same statements run under each, on a private server
+(bench/private_server.py, migrated with the test settings), and every notification and every
+event-log row must be the same, byte for byte, once the event's `ts` and `txid` (which differ
+between runs) are numbered in order of appearance.
 
     .venv/bin/python -m bench.candidate_parity candidate.sql
 
