@@ -85,12 +85,10 @@ _SEVERAL = """            {branch} own_columns AND target = {target} THEN
                                            label AS model, TG_OP AS op, {pk} AS pk,
                                            ts AS ts, txid AS txid, {row} AS "row", e.changed AS changed) m
                     RETURNING id, payload)
-            SELECT min(id), max(id), count(*), count(pg_notify(event_channel, CASE
-                       WHEN octet_length(t.payload_text) < 8000 THEN t.payload_text
-                       ELSE (payload - 'row' || '{{"truncated": true}}'::jsonb)::text END)) FILTER (WHERE each_event)
-              INTO first_id, last_id, events, notified
-              FROM logged, LATERAL (SELECT CASE WHEN each_event THEN payload::text END AS payload_text) t;
-"""
+{notify}"""
+# The shared statement's end, which the table's own takes as it is: the events notified (a
+# statement of at most 32 rows) and counted.
+_NOTIFY_START = "            SELECT min(id), max(id), count(*), count(pg_notify("
 _INTERVALS_ON = """        saved_intervalstyle := current_setting('intervalstyle');
         PERFORM set_config('intervalstyle', 'iso_8601', true);
 """
@@ -183,8 +181,8 @@ def _one_row_path(table: WatchedTable, facts: TableFacts) -> sql.Composed:
     return sql.Composed([inserted_or_deleted, updated])
 
 
-def _several_rows(table: WatchedTable, facts: TableFacts) -> tuple[sql.Composable, sql.Composable]:
-    """What takes the place of the shared UPDATE statement of several rows: (before, after) it.
+def _several_rows(table: WatchedTable, facts: TableFacts, shared: str) -> tuple[sql.Composable, sql.Composable]:
+    """What takes the place of the shared UPDATE statement of several rows (`shared`): (before, after) it.
     Only for a table whose rows are paired on its model's key, compared by value, and without a
     json column (its rows take pgnotify_jsonb_row): else the shared statement alone."""
     key = table.key
@@ -210,7 +208,8 @@ def _several_rows(table: WatchedTable, facts: TableFacts) -> tuple[sql.Composabl
                else sql.SQL("e.new_row"))
         branches.append(sql.SQL(_SEVERAL).format(
             branch=sql.SQL("IF" if number == 0 else "ELSIF"), target=sql.Literal(4 + 3 * (number + 1)),
-            columns=columns if visible else sql.SQL("NULL::text"), join=join, pk=pk, row=row))
+            columns=columns if visible else sql.SQL("NULL::text"), join=join, pk=pk, row=row,
+            notify=sql.SQL(shared[shared.index(_NOTIFY_START):])))
     return sql.Composed([*branches, sql.SQL("            ELSE\n")]), sql.SQL("            END IF;\n")
 
 
@@ -244,7 +243,7 @@ def create_function(table: WatchedTable, facts: TableFacts) -> sql.Composed:
     before_name, after_name = head.replace("AS $$", "AS " + quote).split(f"{CHANGE_FUNCTION}()")
     before_several, rest = tail.split(_SEVERAL_BEGIN)
     shared_several, after_several = rest.split(_SEVERAL_END)
-    own_before, own_after = _several_rows(table, facts)
+    own_before, own_after = _several_rows(table, facts, shared_several)
     name = sql.Identifier(function_name(table, facts))
     return sql.Composed([
         sql.SQL(before_name), name, sql.SQL("()" + after_name), _one_row_path(table, facts),
