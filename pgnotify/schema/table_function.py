@@ -1,15 +1,18 @@
-"""A watched table's own change function: the change function (sql/log_changes.sql) with a path
-of this table's own for a statement of one inserted or deleted row, most writes.
+"""A watched table's own change function: the change function (sql/log_changes.sql) with paths of
+this table's own where most writes go, and the same events.
 
-That path has the table's key, event table, options and targets written in as constants, so it
-reads no trigger argument and sets up no expression it does not use: PL/pgSQL sets up each
-expression anew in every transaction, which is most of what the shared function costs a
-single-row write (docs/benchmarks.md, writer cost). Every other statement (an UPDATE, several
-rows) takes the shared body, which reads the trigger's arguments as before.
+- A statement of one row (INSERT, UPDATE or DELETE) has the table's key, event table, options,
+  targets and column order written in as constants: it reads no trigger argument and sets up no
+  expression it does not use (PL/pgSQL sets up each expression anew in every transaction, which
+  was most of what the shared function cost a single-row write: docs/benchmarks.md, writer cost).
+- An UPDATE of several rows compares old and new rows column by column, by value where that says
+  what their JSON says (tables.BY_VALUE_TYPES), and renders each new row once, in its event.
 
-A function's name holds a hash of what it is made of, so a table whose settings change gets a
-new function and its triggers move to it in one step; `sync_triggers` drops the functions no
-trigger calls any more. Each carries the comment OWN_COMMENT, by which pgnotify knows its own.
+Each path first checks that the table is as `migrate` found it, else the shared body runs, reading
+the trigger's arguments as before. A function's name holds a hash of what it is made of, so a
+table whose settings or columns change gets a new function and its triggers move to it in one
+step; `sync_triggers` drops the functions no trigger calls any more. Each carries the comment
+OWN_COMMENT, by which pgnotify knows its own.
 """
 
 import hashlib
@@ -228,7 +231,7 @@ def function_name(table: WatchedTable, facts: TableFacts) -> str:
 
 def _quote_tag(table: WatchedTable, facts: TableFacts) -> str:
     """A dollar quote for the body that none of the names written into it holds."""
-    names = [facts.relation.display, *table.key, *(n for t in table.targets for n in (t.channel, t.label, *t.excluded))]
+    names = [facts.relation.display, *facts.columns, *(n for t in table.targets for n in (t.channel, t.label))]
     tag, number = "$pgnotify$", 0
     while any(tag in name for name in names):
         number += 1
