@@ -4,9 +4,9 @@ Each trigger carries a hash of its definition in its comment (as django-pgtrigge
 so `migrate` rewrites only the triggers whose definition changed.
 
 The change trigger of a table calls the table's own change function once per statement: the
-change function (pgnotify_log_changes, pgnotify/schema/sql/log_changes.sql) with a path of the
-table's own for its single-row writes (pgnotify.schema.table_function), created with the trigger
-and dropped once no trigger calls it. PostgreSQL allows transition tables only on single-event
+change function (pgnotify_log_changes, pgnotify/schema/sql/log_changes.sql) with paths of the
+table's own (pgnotify.schema.table_function), created with the trigger and dropped once no
+trigger calls it. PostgreSQL allows transition tables only on single-event
 triggers, so it is three triggers, `pgnotify_change` (UPDATE, carrying the hash of all three and
 of the function) and its INSERT and DELETE parts.
 
