@@ -31,6 +31,10 @@
 -- literal), then per target: channel, model label, excluded columns (array literal).
 -- A change here is a new migration that applies this file again (pgnotify/schema/functions.py):
 -- the function keeps its name, so the triggers keep calling it.
+-- Each watched table's triggers call a copy of this function that `migrate` makes for the table,
+-- with paths of the table's own (pgnotify/schema/table_function.py) where the comments naming
+-- that module stand: they must stay as they are. Such a copy takes its name from a hash of this
+-- function's text, so an edit here gives every table a new one at the next `migrate`.
 --
 -- What the writer pays, in backend instructions per statement (docs/benchmarks.md):
 -- * A statement of one row (most writes) takes a path of its own: the row is rendered once for
