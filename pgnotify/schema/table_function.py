@@ -74,10 +74,13 @@ _SEVERAL_CHECK = """            IF own_columns IS NULL THEN
             END IF;
 """
 _SEVERAL = """            {branch} own_columns AND target = {target} THEN
-            WITH pairs AS MATERIALIZED (
+            -- OFFSET 0: each pair's changed columns are compared once, and the pairs stream into
+            -- the INSERT (MATERIALIZED stored every new row first).
+            WITH pairs AS (
                     SELECT n AS new_row, array_remove(ARRAY[
                                {columns}], NULL) AS changed
-                      FROM new_rows n LEFT JOIN old_rows o ON {join}),
+                      FROM new_rows n LEFT JOIN old_rows o ON {join}
+                    OFFSET 0),
                  logged AS (
                     INSERT INTO pgnotify_event (id, channel, txid, payload)
                     SELECT e.id, event_channel, xact, to_jsonb(m)
@@ -87,7 +90,8 @@ _SEVERAL = """            {branch} own_columns AND target = {target} THEN
                            LATERAL (SELECT e.id AS id, event_channel AS channel, event_table AS "table",
                                            label AS model, TG_OP AS op, {pk} AS pk,
                                            ts AS ts, txid AS txid, {row} AS "row", e.changed AS changed) m
-                    RETURNING id, payload)
+                    -- The payloads are read back only to be notified one by one (at most 32 rows).
+                    RETURNING id, CASE WHEN each_event THEN payload END AS payload)
 {notify}"""
 # The shared statement's end, which the table's own takes as it is: the events notified (a
 # statement of at most 32 rows) and counted.

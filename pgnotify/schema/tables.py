@@ -100,10 +100,12 @@ class TableFacts:
                 "to it send no events" for part in self.foreign_partitions()]
 
 
-# Types whose equal values have the same JSON text, unlike numeric (1.0 = 1.00), interval ('1 day' =
-# '24 hours') or float (0 = -0); json has no equality. A table's own change function compares such
-# columns by value, the others by their JSON.
-BY_VALUE_TYPES = ("bool", "int2", "int4", "int8", "text", "varchar", "date", "timestamp", "timestamptz", "uuid")
+# Types whose values are equal exactly when their jsonb values are: jsonb compares numbers by value
+# (1.0 = 1.00, 0 = -0, NaN and Infinity are strings), unlike interval ('1 day' = '24 hours' by
+# value, not as jsonb); json has no equality. A table's own change function compares such columns
+# by value, the others by their jsonb, as the shared body compares every column.
+BY_VALUE_TYPES = ("bool", "int2", "int4", "int8", "numeric", "float4", "float8", "text", "varchar", "date",
+                  "timestamp", "timestamptz", "uuid")
 
 _FACTS = """
 WITH wanted AS (
