@@ -11,7 +11,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Notification:
     channel: str
     payload: str
@@ -23,6 +23,21 @@ class Notification:
     data: object = field(init=False)
     is_json: bool = field(init=False)
     event: dict | None = field(init=False)
+
+    def __init__(self, channel: str, payload: str, pid: int | None = None, replayed: bool = False,
+                 received: datetime | None = None):
+        self.channel, self.payload, self.pid, self.replayed = channel, payload, pid, replayed
+        self.received = now() if received is None else received
+        # parse()'s strict JSON path, inline: the listener's hot path, once per notification (a
+        # call costs as much as the event test); parse() takes whatever the strict decoder refuses.
+        try:
+            data = exactjson.decode(payload)
+        except (ValueError, RecursionError):
+            self.parse()
+            return
+        self.data, self.is_json = data, True
+        self.event = (data if type(data) is dict and type(data.get("id")) is int and type(data.get("txid")) is int
+                      else None)
 
     @classmethod
     def of_event(cls, channel: str, event: dict, received: datetime, replayed: bool = False) -> "Notification":
@@ -36,8 +51,8 @@ class Notification:
         return notification
 
     def parse(self) -> None:
-        # The listener's hot path, once per notification: numbers exact (integers of any size,
-        # decimals as Decimal), in C; the event test inline (a call costs as much as the test).
+        # Numbers exact (integers of any size, decimals as Decimal), in C; __init__ has the same
+        # strict path inline.
         try:
             data = exactjson.decode(self.payload)
         except (ValueError, RecursionError):
@@ -49,9 +64,6 @@ class Notification:
         self.data, self.is_json = data, True
         self.event = (data if type(data) is dict and type(data.get("id")) is int and type(data.get("txid")) is int
                       else None)
-
-    # An alias, not a method calling parse(): one call less per notification.
-    __post_init__ = parse  # type: ignore[misc]  # mypy takes the alias for a class attribute
 
     def _decode_odd(self) -> object:
         """What the strict decoder refused: non-strict JSON (NaN, Infinity), or a change event whose

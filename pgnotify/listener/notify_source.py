@@ -175,7 +175,7 @@ class Listener(BaseListener):
         assert position is not None  # set by _start_position, before anything is delivered
         # Snapshot.sees, inline: a call costs a flood as much as the test.
         xmin, xmax, in_progress = position.xmin, position.xmax, position.in_progress
-        record, handle = stats.record, self.sink.handle
+        record, handle, database = stats.record, self.sink.handle, self._database
         for notification in notifications:
             event = notification.event
             if event is not None:
@@ -188,8 +188,8 @@ class Listener(BaseListener):
                     if payload is not None:
                         notification.restore(payload)
                 handed[event_id] = txid
-                if self._database is not None:
-                    notification.add_database(self._database)
+                if database is not None:
+                    notification.add_database(database)
             elif (chunk := notification.chunk) is not None:
                 await self._expand(notification, chunk, log)
                 continue
