@@ -15,6 +15,7 @@ step; `sync_triggers` drops the functions no trigger calls any more. Each carrie
 OWN_COMMENT, by which pgnotify knows its own.
 """
 
+import functools
 import hashlib
 import re
 import textwrap
@@ -118,16 +119,13 @@ _RENDER_JSON = ("CASE WHEN strpos({row}::text, '\\u') > 0 THEN pgnotify_jsonb_ro
                 "ELSE to_jsonb({row}) END")
 
 
+@functools.cache
 def _shared_function() -> str:
     """The CREATE statement of the shared change function, as in sql/log_changes.sql."""
     text = load_sql("log_changes.sql")
     start = text.index(f"CREATE OR REPLACE FUNCTION {CHANGE_FUNCTION}()")
     end = text.index("$$;", start) + len("$$;")
     return text[start:end]
-
-
-def _literal(value: str) -> sql.Literal:
-    return sql.Literal(value)
 
 
 def _text_array(values) -> sql.Composable:
@@ -146,10 +144,10 @@ def _intervals(facts: TableFacts) -> dict:
 def _events(table: WatchedTable, facts: TableFacts, update: bool) -> dict:
     """Each target's event, in WATCH order, and the statement's one timestamp where several share it."""
     if len(table.key) == 1:
-        pk = sql.SQL("one_row -> {}").format(_literal(table.key[0]))
+        pk = sql.SQL("one_row -> {}").format(sql.Literal(table.key[0]))
     else:
         pk = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
-            sql.SQL("{}, one_row -> {}").format(_literal(column), _literal(column)) for column in table.key))
+            sql.SQL("{}, one_row -> {}").format(sql.Literal(column), sql.Literal(column)) for column in table.key))
     single = len(table.targets) == 1
     events = []
     for target in table.targets:
@@ -159,14 +157,15 @@ def _events(table: WatchedTable, facts: TableFacts, update: bool) -> dict:
         as_text = sql.SQL(" || CASE WHEN one_row ? '' THEN jsonb_build_object('as_text', one_row -> '') "
                           "ELSE '{}'::jsonb END") if facts.has_json else sql.SQL("")
         event = sql.SQL(textwrap.indent(_EVENT, "        " if update else "")).format(
-            channel=_literal(target.channel), table=_literal(facts.relation.display), label=_literal(target.label),
+            channel=sql.Literal(target.channel), table=sql.Literal(facts.relation.display),
+            label=sql.Literal(target.label),
             pk=pk, row=row, as_text=as_text, ts=sql.SQL("clock_timestamp()" if single else "ts"),
             changed=sql.SQL(", 'changed', to_jsonb(row_changed)" if update else ""))
         if update:
             visible = [column for column in facts.columns if column not in target.excluded]
             columns = sql.SQL(",\n" + " " * 16).join(
                 sql.SQL("CASE WHEN row_paired IS NOT TRUE OR one_row -> {0} IS DISTINCT FROM one_old_row -> {0} "
-                        "THEN {0} END").format(_literal(column)) for column in visible)
+                        "THEN {0} END").format(sql.Literal(column)) for column in visible)
             event = sql.SQL(_CHANGED).format(event=event, columns=columns if visible else sql.SQL("NULL::text"))
         events.append(event)
     indent = "    " if update else ""
@@ -182,7 +181,7 @@ def _one_row_path(table: WatchedTable, facts: TableFacts) -> sql.Composed:
     updated = sql.SQL(_ONE_UPDATE).format(
         render_new=_render(facts, "n"), render_old=_render(facts, "o"), **_intervals(facts),
         known=_text_array([*facts.columns, *([""] if facts.has_json else [])]),
-        paired=sql.SQL(" AND ").join(sql.SQL("one_row -> {0} = one_old_row -> {0}").format(_literal(column))
+        paired=sql.SQL(" AND ").join(sql.SQL("one_row -> {0} = one_old_row -> {0}").format(sql.Literal(column))
                                      for column in pairing),
         **_events(table, facts, update=True))
     return sql.Composed([inserted_or_deleted, updated])
@@ -201,7 +200,7 @@ def _several_rows(table: WatchedTable, facts: TableFacts, shared: str) -> tuple[
         pk = sql.SQL("(e.new_row).{}").format(first)
     else:
         pk = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
-            sql.SQL("{}, (e.new_row).{}").format(_literal(column), sql.Identifier(column)) for column in key))
+            sql.SQL("{}, (e.new_row).{}").format(sql.Literal(column), sql.Identifier(column)) for column in key))
     branches = [sql.SQL(_SEVERAL_CHECK).format(signature=_text_array(facts.column_signature))]
     for number, target in enumerate(table.targets):
         visible = [column for column in facts.columns if column not in target.excluded]
@@ -210,7 +209,7 @@ def _several_rows(table: WatchedTable, facts: TableFacts, shared: str) -> tuple[
                    False: "to_jsonb(n.{column}) IS DISTINCT FROM to_jsonb(o.{column})"}
         columns = sql.SQL(",\n" + " " * 31).join(
             sql.SQL("CASE WHEN o.{first} IS NULL OR " + compare[column in facts.by_value] + " THEN {name} END").format(
-                first=first, column=sql.Identifier(column), name=_literal(column)) for column in visible)
+                first=first, column=sql.Identifier(column), name=sql.Literal(column)) for column in visible)
         row = (sql.SQL("to_jsonb(e.new_row) - {}").format(_text_array(target.excluded)) if target.excluded
                else sql.SQL("e.new_row"))
         branches.append(sql.SQL(_SEVERAL).format(

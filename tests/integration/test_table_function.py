@@ -6,9 +6,13 @@ import json
 
 import pytest
 from django.db import connection, transaction
+from psycopg import sql
 
 from notifyproject.shop.models import Order
-from pgnotify.schema.triggers import sync_triggers
+from pgnotify.schema.table_function import function_name
+from pgnotify.schema.tables import TableName, fetch_table_facts
+from pgnotify.schema.triggers import _change_statements, sync_triggers
+from pgnotify.schema.watched import Target, WatchedTable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,3 +86,31 @@ def test_an_update_of_several_rows_reads_the_columns_as_they_are_now():
     events = logged(execute(f"UPDATE shop_order SET quantity = 2 WHERE id IN ({ids})"))
     assert [(e["pk"], e["changed"], e["row"]["quantity"]) for e in events] == [
         (order.pk, ["quantity"], 2) for order in orders]
+
+
+def test_names_holding_the_bodys_dollar_quote_are_written_in_under_another_quote():
+    """The function's body is dollar-quoted ($pgnotify$): a table, column or channel name holding
+    that quote is written into the body under another, and its events are whole."""
+    table = WatchedTable(TableName("", "quoted$pgnotify$"), ("id",),
+                         targets=[Target("chan$pgnotify$", "tests.quoted", ())])
+    with connection.cursor() as cursor:
+        cursor.execute('CREATE TABLE "quoted$pgnotify$" (id bigint PRIMARY KEY, "a$pgnotify$b" text)')
+        try:
+            facts = fetch_table_facts(cursor, [table.name])[table.name]
+            statements = _change_statements(facts.relation, table, facts).as_string(cursor.connection)
+            assert "AS $pgnotify1$" in statements
+            cursor.execute(statements)
+            cursor.execute('INSERT INTO "quoted$pgnotify$" VALUES (1, \'one\')')
+            cursor.execute('INSERT INTO "quoted$pgnotify$" VALUES (2, \'two\'), (3, \'three\')')
+            cursor.execute('UPDATE "quoted$pgnotify$" SET "a$pgnotify$b" = upper("a$pgnotify$b")')
+            cursor.execute("SELECT payload::text FROM pgnotify_event WHERE channel = 'chan$pgnotify$' ORDER BY id")
+            events = [json.loads(payload) for (payload,) in cursor.fetchall()]
+        finally:
+            cursor.execute('DROP TABLE "quoted$pgnotify$"')
+            cursor.execute(sql.SQL("DROP FUNCTION {}()").format(sql.Identifier(function_name(table, facts)))
+                           .as_string(cursor.connection))
+    assert [(e["op"], e["pk"], e["row"]["a$pgnotify$b"], e.get("changed")) for e in events] == [
+        ("INSERT", 1, "one", None), ("INSERT", 2, "two", None), ("INSERT", 3, "three", None),
+        ("UPDATE", 1, "ONE", ["a$pgnotify$b"]), ("UPDATE", 2, "TWO", ["a$pgnotify$b"]),
+        ("UPDATE", 3, "THREE", ["a$pgnotify$b"])]
+    assert {e["table"] for e in events} == {"quoted$pgnotify$"}
