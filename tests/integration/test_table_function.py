@@ -93,10 +93,12 @@ def test_names_holding_the_bodys_dollar_quote_are_written_in_under_another_quote
     that quote is written into the body under another, and its events are whole."""
     table = WatchedTable(TableName("", "quoted$pgnotify$"), ("id",),
                          targets=[Target("chan$pgnotify$", "tests.quoted", ())])
+    facts = None
     with connection.cursor() as cursor:
-        cursor.execute('CREATE TABLE "quoted$pgnotify$" (id bigint PRIMARY KEY, "a$pgnotify$b" text)')
         try:
+            cursor.execute('CREATE TABLE "quoted$pgnotify$" (id bigint PRIMARY KEY, "a$pgnotify$b" text)')
             facts = fetch_table_facts(cursor, [table.name])[table.name]
+            assert facts is not None
             statements = _change_statements(facts.relation, table, facts).as_string(cursor.connection)
             assert "AS $pgnotify1$" in statements
             cursor.execute(statements)
@@ -106,9 +108,10 @@ def test_names_holding_the_bodys_dollar_quote_are_written_in_under_another_quote
             cursor.execute("SELECT payload::text FROM pgnotify_event WHERE channel = 'chan$pgnotify$' ORDER BY id")
             events = [json.loads(payload) for (payload,) in cursor.fetchall()]
         finally:
-            cursor.execute('DROP TABLE "quoted$pgnotify$"')
-            cursor.execute(sql.SQL("DROP FUNCTION {}()").format(sql.Identifier(function_name(table, facts)))
-                           .as_string(cursor.connection))
+            cursor.execute('DROP TABLE IF EXISTS "quoted$pgnotify$"')
+            if facts is not None:
+                cursor.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(
+                    sql.Identifier(function_name(table, facts))).as_string(cursor.connection))
     assert [(e["op"], e["pk"], e["row"]["a$pgnotify$b"], e.get("changed")) for e in events] == [
         ("INSERT", 1, "one", None), ("INSERT", 2, "two", None), ("INSERT", 3, "three", None),
         ("UPDATE", 1, "ONE", ["a$pgnotify$b"]), ("UPDATE", 2, "TWO", ["a$pgnotify$b"]),
