@@ -96,6 +96,8 @@ def test_two_users_chat_in_one_room(web_stack, browser):
         say(alice, bob, "Nice try, Bob: that one stays plain text."),
     ]
     for page in (alice, bob):
+        # `say` waits for the receiver: the sender's own copy of the last message may still be on its way.
+        wait_js(page, "n => document.querySelectorAll('.chat-text').length >= n", 5)
         # The hostile message is shown as text: no element was made of it and nothing ran.
         assert page.locator("#chat-messages img").count() == 0
         assert page.locator(".chat-text", has_text=XSS).inner_text() == XSS
