@@ -7,6 +7,8 @@ this table's own where most writes go, and the same events.
   was most of what the shared function cost a single-row write: docs/benchmarks.md, writer cost).
 - An UPDATE of several rows compares old and new rows column by column, by value where that says
   what their JSON says (tables.BY_VALUE_TYPES), and renders each new row once, in its event.
+- Both give an event's keys, and a several rows' event's row, in jsonb's key order: jsonb sorts an
+  object's keys, which costs next to nothing when they come sorted (docs/benchmarks.md).
 
 Each path first checks that the table is as `migrate` found it, else the shared body runs, reading
 the trigger's arguments as before. A function's name holds a hash of what it is made of, so a
@@ -22,6 +24,7 @@ import textwrap
 
 from psycopg import sql
 
+from ..listener.exactjson import jsonb_order
 from .sql import CHANGE_FUNCTION, OWN_COMMENT, load_sql
 from .tables import TableFacts
 from .watched import WatchedTable
@@ -77,20 +80,23 @@ _SEVERAL_CHECK = """            IF own_columns IS NULL THEN
 _SEVERAL = """            {branch} own_columns AND target = {target} THEN
             -- OFFSET 0: each pair's changed columns are compared once, and the pairs stream into
             -- the INSERT (MATERIALIZED stored every new row first).
+            -- The event's keys, and its row's (the visible columns), come in jsonb's order (by
+            -- length, then bytes): to_jsonb sorts an object's keys, and finds these sorted.
             WITH pairs AS (
-                    SELECT n AS new_row, array_remove(ARRAY[
+                    SELECT {pk} AS pk, v AS new_row, array_remove(ARRAY[
                                {columns}], NULL) AS changed
-                      FROM new_rows n LEFT JOIN old_rows o ON {join}
+                      FROM new_rows n LEFT JOIN old_rows o ON {join},
+                           LATERAL (SELECT {visible}) v
                     OFFSET 0),
                  logged AS (
                     INSERT INTO pgnotify_event (id, channel, txid, payload)
                     SELECT e.id, event_channel, xact, to_jsonb(m)
-                      FROM (SELECT nextval('pgnotify_event_id_seq') AS id, p.new_row, p.changed
+                      FROM (SELECT nextval('pgnotify_event_id_seq') AS id, p.pk, p.new_row, p.changed
                               FROM pairs p
                              WHERE p.changed <> '{{}}') e,  -- else nothing the subscribers may see changed
-                           LATERAL (SELECT e.id AS id, event_channel AS channel, event_table AS "table",
-                                           label AS model, TG_OP AS op, {pk} AS pk,
-                                           ts AS ts, txid AS txid, {row} AS "row", e.changed AS changed) m
+                           LATERAL (SELECT e.id AS id, TG_OP AS op, e.pk AS pk, ts AS ts, e.new_row AS "row",
+                                           txid AS txid, label AS model, event_table AS "table",
+                                           e.changed AS changed, event_channel AS channel) m
                     -- The payloads are read back only to be notified one by one (at most 32 rows).
                     RETURNING id, CASE WHEN each_event THEN payload END AS payload)
 {notify}"""
@@ -102,10 +108,11 @@ _INTERVALS_ON = """        saved_intervalstyle := current_setting('intervalstyle
 """
 _INTERVALS_OFF = "        PERFORM set_config('intervalstyle', saved_intervalstyle, true);\n"
 _EVENT = """        event_id := nextval('pgnotify_event_id_seq');
+        -- The keys in jsonb's order: its sort finds them sorted.
         event_payload := jsonb_build_object(
-            'id', event_id, 'channel', {channel}, 'table', {table}, 'model', {label}, 'op', TG_OP,
-            'pk', {pk}, 'ts', {ts}, 'txid', xact::text::bigint,
-            'row', {row}{changed}){as_text};
+            'id', event_id, 'op', TG_OP, 'pk', {pk}, 'ts', {ts}, 'row', {row},
+            'txid', xact::text::bigint, 'model', {label}, 'table', {table}{changed},
+            'channel', {channel}){as_text};
         event_text := event_payload::text;
         IF octet_length(event_text) >= 8000 THEN
             event_text := ((event_payload - 'row') || '{{"truncated": true}}'::jsonb)::text;
@@ -197,10 +204,10 @@ def _several_rows(table: WatchedTable, facts: TableFacts, shared: str) -> tuple[
     first = sql.Identifier(key[0])
     join = sql.SQL(" AND ").join(sql.SQL("o.{0} = n.{0}").format(sql.Identifier(column)) for column in key)
     if len(key) == 1:
-        pk = sql.SQL("(e.new_row).{}").format(first)
+        pk = sql.SQL("n.{}").format(first)
     else:
         pk = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
-            sql.SQL("{}, (e.new_row).{}").format(sql.Literal(column), sql.Identifier(column)) for column in key))
+            sql.SQL("{}, n.{}").format(sql.Literal(column), sql.Identifier(column)) for column in key))
     branches = [sql.SQL(_SEVERAL_CHECK).format(signature=_text_array(facts.column_signature))]
     for number, target in enumerate(table.targets):
         visible = [column for column in facts.columns if column not in target.excluded]
@@ -210,11 +217,11 @@ def _several_rows(table: WatchedTable, facts: TableFacts, shared: str) -> tuple[
         columns = sql.SQL(",\n" + " " * 31).join(
             sql.SQL("CASE WHEN o.{first} IS NULL OR " + compare[column in facts.by_value] + " THEN {name} END").format(
                 first=first, column=sql.Identifier(column), name=sql.Literal(column)) for column in visible)
-        row = (sql.SQL("to_jsonb(e.new_row) - {}").format(_text_array(target.excluded)) if target.excluded
-               else sql.SQL("e.new_row"))
+        in_jsonb_order = sql.SQL(", ").join(sql.SQL("n.{0} AS {0}").format(sql.Identifier(column))
+                                            for column in sorted(visible, key=jsonb_order))
         branches.append(sql.SQL(_SEVERAL).format(
             branch=sql.SQL("IF" if number == 0 else "ELSIF"), target=sql.Literal(4 + 3 * (number + 1)),
-            columns=columns if visible else sql.SQL("NULL::text"), join=join, pk=pk, row=row,
+            columns=columns if visible else sql.SQL("NULL::text"), join=join, pk=pk, visible=in_jsonb_order,
             notify=sql.SQL(shared[shared.index(_NOTIFY_START):])))
     return sql.Composed([*branches, sql.SQL("            ELSE\n")]), sql.SQL("            END IF;\n")
 
